@@ -1,0 +1,152 @@
+"""Model interfaces: the :class:`Recommender` contract and the torch template :class:`TorchRecommender`.
+
+Rules every model follows (scikit-learn's estimator conventions):
+
+* ``__init__`` takes keyword-only hyperparameters, stores each verbatim under the same name, and
+  does nothing else. Data-dependent shapes (``n_users``, ``n_items``) are read in :meth:`fit`.
+* Learned state lives in attributes ending in ``_`` that only :meth:`fit` sets.
+* ``score`` returns ``float32[len(users), n_items]``; higher is better. Masking of items the user
+  has already seen is the evaluator's job, not the model's.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from recbench.data.interactions import Interactions
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from recbench.training.trainer import Trainer, TrainHistory
+
+
+class Recommender(ABC):
+    """Base class of every recommender (see the module docstring for the rules)."""
+
+    #: ``True`` for models that read time-ordered histories; the pipeline then requires timestamps.
+    requires_sequences: ClassVar[bool] = False
+    #: ``True`` for models that need explicit ratings (e.g. rating-only factorisations).
+    requires_ratings: ClassVar[bool] = False
+
+    @abstractmethod
+    def fit(self, train: Interactions, val: Interactions | None = None) -> Recommender:
+        """Learn from ``train`` (``val`` may drive early stopping); returns ``self``."""
+
+    @abstractmethod
+    def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        """Scores ``float32[len(users), n_items]`` for ``users`` (``int64``), higher = better.
+
+        ``history`` is what the model may know at inference time (KNN fold-in, sequence context):
+        train for validation, train + validation for test.
+        """
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters as given to ``__init__`` (read back from same-named attributes)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def clone(self, **overrides: Any) -> Recommender:
+        """An unfitted copy with the same hyperparameters, except ``overrides``."""
+        params = {k: copy.deepcopy(v) for k, v in self.get_params().items()}
+        params.update(overrides)
+        return type(self)(**params)
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` has set any learned (``_``-suffixed) attribute."""
+        return any(k.endswith("_") and not k.startswith("__") for k in vars(self))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if k != "trainer")
+        return f"{type(self).__name__}({args})"
+
+
+@runtime_checkable
+class RatingPredictor(Protocol):
+    """Models that predict explicit ratings (MF, PMF, NMF, KNN on ratings, the MLP in rating mode)."""
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``float32[n]`` predicted ratings for the (user, item) pairs, on the data's rating scale."""
+        ...
+
+
+class TorchRecommender(Recommender):
+    """Template for torch models: :meth:`fit` and :meth:`score` are written once, here.
+
+    Subclasses store their hyperparameters (plus ``trainer`` and ``seed``) in ``__init__`` and fill in
+    four hooks: :meth:`build_network`, :meth:`batches`, :meth:`loss` and :meth:`score_users`. The model
+    *owns* its network (``self.network_``); it is not itself an ``nn.Module``.
+
+    Training runs inside a forked torch RNG seeded with ``seed``, so weight initialisation, dropout
+    and sampling are reproducible without touching the caller's global random state.
+    """
+
+    trainer: Trainer | None
+    seed: int
+
+    @abstractmethod
+    def build_network(self, train: Interactions) -> nn.Module:
+        """A fresh network for the id space (and, if needed, the data) of ``train``."""
+
+    @abstractmethod
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """One epoch of training batches (CPU tensors; the trainer moves them to the device)."""
+
+    @abstractmethod
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scalar training loss of ``net`` on ``batch``."""
+
+    @abstractmethod
+    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+        """``[len(users), n_items]`` scores computed by ``net`` (called under ``torch.no_grad``)."""
+
+    def _trainer(self) -> Trainer:
+        from recbench.training.trainer import Trainer
+
+        return self.trainer if self.trainer is not None else Trainer()
+
+    def fit(self, train: Interactions, val: Interactions | None = None) -> TorchRecommender:
+        """Build the network and train it with the shared :class:`~recbench.training.Trainer`."""
+        import torch
+
+        trainer = self._trainer()
+        self.device_ = trainer.resolved_device()
+        self.n_users_, self.n_items_ = train.n_users, train.n_items
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.network_ = self.build_network(train).to(self.device_)
+            self.history_: TrainHistory = trainer.fit(self, train, val, seed=self.seed)
+        return self
+
+    def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        """Scores from :meth:`score_users` with the network in eval mode, as ``float32`` numpy."""
+        import torch
+
+        net = self.network_
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.no_grad():
+                idx = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device_)
+                out = self.score_users(net, idx, history)
+        finally:
+            net.train(was_training)
+        return out.float().cpu().numpy()

@@ -1,0 +1,91 @@
+"""Vectorised, seeded negative sampling that excludes known positives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class PositiveSet:
+    """Fast membership test for (user, item) pairs of a sparse matrix.
+
+    Every stored pair becomes the key ``user * n_items + item``; with sorted CSR indices these keys
+    are already sorted, so a batch of queries is one ``np.searchsorted``. Build it once per fit.
+    """
+
+    def __init__(self, csr: sp.csr_matrix) -> None:
+        csr = csr.tocsr()
+        csr.sort_indices()
+        self.n_users, self.n_items = csr.shape
+        rows = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(csr.indptr))
+        self.keys = rows * self.n_items + csr.indices.astype(np.int64)
+
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``bool[n]``: whether each pair ``(users[j], items[j])`` is a known positive."""
+        if len(self.keys) == 0:
+            return np.zeros(len(users), dtype=bool)
+        query = np.asarray(users, dtype=np.int64) * self.n_items + np.asarray(items, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.keys, query), len(self.keys) - 1)
+        return self.keys[pos] == query
+
+
+def _rejection_sample(
+    positives: PositiveSet,
+    users: np.ndarray,
+    n_per_user: int,
+    draw: Callable[[int], np.ndarray],
+    max_rounds: int,
+) -> np.ndarray:
+    users = np.asarray(users, dtype=np.int64)
+    neg = draw(len(users) * n_per_user)
+    flat_users = np.repeat(users, n_per_user)
+    bad = np.flatnonzero(positives.contains(flat_users, neg))
+    for _ in range(max_rounds):
+        if len(bad) == 0:
+            break
+        redraw = draw(len(bad))
+        neg[bad] = redraw
+        bad = bad[positives.contains(flat_users[bad], redraw)]
+    return neg.reshape(len(users), n_per_user)
+
+
+def uniform_negatives(
+    positives: PositiveSet,
+    users: np.ndarray,
+    n_per_user: int,
+    rng: np.random.Generator,
+    *,
+    max_rounds: int = 50,
+) -> np.ndarray:
+    """``int64[len(users), n_per_user]`` items drawn uniformly among those each user has not interacted with.
+
+    Collisions with positives are redrawn in vectorised rounds; a user who has interacted with
+    (almost) every item keeps whatever the last round drew.
+    """
+    n_items = positives.n_items
+    return _rejection_sample(
+        positives, users, n_per_user, lambda size: rng.integers(0, n_items, size=size), max_rounds
+    )
+
+
+def popularity_negatives(
+    positives: PositiveSet,
+    item_counts: np.ndarray,
+    users: np.ndarray,
+    n_per_user: int,
+    rng: np.random.Generator,
+    *,
+    alpha: float = 0.75,
+    max_rounds: int = 50,
+) -> np.ndarray:
+    """Like :func:`uniform_negatives`, with items drawn proportionally to ``(count + 1) ** alpha``."""
+    weights = (np.asarray(item_counts, dtype=np.float64) + 1.0) ** alpha
+    cdf = np.cumsum(weights / weights.sum())
+    last = len(cdf) - 1
+
+    def draw(size: int) -> np.ndarray:
+        return np.minimum(np.searchsorted(cdf, rng.random(size)), last).astype(np.int64)
+
+    return _rejection_sample(positives, users, n_per_user, draw, max_rounds)

@@ -1,0 +1,199 @@
+"""The one training loop shared by every torch model.
+
+The Trainer holds only optimisation mechanics (epochs, batch size, optimiser, device, early stopping).
+Anything that is part of a model's objective (negatives, loss type, masking) is a model hyperparameter.
+It does not import :mod:`recbench.models`: it drives any object following :class:`Trainable`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from recbench.data.interactions import Interactions
+from recbench.errors import ConfigError, TrainingError
+from recbench.training.seeding import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+class Trainable(Protocol):
+    """What the Trainer needs from a model (``TorchRecommender`` provides it)."""
+
+    network_: nn.Module
+
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]: ...
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+    def score(self, users: np.ndarray, history: Interactions) -> np.ndarray: ...
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the validation metric has not improved by ``min_delta`` for ``patience`` evaluations.
+
+    ``metric`` is an evaluator key such as ``ndcg@10`` or ``recall@20`` (higher is better). The best
+    epoch's weights are restored at the end of training.
+    """
+
+    metric: str = "ndcg@10"
+    patience: int = 3
+    min_delta: float = 0.0
+    every: int = 1
+
+    def __post_init__(self) -> None:
+        name, _, k = self.metric.partition("@")
+        if not name or not k.isdigit() or int(k) <= 0:
+            raise ConfigError(
+                f"trainer.early_stopping.metric={self.metric!r} must look like 'ndcg@10' (metric@k, k > 0)."
+            )
+        if self.patience < 1 or self.every < 1:
+            raise ConfigError("trainer.early_stopping.patience and .every must be >= 1.")
+
+    @property
+    def name_and_k(self) -> tuple[str, int]:
+        """``("ndcg", 10)`` for ``ndcg@10``."""
+        name, _, k = self.metric.partition("@")
+        return name, int(k)
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch record: ``rows`` hold ``epoch``, ``loss``, ``seconds`` and the validation metric if any."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_value: float | None = None
+    stopped_early: bool = False
+
+
+@dataclass
+class Trainer:
+    """Mini-batch training with optional early stopping on a validation ranking metric.
+
+    Parameters
+    ----------
+    epochs: maximum number of passes over the training data.
+    batch_size: examples per optimiser step (what an "example" is, the model decides).
+    lr, weight_decay: passed to ``optimizer(params, lr=lr, weight_decay=weight_decay)``.
+    optimizer: optimiser factory, e.g. ``torch.optim.Adam`` (YAML: ``_target_`` + ``_partial_: true``).
+    device: ``auto`` (cuda if available), ``cpu``, ``cuda`` or ``cuda:N``.
+    early_stopping: :class:`EarlyStopping`, or ``None`` to train all epochs.
+    grad_clip_norm: clip the global gradient norm to this value when set.
+    num_threads: ``torch.set_num_threads`` for the run (avoids oversubscription under parallel sweeps).
+    progress: show a progress bar (only when stderr is a terminal).
+    """
+
+    epochs: int = 20
+    batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam
+    device: str = "auto"
+    early_stopping: EarlyStopping | None = None
+    grad_clip_norm: float | None = None
+    num_threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"trainer.epochs={self.epochs} must be >= 1.")
+        if self.batch_size < 1:
+            raise ConfigError(f"trainer.batch_size={self.batch_size} must be >= 1.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"trainer.lr={self.lr} must be a positive number (e.g. 1e-3).")
+        if self.weight_decay < 0:
+            raise ConfigError(f"trainer.weight_decay={self.weight_decay} must be >= 0.")
+
+    def resolved_device(self) -> torch.device:
+        """The torch device this trainer runs on."""
+        return resolve_device(self.device)
+
+    def fit(
+        self, model: Trainable, train: Interactions, val: Interactions | None, *, seed: int
+    ) -> TrainHistory:
+        """Train ``model.network_`` in place; returns the per-epoch history.
+
+        With early stopping and a validation set, the weights of the best epoch are restored.
+        A non-finite epoch loss raises :class:`~recbench.errors.TrainingError`.
+        """
+        if self.num_threads:
+            torch.set_num_threads(int(self.num_threads))
+        device = self.resolved_device()
+        net = model.network_
+        rng = np.random.default_rng(seed)
+        opt = self.optimizer(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        history = TrainHistory()
+        stopper = self.early_stopping if val is not None and len(val) > 0 else None
+        best_state: dict[str, Any] | None = None
+        bad_rounds = 0
+        show = self.progress and sys.stderr.isatty()
+        bar = tqdm(range(1, self.epochs + 1), desc="train", unit="epoch", disable=not show, leave=False)
+        for epoch in bar:
+            start = time.perf_counter()
+            net.train()
+            total = torch.zeros((), device=device)
+            n_batches = 0
+            for batch in model.batches(train, self.batch_size, rng):
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                loss = model.loss(net, batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.grad_clip_norm:
+                    nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip_norm)
+                opt.step()
+                total += loss.detach()
+                n_batches += 1
+            epoch_loss = float(total) / max(n_batches, 1)
+            if not math.isfinite(epoch_loss):
+                raise TrainingError(
+                    f"The training loss became {epoch_loss} in epoch {epoch}. This usually means the "
+                    f"learning rate is too high (trainer.lr={self.lr}); lower it, add "
+                    "trainer.grad_clip_norm=1.0, or check the input ratings for extreme values."
+                )
+            row: dict[str, float] = {"epoch": epoch, "loss": epoch_loss}
+            if stopper is not None and epoch % stopper.every == 0:
+                value = self._validate(model, train, val, stopper)
+                row[f"val/{stopper.metric}"] = value
+                if history.best_value is None or value > history.best_value + stopper.min_delta:
+                    history.best_value, history.best_epoch = value, epoch
+                    best_state = copy.deepcopy(net.state_dict())
+                    bad_rounds = 0
+                else:
+                    bad_rounds += 1
+            row["seconds"] = time.perf_counter() - start
+            history.rows.append(row)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds")})
+            log.info("epoch %d: %s", epoch, {k: round(v, 5) for k, v in row.items() if k != "epoch"})
+            if stopper is not None and bad_rounds >= stopper.patience:
+                history.stopped_early = True
+                break
+        bar.close()
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        return history
+
+    @staticmethod
+    def _validate(
+        model: Trainable, train: Interactions, val: Interactions | None, stopper: EarlyStopping
+    ) -> float:
+        from recbench.evaluation.evaluator import EvalSpec, evaluate
+
+        assert val is not None
+        name, k = stopper.name_and_k
+        result = evaluate(model, val, train, EvalSpec(metrics=(name,), ks=(k,)))
+        return float(result.metrics[stopper.metric])
