@@ -33,7 +33,11 @@ def ml100k_dir() -> Path:
 
 
 def block_interactions(
-    n_blocks: int = 4, users_per_block: int = 10, items_per_block: int = 8, density: float = 0.6, seed: int = 0
+    n_blocks: int = 4,
+    users_per_block: int = 10,
+    items_per_block: int = 8,
+    density: float = 0.6,
+    seed: int = 0,
 ) -> Interactions:
     """Block-diagonal implicit data: users of block b interact only with items of block b.
 

@@ -99,6 +99,9 @@ class TorchRecommender(Recommender):
 
     trainer: Trainer | None
     seed: int
+    #: Tuned training settings of this model (epochs, batch_size, lr, weight_decay) used where the
+    #: trainer config leaves them unset; the effective trainer is kept as ``trainer_`` after fit.
+    training_defaults: ClassVar[dict[str, Any]] = {}
 
     @abstractmethod
     def build_network(self, train: Interactions) -> nn.Module:
@@ -127,7 +130,8 @@ class TorchRecommender(Recommender):
         """Build the network and train it with the shared :class:`~recbench.training.Trainer`."""
         import torch
 
-        trainer = self._trainer()
+        trainer = self._trainer().with_defaults(**self.training_defaults)
+        self.trainer_ = trainer
         self.device_ = trainer.resolved_device()
         self.n_users_, self.n_items_ = train.n_users, train.n_items
         with torch.random.fork_rng(devices=[]):

@@ -28,7 +28,9 @@ def bce_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor) -> torch.Tensor
 
 def softmax_ce_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
     """Full softmax cross-entropy over the catalogue: ``logits[..., n_items]``, ``targets`` int64."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=ignore_index)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=ignore_index
+    )
 
 
 def sampled_softmax_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -81,6 +81,10 @@ class TrainHistory:
     stopped_early: bool = False
 
 
+#: Fallback settings for values neither the config nor the model's ``training_defaults`` set.
+GLOBAL_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 1024, "lr": 1e-3, "weight_decay": 0.0}
+
+
 @dataclass
 class Trainer:
     """Mini-batch training with optional early stopping on a validation ranking metric.
@@ -88,6 +92,8 @@ class Trainer:
     Parameters
     ----------
     epochs: maximum number of passes over the training data.
+        ``epochs``, ``batch_size``, ``lr`` and ``weight_decay`` may be ``None``: the model's own
+        ``training_defaults`` then apply (see :meth:`with_defaults`), else :data:`GLOBAL_DEFAULTS`.
     batch_size: examples per optimiser step (what an "example" is, the model decides).
     lr, weight_decay: passed to ``optimizer(params, lr=lr, weight_decay=weight_decay)``.
     optimizer: optimiser factory, e.g. ``torch.optim.Adam`` (YAML: ``_target_`` + ``_partial_: true``).
@@ -98,10 +104,10 @@ class Trainer:
     progress: show a progress bar (only when stderr is a terminal).
     """
 
-    epochs: int = 20
-    batch_size: int = 1024
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
     optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam
     device: str = "auto"
     early_stopping: EarlyStopping | None = None
@@ -110,14 +116,31 @@ class Trainer:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"trainer.epochs={self.epochs} must be >= 1.")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"trainer.batch_size={self.batch_size} must be >= 1.")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"trainer.lr={self.lr} must be a positive number (e.g. 1e-3).")
-        if self.weight_decay < 0:
+        if self.weight_decay is not None and self.weight_decay < 0:
             raise ConfigError(f"trainer.weight_decay={self.weight_decay} must be >= 0.")
+
+    def with_defaults(self, **preferred: Any) -> Trainer:
+        """A copy whose unset (``None``) settings take the model's ``preferred`` values, then the global ones.
+
+        This is how a model states its tuned training settings (e.g. BPR's learning rate) while an
+        explicit ``trainer.lr=...`` or ``trainer=fast`` on the command line still wins.
+        """
+        unknown = set(preferred) - set(GLOBAL_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown training defaults {sorted(unknown)}")
+        filled = {
+            name: getattr(self, name)
+            if getattr(self, name) is not None
+            else preferred.get(name, GLOBAL_DEFAULTS[name])
+            for name in GLOBAL_DEFAULTS
+        }
+        return replace(self, **filled)
 
     def resolved_device(self) -> torch.device:
         """The torch device this trainer runs on."""
@@ -131,6 +154,8 @@ class Trainer:
         With early stopping and a validation set, the weights of the best epoch are restored.
         A non-finite epoch loss raises :class:`~recbench.errors.TrainingError`.
         """
+        if None in (self.epochs, self.batch_size, self.lr, self.weight_decay):
+            return self.with_defaults().fit(model, train, val, seed=seed)
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))
         device = self.resolved_device()
