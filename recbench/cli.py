@@ -1,0 +1,190 @@
+"""The ``recbench`` command: a dispatcher over ``train``, ``report``, ``compare``, ``data`` and ``list``.
+
+``train`` hands everything after the word to a Hydra app, so ``-m``, ``--cfg job``, ``--help``,
+overrides, launchers and sweepers behave exactly as in any Hydra application. The other commands are
+plain argparse and never import torch. This module is the only reader of Hydra's runtime config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from recbench.errors import RecbenchError
+
+log = logging.getLogger("recbench")
+
+USAGE = """\
+usage: recbench COMMAND [ARGS...]
+
+commands:
+  train [OVERRIDES...]     train and evaluate one configuration, or a sweep with -m (Hydra syntax);
+                           `recbench train --help` lists the config groups and their options
+  report PATH... [opts]    comparison table from the metrics.json files under PATH(s)
+  compare RUN_A RUN_B      metric-by-metric comparison of two runs with paired significance tests
+  data list|fetch|check    the datasets recbench knows, download one, or validate a local copy
+  list [GROUP]             the options of every config group (or of one group)
+
+examples:
+  recbench train
+  recbench train model=itemknn dataset=ml-100k split=random
+  recbench train -m model=pop,itemknn,bpr seed=1,2,3
+  recbench report outputs/ --metric test/ndcg@10 --rows model --cols dataset
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``recbench`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        sys.exit(0 if args else 2)
+    command, rest = args[0], args[1:]
+    try:
+        if command == "train":
+            _train(rest)
+            return
+        if command == "report":
+            from recbench.reporting.commands import report_main
+
+            sys.exit(report_main(rest))
+        if command == "compare":
+            from recbench.reporting.commands import compare_main
+
+            sys.exit(compare_main(rest))
+        if command == "data":
+            sys.exit(_data(rest))
+        if command == "list":
+            sys.exit(_list(rest))
+    except RecbenchError as exc:
+        _print_error(exc)
+        sys.exit(2)
+    print(f"recbench: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
+    sys.exit(2)
+
+
+def _print_error(exc: BaseException) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+
+
+def _train(rest: list[str]) -> None:
+    import hydra
+
+    from recbench.config import config_dir
+
+    sys.argv = ["recbench train", *rest]
+    app = hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")(train_app)
+    app()
+
+
+def train_app(cfg: object) -> float | None:
+    """The Hydra task: run the pipeline once and return the optimised metric (for sweepers)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from recbench import pipeline
+
+    hc = HydraConfig.get()
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    ctx = pipeline.RunContext(output_dir=Path(hc.runtime.output_dir), choices=choices)
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        record = pipeline.run(cfg, ctx)  # type: ignore[arg-type]
+    except RecbenchError as exc:
+        _print_error(exc)
+        if multirun:  # keep the sweep going; the job's metrics.json says status: failed
+            log.error("job %s failed: %s", hc.job.num, exc)
+            return None
+        raise SystemExit(2) from None
+    except Exception:
+        if multirun:
+            log.exception("job %s failed", hc.job.num)
+            return None
+        raise
+    if not multirun:
+        _print_metrics(record.metrics, ctx.output_dir)
+    metric = cfg.get("optimized_metric")  # type: ignore[attr-defined]
+    if metric:
+        if metric.startswith("test/"):
+            log.warning("optimized_metric=%s optimises on the test set; use a val/ metric", metric)
+        return float(record.metrics.get(metric, float("nan")))
+    return None
+
+
+def _print_metrics(metrics: dict[str, float], run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"results ({run_dir})")
+    table.add_column("metric")
+    parts = sorted({k.split("/", 1)[0] for k in metrics if "/" in k})
+    for part in parts:
+        table.add_column(part, justify="right")
+    names = sorted({k.split("/", 1)[1] for k in metrics if "/" in k})
+    for name in names:
+        table.add_row(name, *(_fmt(metrics.get(f"{p}/{name}")) for p in parts))
+    Console().print(table)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _data(rest: list[str]) -> int:
+    import os
+
+    from recbench.data import commands
+
+    parser = argparse.ArgumentParser(prog="recbench data", description="Datasets known to recbench.")
+    parser.add_argument("action", choices=["list", "fetch", "check"])
+    parser.add_argument("name", nargs="?", help="dataset name, e.g. ml-100k (for fetch and check)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("RECBENCH_DATA_DIR", "data"),
+        help="folder holding the datasets (default: $RECBENCH_DATA_DIR or ./data)",
+    )
+    ns = parser.parse_args(rest)
+    if ns.action == "list":
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"datasets (data dir: {ns.data_dir})")
+        rows = commands.list_datasets(ns.data_dir)
+        for col in rows[0] if rows else []:
+            table.add_column(str(col))
+        for row in rows:
+            table.add_row(*(str(v) for v in row.values()))
+        Console().print(table)
+        return 0
+    if not ns.name:
+        parser.error(f"'{ns.action}' needs a dataset name; see `recbench data list`")
+    if ns.action == "fetch":
+        print(commands.fetch(ns.name, ns.data_dir))
+    else:
+        print(commands.check(ns.name, ns.data_dir))
+    return 0
+
+
+def _list(rest: list[str]) -> int:
+    from recbench.config import config_dir
+
+    root = config_dir()
+    if root.startswith("pkg://"):
+        from importlib.resources import files
+
+        base = Path(str(files("recbench._configs")))
+    else:
+        base = Path(root)
+    groups = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name != "hydra")
+    wanted = rest or groups
+    for group in wanted:
+        if group not in groups:
+            raise RecbenchError(f"There is no config group {group!r}; groups are: {', '.join(groups)}.")
+        options = sorted(p.stem for p in (base / group).glob("*.yaml"))
+        print(f"{group}: {', '.join(options)}")
+    return 0

@@ -1,0 +1,97 @@
+"""Saving and loading fitted models without pickle.
+
+Torch models store ``network_.state_dict()`` in ``model.pt`` (loaded with ``weights_only=True``);
+other models store their learned numpy / scipy.sparse attributes in ``model.npz`` (loaded with
+``allow_pickle=False``). Nothing here unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recbench.models.base import Recommender
+
+TORCH_FILE = "model.pt"
+NUMPY_FILE = "model.npz"
+_SPARSE = "__csr__"
+
+
+def _atomic_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def save_model(model: Recommender, run_dir: str | Path) -> Path:
+    """Write the learned state of ``model`` into ``run_dir``; returns the file written."""
+    run_dir = Path(run_dir)
+    net = getattr(model, "network_", None)
+    if net is not None:
+        import torch
+
+        path = run_dir / TORCH_FILE
+        tmp = _atomic_path(path)
+        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp)
+        os.replace(tmp, path)
+        return path
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in vars(model).items():
+        if not name.endswith("_") or name.startswith("_"):
+            continue
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            arrays[name] = value
+        elif sp.issparse(value):
+            csr = sp.csr_matrix(value)
+            arrays[f"{_SPARSE}{name}data"] = csr.data
+            arrays[f"{_SPARSE}{name}indices"] = csr.indices
+            arrays[f"{_SPARSE}{name}indptr"] = csr.indptr
+            arrays[f"{_SPARSE}{name}shape"] = np.asarray(csr.shape)
+        elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            arrays[name] = np.asarray(value)
+    path = run_dir / NUMPY_FILE
+    tmp = _atomic_path(path)
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_state(model: Recommender, run_dir: str | Path, train: Any = None) -> Recommender:
+    """Restore the learned state saved by :func:`save_model` into an unfitted ``model``.
+
+    Torch models need ``train`` (the training :class:`~recbench.data.interactions.Interactions`)
+    to rebuild their network before the weights are loaded.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / TORCH_FILE).is_file():
+        import torch
+
+        if train is None:
+            raise ValueError("loading a torch model needs the training interactions to rebuild its network")
+        trainer = model._trainer()  # type: ignore[attr-defined]
+        model.device_ = trainer.resolved_device()  # type: ignore[attr-defined]
+        model.n_users_, model.n_items_ = train.n_users, train.n_items  # type: ignore[attr-defined]
+        net = model.build_network(train)  # type: ignore[attr-defined]
+        state = torch.load(run_dir / TORCH_FILE, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+        model.network_ = net.to(model.device_)  # type: ignore[attr-defined]
+        return model
+    with np.load(run_dir / NUMPY_FILE, allow_pickle=False) as z:
+        files = dict(z.items())
+    for key in [k for k in files if k.startswith(_SPARSE) and k.endswith("shape")]:
+        name = key[len(_SPARSE) : -len("shape")]
+        mat = sp.csr_matrix(
+            (
+                files.pop(f"{_SPARSE}{name}data"),
+                files.pop(f"{_SPARSE}{name}indices"),
+                files.pop(f"{_SPARSE}{name}indptr"),
+            ),
+            shape=tuple(files.pop(key)),
+        )
+        setattr(model, name, mat)
+    for name, value in files.items():
+        setattr(model, name, value.item() if value.ndim == 0 else value)
+    return model

@@ -1,0 +1,235 @@
+"""One run, start to finish: config -> data -> split -> model -> evaluation -> results.
+
+:func:`run` is the only place that turns a composed config into objects (through
+:func:`recbench.config.build`) and the only library code that seeds global RNGs. It never reads
+Hydra's runtime state: the CLI passes the output directory and the group choices in a
+:class:`RunContext`.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+import recbench
+from recbench.config import build, flatten
+from recbench.data.cache import load_cached
+from recbench.data.interactions import Interactions
+from recbench.data.splits import Split
+from recbench.errors import ConfigError
+from recbench.evaluation.evaluator import EvalResult, EvalSpec, evaluate
+from recbench.models.base import RatingPredictor, Recommender
+from recbench.models.persistence import save_model
+from recbench.reporting.records import SCHEMA_VERSION, RunRecord, write_run
+from recbench.training.seeding import seed_everything
+
+log = logging.getLogger(__name__)
+
+#: Config groups whose chosen option names are recorded (and become report columns).
+RECORDED_GROUPS = ("dataset", "split", "model", "trainer", "eval", "experiment", "tuned")
+RATING_METRICS = ("rmse", "mae")
+
+
+@dataclass
+class RunContext:
+    """What the CLI knows about the run that the config does not: where to write, what was chosen."""
+
+    output_dir: Path
+    choices: dict[str, str] = field(default_factory=dict)
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
+    """Train and evaluate one configuration; write ``metrics.json`` and friends into ``ctx.output_dir``.
+
+    On failure a record with ``status: failed`` and the error text is written, then the error is re-raised.
+    """
+    out = Path(ctx.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    timings: dict[str, float] = {}
+    extra: dict[str, Any] = {}
+    base = dict(
+        schema=SCHEMA_VERSION,
+        run_dir=str(out),
+        started_at=started,
+        choices={k: str(v) for k, v in ctx.choices.items() if k in RECORDED_GROUPS and v is not None},
+        params=_params(cfg),
+        seed=int(cfg.seed),
+        versions=_versions(),
+        git_rev=_git_rev(),
+        tags=[str(t) for t in cfg.get("tags", [])],
+    )
+    t_all = time.perf_counter()
+    try:
+        seed_everything(int(cfg.seed))
+        with _timer(timings, "load_s"):
+            source = build(cfg.dataset, "dataset")
+            data, ids = load_cached(source, cfg.paths.get("cache_dir"))
+        extra["dataset"] = _data_stats(data)
+        with _timer(timings, "split_s"):
+            splitter = build(cfg.split, "split")
+            folds = splitter.folds(data, seed=int(cfg.seed), ids=ids)
+        spec: EvalSpec = build(cfg.eval, "eval")
+        model: Recommender = build(cfg.model, "model")
+        _check_compatible(model, data, spec, cfg)
+        metrics, per_user, history = _run_folds(model, folds, spec, timings, extra)
+        timings["total_s"] = time.perf_counter() - t_all
+        record = RunRecord(**base, metrics=metrics, timings=timings, status="ok", extra=extra)
+        write_run(record, out, history=history, per_user=per_user)
+        if cfg.get("save_model", True) and len(folds) == 1:
+            save_model(model, out)
+        return record
+    except BaseException as exc:
+        timings["total_s"] = time.perf_counter() - t_all
+        error = f"{type(exc).__name__}: {exc}"
+        record = RunRecord(**base, metrics={}, timings=timings, status="failed", error=error, extra=extra)
+        write_run(record, out)
+        raise
+
+
+def _run_folds(
+    model: Recommender, folds: list[Split], spec: EvalSpec, timings: dict[str, float], extra: dict[str, Any]
+) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]], list[dict[str, float]] | None]:
+    """Fit and evaluate on every fold; k-fold runs get ``foldJ/`` keys plus mean and std."""
+    metrics: dict[str, float] = {}
+    per_user: dict[str, dict[str, np.ndarray]] = {}
+    history: list[dict[str, float]] | None = None
+    for j, split in enumerate(folds):
+        fold_model = model if j == 0 else model.clone()
+        prefix = f"fold{j}/" if len(folds) > 1 else ""
+        with _timer(timings, "fit_s"):
+            fold_model.fit(split.train, split.val)
+        with _timer(timings, "eval_s"):
+            parts = [("test", split.test, split.test_history)]
+            if split.val is not None and len(split.val):
+                parts.insert(0, ("val", split.val, split.train))
+            for part, target, seen in parts:
+                result = evaluate(fold_model, target, seen, spec)
+                metrics.update({f"{prefix}{part}/{k}": v for k, v in result.metrics.items()})
+                per_user[f"{prefix}{part}"] = _per_user(result)
+                extra[f"{prefix}{part}_skipped_users"] = result.n_skipped_users
+        if j == 0 and hasattr(fold_model, "history_"):
+            history = list(fold_model.history_.rows)
+    if len(folds) > 1:
+        metrics.update(_fold_summary(metrics, len(folds)))
+    return metrics, per_user, history
+
+
+def _fold_summary(metrics: dict[str, float], n_folds: int) -> dict[str, float]:
+    names = {k.split("/", 1)[1] for k in metrics if k.startswith("fold")}
+    out: dict[str, float] = {}
+    for name in sorted(names):
+        values = [metrics[f"fold{j}/{name}"] for j in range(n_folds) if f"fold{j}/{name}" in metrics]
+        out[name] = float(np.mean(values))
+        out[f"{name}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+def _per_user(result: EvalResult) -> dict[str, np.ndarray]:
+    return {"users": result.users, **result.per_user}
+
+
+def _check_compatible(model: Recommender, data: Interactions, spec: EvalSpec, cfg: DictConfig) -> None:
+    name = type(model).__name__
+    if getattr(model, "requires_sequences", False) and not data.has_timestamps:
+        raise ConfigError(
+            f"model={name} reads time-ordered histories, but dataset {cfg.dataset._target_} has no "
+            "timestamps. Choose a dataset with timestamps (MovieLens, seqfile) or another model."
+        )
+    if getattr(model, "requires_ratings", False) and not data.has_ratings:
+        raise ConfigError(
+            f"model={name} learns explicit ratings, but the dataset is implicit (no ratings; check "
+            "dataset.preprocess.implicit). Use a dataset with ratings or a ranking model such as bpr."
+        )
+    wants_rating = [m for m in spec.metrics if m in RATING_METRICS]
+    if wants_rating and not isinstance(model, RatingPredictor):
+        raise ConfigError(
+            f"eval.metrics asks for {', '.join(wants_rating)}, but model={name} does not predict ratings. "
+            "Use eval=default for ranking metrics, or a rating model (mf, pmf, nmf, userknn, itemknn, mlp)."
+        )
+    if wants_rating and not data.has_ratings:
+        raise ConfigError(
+            f"eval.metrics asks for {', '.join(wants_rating)}, but the dataset has no ratings. "
+            "Use eval=default, or keep ratings (dataset.preprocess.implicit=false)."
+        )
+
+
+def _params(cfg: DictConfig) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for group in ("dataset", "split", "model", "trainer", "eval"):
+        node = cfg.get(group)
+        if node is None:
+            continue
+        resolved = OmegaConf.to_container(node, resolve=True)
+        if isinstance(resolved, dict) and group == "model":
+            resolved.pop("trainer", None)  # recorded once, under trainer.*
+        params.update(flatten(resolved, f"{group}."))
+    return params
+
+
+def _data_stats(data: Interactions) -> dict[str, Any]:
+    return {
+        "n_users": data.n_users,
+        "n_items": data.n_items,
+        "n_interactions": len(data),
+        "has_ratings": data.has_ratings,
+        "has_timestamps": data.has_timestamps,
+    }
+
+
+def _versions() -> dict[str, str]:
+    import hydra
+    import pandas
+    import scipy
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "recbench": recbench.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "pandas": pandas.__version__,
+        "torch": torch.__version__,
+        "hydra": hydra.__version__,
+    }
+
+
+def _git_rev() -> str | None:
+    """The commit of the recbench source tree, with ``+dirty`` when it has local changes."""
+    src = Path(recbench.__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=src,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{rev}+dirty" if dirty else rev
+
+
+class _timer:
+    """Adds the elapsed seconds of a ``with`` block to ``timings[key]``."""
+
+    def __init__(self, timings: dict[str, float], key: str) -> None:
+        self.timings, self.key = timings, key
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self.key] = self.timings.get(self.key, 0.0) + time.perf_counter() - self.start
