@@ -1,0 +1,175 @@
+"""The one in-memory data type: user-item feedback as parallel numpy arrays over dense ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """Feedback as parallel arrays over a dense id space fixed for the whole dataset.
+
+    Ids are encoded once on the filtered full dataset, before splitting, so every part of a
+    split shares ``n_users`` and ``n_items``.
+
+    Parameters
+    ----------
+    users, items:
+        ``int64[n]`` with ``0 <= u < n_users`` and ``0 <= i < n_items``.
+    n_users, n_items:
+        Size of the id spaces (may exceed the largest id present in this part).
+    ratings:
+        ``float32[n]`` explicit ratings, or ``None`` for implicit feedback.
+    timestamps:
+        ``int64[n]`` seconds, or ``None``; required by temporal splits and sequential models.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    n_users: int
+    n_items: int
+    ratings: np.ndarray | None = None
+    timestamps: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "users", np.ascontiguousarray(self.users, dtype=np.int64))
+        object.__setattr__(self, "items", np.ascontiguousarray(self.items, dtype=np.int64))
+        if self.ratings is not None:
+            object.__setattr__(self, "ratings", np.ascontiguousarray(self.ratings, dtype=np.float32))
+        if self.timestamps is not None:
+            object.__setattr__(self, "timestamps", np.ascontiguousarray(self.timestamps, dtype=np.int64))
+        n = len(self.users)
+        for name in ("items", "ratings", "timestamps"):
+            arr = getattr(self, name)
+            if arr is not None and len(arr) != n:
+                raise ValueError(f"Interactions.{name} has {len(arr)} entries but users has {n}")
+        if n and (self.users.min() < 0 or self.users.max() >= self.n_users):
+            raise ValueError(f"user ids must lie in [0, {self.n_users})")
+        if n and (self.items.min() < 0 or self.items.max() >= self.n_items):
+            raise ValueError(f"item ids must lie in [0, {self.n_items})")
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @property
+    def has_ratings(self) -> bool:
+        """Whether explicit ratings are present."""
+        return self.ratings is not None
+
+    @property
+    def has_timestamps(self) -> bool:
+        """Whether timestamps are present."""
+        return self.timestamps is not None
+
+    def select(self, mask: np.ndarray) -> Interactions:
+        """Rows where ``mask`` (bool[n] or an index array) holds, over the same id space."""
+        return Interactions(
+            users=self.users[mask],
+            items=self.items[mask],
+            n_users=self.n_users,
+            n_items=self.n_items,
+            ratings=None if self.ratings is None else self.ratings[mask],
+            timestamps=None if self.timestamps is None else self.timestamps[mask],
+        )
+
+    def concat(self, other: Interactions) -> Interactions:
+        """Rows of ``self`` followed by rows of ``other`` (same id space required)."""
+        if (self.n_users, self.n_items) != (other.n_users, other.n_items):
+            raise ValueError("cannot concatenate Interactions over different id spaces")
+
+        def cat(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None or b is None else np.concatenate([a, b])
+
+        return Interactions(
+            users=np.concatenate([self.users, other.users]),
+            items=np.concatenate([self.items, other.items]),
+            n_users=self.n_users,
+            n_items=self.n_items,
+            ratings=cat(self.ratings, other.ratings),
+            timestamps=cat(self.timestamps, other.timestamps),
+        )
+
+    @cached_property
+    def csr(self) -> sp.csr_matrix:
+        """``float32`` users x items matrix; values are ratings (or 1.0). Duplicates keep the last value."""
+        values = self.ratings if self.ratings is not None else np.ones(len(self), dtype=np.float32)
+        # Keep the last occurrence of a duplicated (user, item) pair rather than summing them.
+        key = self.users * self.n_items + self.items
+        _, last = np.unique(key[::-1], return_index=True)
+        keep = len(key) - 1 - last
+        mat = sp.csr_matrix(
+            (values[keep].astype(np.float32), (self.users[keep], self.items[keep])),
+            shape=(self.n_users, self.n_items),
+        )
+        mat.sort_indices()
+        return mat
+
+    @cached_property
+    def binary_csr(self) -> sp.csr_matrix:
+        """Like :attr:`csr` but with every stored value 1.0 (implicit view)."""
+        mat = self.csr.copy()
+        mat.data[:] = 1.0
+        return mat
+
+    def item_counts(self) -> np.ndarray:
+        """``int64[n_items]``: number of interactions per item (popularity)."""
+        return np.bincount(self.items, minlength=self.n_items)
+
+    def user_counts(self) -> np.ndarray:
+        """``int64[n_users]``: number of interactions per user."""
+        return np.bincount(self.users, minlength=self.n_users)
+
+    def chronological_order(self) -> np.ndarray:
+        """Stable order by (user, timestamp), ties kept in input order; by user only without timestamps."""
+        if self.timestamps is None:
+            return np.argsort(self.users, kind="stable")
+        return np.lexsort((self.timestamps, self.users))
+
+    def sequences(self, max_len: int) -> np.ndarray:
+        """``int64[n_users, max_len]`` time-ordered item histories, left-padded with 0, ids shifted by +1.
+
+        This is the one place where the padding id 0 and the +1 shift are defined. Only the most
+        recent ``max_len`` items of each user are kept.
+        """
+        order = self.chronological_order()
+        users = self.users[order]
+        items = self.items[order] + 1
+        counts = np.bincount(users, minlength=self.n_users)
+        ends = np.cumsum(counts)
+        # position of each interaction counted from the end of its user's sequence (0 = most recent)
+        from_end = ends[users] - 1 - np.arange(len(users))
+        keep = from_end < max_len
+        out = np.zeros((self.n_users, max_len), dtype=np.int64)
+        out[users[keep], max_len - 1 - from_end[keep]] = items[keep]
+        return out
+
+
+@dataclass(frozen=True)
+class IdMaps:
+    """Raw ids of the dense users and items: ``users[u]`` is the original id of dense user ``u``.
+
+    ``item_titles`` holds human-readable names (MovieLens titles) when the source has them.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    item_titles: np.ndarray | None = None
+
+    def user_index(self, raw: object) -> int:
+        """Dense id of raw user id ``raw`` (compared as strings); ``KeyError`` when unknown."""
+        return _lookup(self.users, raw, "user")
+
+    def item_index(self, raw: object) -> int:
+        """Dense id of raw item id ``raw`` (compared as strings); ``KeyError`` when unknown."""
+        return _lookup(self.items, raw, "item")
+
+
+def _lookup(ids: np.ndarray, raw: object, what: str) -> int:
+    hits = np.flatnonzero(ids.astype(str) == str(raw))
+    if len(hits) == 0:
+        raise KeyError(f"unknown {what} id {raw!r}")
+    return int(hits[0])

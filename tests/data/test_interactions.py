@@ -1,0 +1,74 @@
+"""Interactions: construction checks, selection, CSR view and the one padding convention."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recbench.data.interactions import IdMaps, Interactions
+
+
+def make() -> Interactions:
+    return Interactions(
+        users=np.array([0, 0, 1, 1, 1, 0]),
+        items=np.array([2, 1, 0, 1, 2, 2]),
+        n_users=3,
+        n_items=4,
+        ratings=np.array([4, 3, 5, 1, 2, 5], dtype=np.float32),
+        timestamps=np.array([5, 3, 1, 2, 2, 9]),
+    )
+
+
+def test_csr_keeps_last_duplicate_and_shape() -> None:
+    x = make()
+    dense = x.csr.toarray()
+    assert dense.shape == (3, 4)
+    # (0, 2) appears twice (ratings 4 then 5): the last row wins, nothing is summed
+    assert dense[0, 2] == 5.0
+    assert dense[1].tolist() == [5.0, 1.0, 2.0, 0.0]
+    assert x.binary_csr.toarray()[0].tolist() == [0.0, 1.0, 1.0, 0.0]
+
+
+def test_select_and_concat_round_trip() -> None:
+    x = make()
+    mask = x.users == 0
+    a, b = x.select(mask), x.select(~mask)
+    both = a.concat(b)
+    assert len(both) == len(x)
+    assert sorted(zip(both.users, both.items, both.timestamps)) == sorted(
+        zip(x.users, x.items, x.timestamps)
+    )
+
+
+def test_sequences_are_time_ordered_left_padded_and_shifted() -> None:
+    x = make()
+    seq = x.sequences(3)
+    # user 0: items by time 1 (t3), 2 (t5), 2 (t9) -> shifted +1
+    assert seq[0].tolist() == [2, 3, 3]
+    # user 1: 0 (t1), then ties at t2 keep input order: 1, 2
+    assert seq[1].tolist() == [1, 2, 3]
+    # user 2 has nothing: all padding
+    assert seq[2].tolist() == [0, 0, 0]
+    # truncation keeps the most recent
+    assert x.sequences(1)[:, 0].tolist() == [3, 3, 0]
+
+
+def test_out_of_range_ids_and_length_mismatch_are_rejected() -> None:
+    with pytest.raises(ValueError, match="item ids"):
+        Interactions(np.array([0]), np.array([5]), 1, 5)
+    with pytest.raises(ValueError, match="entries"):
+        Interactions(np.array([0, 0]), np.array([1]), 1, 5)
+
+
+def test_counts() -> None:
+    x = make()
+    assert x.item_counts().tolist() == [1, 2, 3, 0]
+    assert x.user_counts().tolist() == [3, 3, 0]
+
+
+def test_idmaps_lookup() -> None:
+    ids = IdMaps(users=np.array([10, 20]), items=np.array(["a", "b"]))
+    assert ids.user_index("20") == 1
+    assert ids.item_index("b") == 1
+    with pytest.raises(KeyError):
+        ids.item_index("zzz")
