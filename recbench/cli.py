@@ -27,6 +27,10 @@ commands:
   compare RUN_A RUN_B      metric-by-metric comparison of two runs with paired significance tests
   data list|fetch|check    the datasets recbench knows, download one, or validate a local copy
   list [GROUP]             the options of every config group (or of one group)
+  recommend RUN_DIR --user ID [--k 10] | --all --out recs.csv
+                           top-k items for a user from a trained run, excluding items they have
+  similar RUN_DIR --item ID [--k 10]
+                           items most similar to an item ("because you watched")
 
 examples:
   recbench train
@@ -59,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(_data(rest))
         if command == "list":
             sys.exit(_list(rest))
+        if command in ("recommend", "similar"):
+            sys.exit(_serve(command, rest))
     except RecbenchError as exc:
         _print_error(exc)
         sys.exit(2)
@@ -167,6 +173,49 @@ def _data(rest: list[str]) -> int:
         print(commands.fetch(ns.name, ns.data_dir))
     else:
         print(commands.check(ns.name, ns.data_dir))
+    return 0
+
+
+def _serve(command: str, rest: list[str]) -> int:
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    from recbench import serving
+
+    parser = argparse.ArgumentParser(prog=f"recbench {command}")
+    parser.add_argument("run_dir", help="folder of one finished run")
+    parser.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    if command == "recommend":
+        who = parser.add_mutually_exclusive_group(required=True)
+        who.add_argument("--user", help="raw user id, as in the dataset file")
+        who.add_argument("--all", action="store_true", help="every user (use with --out)")
+        parser.add_argument("--out", help="write a CSV (user, rank, item, title, score) here")
+    else:
+        parser.add_argument("--item", required=True, help="raw item id, as in the dataset file")
+    ns = parser.parse_args(rest)
+    run = serving.load_run(ns.run_dir)
+    try:
+        if command == "similar":
+            frame = serving.similar_items(run, run.ids.item_index(ns.item), ns.k)
+        else:
+            users = np.arange(run.data.n_users) if ns.all else np.array([run.ids.user_index(ns.user)])
+            frame = serving.recommend(run, users, ns.k)
+    except KeyError as exc:
+        msg = f"{exc.args[0]} in the dataset of {ns.run_dir}; use an id from the data file."
+        raise RecbenchError(msg) from None
+    if getattr(ns, "out", None):
+        tmp = Path(f"{ns.out}.tmp")
+        frame.to_csv(tmp, index=False)
+        tmp.replace(ns.out)
+        print(f"wrote {len(frame)} rows to {ns.out}")
+        return 0
+    table = Table()
+    for col in frame.columns:
+        table.add_column(str(col))
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    Console().print(table)
     return 0
 
 

@@ -8,7 +8,11 @@ Hydra's runtime state: the CLI passes the output directory and the group choices
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -18,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import recbench
 from recbench.config import build, flatten
@@ -30,6 +34,7 @@ from recbench.evaluation.evaluator import EvalResult, EvalSpec, evaluate
 from recbench.models.base import RatingPredictor, Recommender
 from recbench.models.persistence import save_model
 from recbench.reporting.records import SCHEMA_VERSION, RunRecord, write_run
+from recbench.training.checkpoint import CHECKPOINT_FILE
 from recbench.training.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -54,9 +59,16 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
     """
     out = Path(ctx.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    digest = config_digest(cfg)
+    if cfg.get("skip_finished", True):
+        done = finished_record(out, digest)
+        if done is not None:
+            log.info("%s already holds a finished run of this config; skipping it", out)
+            return done
+    _cap_threads()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     timings: dict[str, float] = {}
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"config_digest": digest}
     base = dict(
         schema=SCHEMA_VERSION,
         run_dir=str(out),
@@ -79,6 +91,9 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
             splitter = build(cfg.split, "split")
             folds = splitter.folds(data, seed=int(cfg.seed), ids=ids)
         spec: EvalSpec = build(cfg.eval, "eval")
+        if "trainer" in cfg and cfg.trainer.get("checkpoint_dir", "unset") is None:
+            with open_dict(cfg):
+                cfg.trainer.checkpoint_dir = str(out)
         model: Recommender = build(cfg.model, "model")
         _check_compatible(model, data, spec, cfg)
         metrics, per_user, history = _run_folds(model, folds, spec, timings, extra)
@@ -87,6 +102,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         write_run(record, out, history=history, per_user=per_user)
         if cfg.get("save_model", True) and len(folds) == 1:
             save_model(model, out)
+        (out / CHECKPOINT_FILE).unlink(missing_ok=True)  # only needed to resume an unfinished run
         return record
     except BaseException as exc:
         timings["total_s"] = time.perf_counter() - t_all
@@ -94,6 +110,44 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         record = RunRecord(**base, metrics={}, timings=timings, status="failed", error=error, extra=extra)
         write_run(record, out)
         raise
+
+
+def config_digest(cfg: DictConfig) -> str:
+    """A stable hash of the resolved run config (what decides the results), without Hydra's own node."""
+    node = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(node, dict)
+    node.pop("hydra", None)
+    text = json.dumps(node, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def finished_record(run_dir: Path, digest: str) -> RunRecord | None:
+    """The record in ``run_dir`` if it finished with status ok for the same config digest, else None.
+
+    This is what lets an interrupted sweep be re-run into the same sweep directory: finished jobs are
+    skipped, failed or missing ones are run again.
+    """
+    path = Path(run_dir) / "metrics.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("status") != "ok" or data.get("extra", {}).get("config_digest") != digest:
+        return None
+    names = {f.name for f in dataclasses.fields(RunRecord)}
+    try:
+        return RunRecord(**{k: v for k, v in data.items() if k in names})
+    except TypeError:
+        return None
+
+
+def _cap_threads() -> None:
+    """Follow ``OMP_NUM_THREADS`` in torch too (set per job by the parallel launcher configs)."""
+    n = os.environ.get("OMP_NUM_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        import torch
+
+        torch.set_num_threads(int(n))
 
 
 def _run_folds(

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, TrainingError
+from recbench.training.checkpoint import TrainState, load_checkpoint, restore_rng, save_checkpoint
 from recbench.training.seeding import resolve_device
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,10 @@ class Trainer:
     grad_clip_norm: clip the global gradient norm to this value when set.
     num_threads: ``torch.set_num_threads`` for the run (avoids oversubscription under parallel sweeps).
     progress: show a progress bar (only when stderr is a terminal).
+    checkpoint_dir: write ``checkpoint.pt`` there after every epoch (the pipeline sets the run dir).
+    resume: a run directory (or checkpoint file) of an interrupted run: training continues after its
+        last saved epoch with the same weights, optimiser, RNG and early-stopping state, so a CPU run
+        with a fixed seed ends exactly as if it had never stopped.
     """
 
     epochs: int | None = None
@@ -114,6 +119,8 @@ class Trainer:
     grad_clip_norm: float | None = None
     num_threads: int | None = None
     progress: bool = True
+    checkpoint_dir: str | None = None
+    resume: str | None = None
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs < 1:
@@ -166,8 +173,21 @@ class Trainer:
         stopper = self.early_stopping if val is not None and len(val) > 0 else None
         best_state: dict[str, Any] | None = None
         bad_rounds = 0
+        first = 1
+        if self.resume:
+            state = load_checkpoint(self.resume)
+            net.load_state_dict(state.network)
+            opt.load_state_dict(state.optimizer)
+            restore_rng(rng, state.numpy_rng)
+            torch.set_rng_state(state.torch_rng)
+            history.rows = list(state.rows)
+            history.best_value, history.best_epoch = state.best_value, state.best_epoch
+            best_state, bad_rounds, first = state.best_network, state.bad_rounds, state.epoch + 1
+            log.info("resuming from %s after epoch %d", self.resume, state.epoch)
+            if stopper is not None and bad_rounds >= stopper.patience:
+                first = self.epochs + 1  # it had already stopped early
         show = self.progress and sys.stderr.isatty()
-        bar = tqdm(range(1, self.epochs + 1), desc="train", unit="epoch", disable=not show, leave=False)
+        bar = tqdm(range(first, self.epochs + 1), desc="train", unit="epoch", disable=not show, leave=False)
         for epoch in bar:
             start = time.perf_counter()
             net.train()
@@ -204,6 +224,22 @@ class Trainer:
             history.rows.append(row)
             bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds")})
             log.info("epoch %d: %s", epoch, {k: round(v, 5) for k, v in row.items() if k != "epoch"})
+            if self.checkpoint_dir:
+                save_checkpoint(
+                    TrainState(
+                        epoch=epoch,
+                        network=net.state_dict(),
+                        optimizer=opt.state_dict(),
+                        numpy_rng=rng.bit_generator.state,
+                        torch_rng=torch.get_rng_state(),
+                        rows=history.rows,
+                        best_value=history.best_value,
+                        best_epoch=history.best_epoch,
+                        best_network=best_state,
+                        bad_rounds=bad_rounds,
+                    ),
+                    self.checkpoint_dir,
+                )
             if stopper is not None and bad_rounds >= stopper.patience:
                 history.stopped_early = True
                 break

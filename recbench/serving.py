@@ -1,0 +1,129 @@
+"""Using a trained run: top-k recommendations for a user and "because you watched" similar items.
+
+A run directory holds the composed config (``.hydra/config.yaml``) and the learned state
+(``model.pt`` or ``model.npz``, see :mod:`recbench.models.persistence`). :func:`load_run` rebuilds the
+dataset, the split and an unfitted model from the config, then restores the saved state. Nothing is
+unpickled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from recbench.config import build
+from recbench.data.cache import load_cached
+from recbench.data.interactions import IdMaps, Interactions
+from recbench.errors import RecbenchError
+from recbench.models.base import Recommender
+from recbench.models.persistence import NUMPY_FILE, TORCH_FILE, load_state
+
+
+@dataclass
+class LoadedRun:
+    """A fitted model with the data it was trained on."""
+
+    model: Recommender
+    data: Interactions
+    ids: IdMaps
+    train: Interactions
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Rebuild the model of ``run_dir`` from its config and saved weights."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / ".hydra" / "config.yaml"
+    if not cfg_path.is_file():
+        raise RecbenchError(
+            f"{run_dir} is not a recbench run directory: {cfg_path} is missing. Pass the folder of one "
+            "run (it holds metrics.json and .hydra/), not a sweep folder."
+        )
+    if not ((run_dir / TORCH_FILE).is_file() or (run_dir / NUMPY_FILE).is_file()):
+        raise RecbenchError(
+            f"{run_dir} holds no saved model ({TORCH_FILE} or {NUMPY_FILE}). Re-run it with save_model=true "
+            "(the default); k-fold runs do not save a model."
+        )
+    cfg = OmegaConf.load(cfg_path)
+    source = build(cfg.dataset, "dataset")
+    data, ids = load_cached(source, cfg.paths.get("cache_dir"))
+    split = build(cfg.split, "split")(data, seed=int(cfg.seed), ids=ids)
+    model = build(cfg.model, "model")
+    load_state(model, run_dir, train=split.train)
+    return LoadedRun(model=model, data=data, ids=ids, train=split.train)
+
+
+def _titles(ids: IdMaps, items: np.ndarray) -> list[str]:
+    if ids.item_titles is None:
+        return ["" for _ in items]
+    return [str(t) for t in ids.item_titles[items]]
+
+
+def _frame(run: LoadedRun, users: np.ndarray, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    k = items.shape[1]
+    return pd.DataFrame(
+        {
+            "user": np.repeat(run.ids.users[users], k),
+            "rank": np.tile(np.arange(1, k + 1), len(users)),
+            "item": run.ids.items[items.ravel()],
+            "title": _titles(run.ids, items.ravel()),
+            "score": scores.ravel(),
+        }
+    )
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    items = np.take_along_axis(part, order, axis=1)
+    return items, np.take_along_axis(scores, items, axis=1)
+
+
+def recommend(run: LoadedRun, users: np.ndarray, k: int = 10, batch_size: int = 1024) -> pd.DataFrame:
+    """Top-``k`` items for dense ``users``, excluding everything they interacted with in the dataset.
+
+    The model sees the user's whole known history (train, validation and test) as context.
+    """
+    seen = run.data.binary_csr
+    frames = []
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
+        scores = run.model.score(batch, run.data).astype(np.float64)
+        rows = seen[batch]
+        scores[np.repeat(np.arange(len(batch)), np.diff(rows.indptr)), rows.indices] = -np.inf
+        items, top = _top_k(scores, k)
+        frames.append(_frame(run, batch, items, top))
+    return pd.concat(frames, ignore_index=True)
+
+
+def similar_items(run: LoadedRun, item: int, k: int = 10) -> pd.DataFrame:
+    """The ``k`` items most similar to dense ``item``.
+
+    Models with a ``similar_items(items)`` method (item-item similarity or embeddings) answer
+    directly; otherwise items are compared by the cosine of their score columns across all users,
+    i.e. items the model recommends to the same people.
+    """
+    model = run.model
+    if hasattr(model, "similar_items"):
+        sims = np.asarray(model.similar_items(np.array([item])), dtype=np.float64)[0]
+    else:
+        users = np.arange(run.data.n_users)
+        cols = np.vstack([model.score(users[s : s + 1024], run.data) for s in range(0, len(users), 1024)])
+        cols = cols - cols.mean(axis=0, keepdims=True)
+        norms = np.linalg.norm(cols, axis=0) + 1e-12
+        sims = (cols.T @ cols[:, item]) / (norms * norms[item])
+    sims[item] = -np.inf
+    items, top = _top_k(sims[None, :], k)
+    frame = pd.DataFrame(
+        {
+            "rank": np.arange(1, items.shape[1] + 1),
+            "item": run.ids.items[items[0]],
+            "title": _titles(run.ids, items[0]),
+            "similarity": top[0],
+        }
+    )
+    return frame
