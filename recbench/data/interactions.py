@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureTable:
+    """Side features of users or items over the dense id space, one-hot / multi-hot encoded.
+
+    Parameters
+    ----------
+    matrix:
+        ``float32`` sparse ``[n_entities, n_columns]``; categorical fields are one-hot (1.0), multi-valued
+        fields (genres, tags) multi-hot with weights summing to 1 per entity, numeric fields bucketised.
+    column_field:
+        ``int64[n_columns]``: the field each column belongs to (index into ``fields``).
+    fields:
+        Field names, e.g. ``("age", "gender", "occupation")``.
+    columns:
+        Column names, e.g. ``("gender=F", "gender=M", ...)``.
+    """
+
+    matrix: sp.csr_matrix
+    column_field: np.ndarray
+    fields: tuple[str, ...]
+    columns: tuple[str, ...]
+
+    @property
+    def n_columns(self) -> int:
+        """Number of encoded feature columns."""
+        return int(self.matrix.shape[1])
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,6 +54,9 @@ class Interactions:
         ``float32[n]`` explicit ratings, or ``None`` for implicit feedback.
     timestamps:
         ``int64[n]`` seconds, or ``None``; required by temporal splits and sequential models.
+    user_features, item_features:
+        Optional :class:`FeatureTable` side information over the whole id space; every part of a
+        split shares them (feature-aware models such as FM and DeepFM read them).
     """
 
     users: np.ndarray
@@ -34,6 +65,8 @@ class Interactions:
     n_items: int
     ratings: np.ndarray | None = None
     timestamps: np.ndarray | None = None
+    user_features: FeatureTable | None = None
+    item_features: FeatureTable | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "users", np.ascontiguousarray(self.users, dtype=np.int64))
@@ -74,6 +107,8 @@ class Interactions:
             n_items=self.n_items,
             ratings=None if self.ratings is None else self.ratings[mask],
             timestamps=None if self.timestamps is None else self.timestamps[mask],
+            user_features=self.user_features,
+            item_features=self.item_features,
         )
 
     def concat(self, other: Interactions) -> Interactions:
@@ -91,7 +126,18 @@ class Interactions:
             n_items=self.n_items,
             ratings=cat(self.ratings, other.ratings),
             timestamps=cat(self.timestamps, other.timestamps),
+            user_features=self.user_features,
+            item_features=self.item_features,
         )
+
+    def with_features(
+        self, user_features: FeatureTable | None, item_features: FeatureTable | None
+    ) -> Interactions:
+        """The same interactions carrying the given side features."""
+        for table, n, what in ((user_features, self.n_users, "user"), (item_features, self.n_items, "item")):
+            if table is not None and table.matrix.shape[0] != n:
+                raise ValueError(f"{what} features have {table.matrix.shape[0]} rows, expected {n}")
+        return replace(self, user_features=user_features, item_features=item_features)
 
     @cached_property
     def csr(self) -> sp.csr_matrix:
