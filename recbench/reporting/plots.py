@@ -1,0 +1,149 @@
+"""Figures for reports: grouped bars with error bars, and per-epoch learning curves.
+
+matplotlib is an optional dependency (``pip install 'recbench[plot]'``). Figures are drawn with the Agg
+canvas directly (no ``pyplot``), so plotting never changes the caller's matplotlib backend or global state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from recbench.errors import RecbenchError
+from recbench.reporting.records import HISTORY_FILE, atomic_write
+from recbench.reporting.tables import compare
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, Any]:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise RecbenchError(
+            "Plotting needs matplotlib, which is not installed; install it with "
+            "`pip install 'recbench[plot]'` (or `pip install matplotlib`), or leave out the plot option."
+        ) from exc
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+
+
+def _save(fig: Figure, out_png: str | Path) -> Path:
+    out = Path(out_png)
+    atomic_write(out, lambda fh: fig.savefig(fh, format="png", dpi=120))
+    log.info("wrote %s", out)
+    return out
+
+
+def bar_plot(
+    df: pd.DataFrame,
+    metric: str,
+    rows: Sequence[str],
+    out_png: str | Path,
+    cols: Sequence[str] | None = None,
+) -> Path:
+    """Bars of the mean of ``metric`` per row group (one bar per ``cols`` value), std as error bars.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Runs as returned by ``read_runs`` (failed runs are left out).
+    metric : str
+        Metric column, e.g. ``"test/ndcg@10"``.
+    rows : sequence of str
+        Keys of the groups along the x axis.
+    out_png : str or Path
+        Output file (PNG, written atomically).
+    cols : sequence of str, optional
+        Keys of the bars within a group (e.g. ``["dataset"]``).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    table = compare(df, metric, rows=rows, cols=cols, agg="mean")
+    value, std = table.value, table.std.fillna(0.0)
+    labels = ["/".join(map(str, k)) if isinstance(k, tuple) else str(k) for k in value.index]
+    x = np.arange(len(labels))
+    n_bars = max(1, len(value.columns))
+    width = 0.8 / n_bars
+    fig, (ax,) = _figure(max(4.0, 0.9 * len(labels) * max(1, n_bars / 2) + 1.5), 3.6)
+    for j, col in enumerate(value.columns):
+        offset = (j - (n_bars - 1) / 2) * width
+        ax.bar(x + offset, value[col].to_numpy(), width, yerr=std[col].to_numpy(), capsize=3, label=str(col))
+    crowded = len(labels) > 6
+    ax.set_xticks(x, labels, rotation=30 if crowded else 0, ha="right" if crowded else "center")
+    ax.set_ylabel(metric)
+    ax.set_xlabel("/".join(rows))
+    ax.set_title(table.title)
+    if cols:
+        ax.legend(title="/".join(cols), fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, out_png)
+
+
+def learning_curves(run_dirs: Iterable[str | Path], out_png: str | Path, metric: str | None = None) -> Path:
+    """Training loss (left) and a validation metric (right) per epoch, one line per run.
+
+    Parameters
+    ----------
+    run_dirs : iterable of str or Path
+        Run folders holding ``history.csv`` (runs without one are skipped with a warning).
+    out_png : str or Path
+        Output file (PNG, written atomically).
+    metric : str, optional
+        Validation column of ``history.csv``; default: the first column whose name contains ``@`` or
+        starts with ``val``.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    histories = []
+    for run in map(Path, run_dirs):
+        path = run / HISTORY_FILE
+        if not path.is_file():
+            log.warning("no %s in %s; run left out of the learning curves", HISTORY_FILE, run)
+            continue
+        histories.append((run.name or str(run), pd.read_csv(path)))
+    if not histories:
+        raise RecbenchError(
+            f"None of the given run folders has a {HISTORY_FILE}; only models trained epoch by epoch "
+            "(torch models) write one. Pass the folders of such runs."
+        )
+    fig, (ax_loss, ax_val) = _figure(9.0, 3.6, ncols=2)
+    for name, hist in histories:
+        epochs = hist["epoch"].to_numpy() if "epoch" in hist.columns else np.arange(1, len(hist) + 1)
+        if "loss" in hist.columns:
+            ax_loss.plot(epochs, hist["loss"].to_numpy(), marker=".", label=name)
+        col = metric if metric in hist.columns else _val_column(hist)
+        if col is not None:
+            ok = hist[col].notna().to_numpy()
+            ax_val.plot(epochs[ok], hist[col].to_numpy()[ok], marker=".", label=f"{name}: {col}")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
+    ax_val.set(xlabel="epoch", ylabel=metric or "validation metric", title="validation")
+    for ax in (ax_loss, ax_val):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    return _save(fig, out_png)
+
+
+def _val_column(hist: pd.DataFrame) -> str | None:
+    for c in hist.columns:
+        if "@" in c or c.startswith("val"):
+            return c
+    return None
