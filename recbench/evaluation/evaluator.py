@@ -1,0 +1,317 @@
+"""Evaluate a fitted model on held-out interactions: full ranking (default) or sampled negatives.
+
+The evaluator depends only on the :class:`Scorer` protocol (``score(users, history)``); it never
+imports models or training code. Ranking conventions, shared by every model:
+
+* Relevant items of a user are the distinct items of ``target`` for that user; with
+  ``exclude_seen`` the items already in ``history`` are removed from them (they are masked from the
+  ranking, so counting them would only add unreachable targets). Users left with no relevant item
+  are not evaluated; those among them that have history are counted in ``n_skipped_users``.
+* Top-k lists are ordered by score, ties broken by the lower item id first, so results are
+  deterministic and do not depend on ``batch_size``. Masked (seen) items never count as
+  recommended: when fewer than ``K`` items remain, the list is padded with ``-1``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from recbench.data.interactions import Interactions
+from recbench.errors import ConfigError, TrainingError
+from recbench.evaluation.metrics import (
+    CATALOGUE_METRICS,
+    RATING_METRICS,
+    TOPK_METRICS,
+    CatalogueStats,
+)
+from recbench.evaluation.ranking import sample_negatives, top_k
+
+log = logging.getLogger(__name__)
+
+VALID_METRICS: tuple[str, ...] = (*TOPK_METRICS, *CATALOGUE_METRICS, *RATING_METRICS)
+
+
+class Scorer(Protocol):
+    """Anything with ``score(users, history) -> float32[len(users), n_items]`` (higher is better)."""
+
+    def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        """Scores of ``users`` over all items. The evaluator masks seen items in the returned array in
+        place when it owns its memory, so return a fresh array (not a cached one)."""
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, (str, int)):
+        return (value,)
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """What to measure and how.
+
+    Parameters
+    ----------
+    metrics: names from :data:`TOPK_METRICS` (reported at every k), :data:`CATALOGUE_METRICS`
+        (at every k, full ranking only) and :data:`RATING_METRICS` (``rmse``/``mae``: needs a model
+        with ``predict(users, items)`` and rated targets).
+    ks: cut-offs; a k larger than the catalogue is allowed (the lists are then shorter).
+    batch_size: users per ``model.score`` call; bounds memory to ``batch_size x n_items`` floats.
+    exclude_seen: mask the items of ``history`` from each user's ranking.
+    sampled_negatives: 0 ranks all items; ``N > 0`` ranks each user's targets among ``N`` sampled
+        unseen items (keys get the suffix ``_sampledN``).
+    sample_seed: seed of the negative sample; it depends on nothing else, so every model sees the
+        same negatives for the same data, split and seed.
+    """
+
+    metrics: tuple[str, ...] = ("ndcg", "recall", "hit")
+    ks: tuple[int, ...] = (10, 20)
+    batch_size: int = 1024
+    exclude_seen: bool = True
+    sampled_negatives: int = 0
+    sample_seed: int = 0
+
+    def __post_init__(self) -> None:
+        metrics = tuple(dict.fromkeys(str(m) for m in _as_tuple(self.metrics)))
+        unknown = [m for m in metrics if m not in VALID_METRICS]
+        if not metrics:
+            raise ConfigError(f"eval.metrics is empty; list at least one of {list(VALID_METRICS)}.")
+        if unknown:
+            raise ConfigError(
+                f"eval.metrics={list(metrics)} contains unknown metric(s) {unknown}; "
+                f"valid names are {list(VALID_METRICS)}."
+            )
+        ks = _as_tuple(self.ks)
+        if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0 for k in ks):
+            raise ConfigError(
+                f"eval.ks={list(ks)} must be a non-empty list of positive integers, e.g. [10, 20]."
+            )
+        for name in ("batch_size", "sampled_negatives", "sample_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"eval.{name}={value!r} must be an integer.")
+        if self.batch_size < 1:
+            raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1.")
+        if self.sampled_negatives < 0:
+            raise ConfigError(
+                f"eval.sampled_negatives={self.sampled_negatives} must be >= 0 (0 = full ranking)."
+            )
+        object.__setattr__(self, "metrics", metrics)
+        object.__setattr__(self, "ks", tuple(dict.fromkeys(int(k) for k in ks)))
+        object.__setattr__(self, "exclude_seen", bool(self.exclude_seen))
+
+    @property
+    def topk_metrics(self) -> tuple[str, ...]:
+        """Requested per-user ranking metrics."""
+        return tuple(m for m in self.metrics if m in TOPK_METRICS)
+
+    @property
+    def catalogue_metrics(self) -> tuple[str, ...]:
+        """Requested catalogue metrics (coverage, novelty)."""
+        return tuple(m for m in self.metrics if m in CATALOGUE_METRICS)
+
+    @property
+    def rating_metrics(self) -> tuple[str, ...]:
+        """Requested rating-error metrics (rmse, mae)."""
+        return tuple(m for m in self.metrics if m in RATING_METRICS)
+
+
+@dataclass
+class EvalResult:
+    """Outcome of :func:`evaluate`.
+
+    ``metrics`` maps keys such as ``ndcg@10``, ``coverage@10``, ``rmse`` or ``ndcg@10_sampled100`` to
+    the mean over evaluated users (run-level values for catalogue and rating metrics). ``per_user``
+    holds the per-user values of the top-k metrics, aligned with ``users``.
+    """
+
+    metrics: dict[str, float]
+    per_user: dict[str, np.ndarray] = field(default_factory=dict)
+    users: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    n_skipped_users: int = 0
+
+
+def _model_name(model: object) -> str:
+    return type(model).__name__
+
+
+def _checked_scores(model: Scorer, users: np.ndarray, history: Interactions) -> np.ndarray:
+    """``model.score`` as a writable float32 array that owns its memory, shape and finiteness checked."""
+    scores = np.asarray(model.score(users, history), dtype=np.float32)
+    if not (scores.flags.writeable and scores.flags.owndata and scores.flags.c_contiguous):
+        scores = np.array(scores, dtype=np.float32, order="C", copy=True)
+    if scores.shape != (len(users), history.n_items):
+        raise ValueError(
+            f"{_model_name(model)}.score returned shape {scores.shape}; expected "
+            f"({len(users)}, {history.n_items}) = (number of users, n_items)."
+        )
+    # a sum is a cheaper pass than isfinite(); only a non-finite sum needs the exact check
+    if not np.isfinite(scores.sum()) and not np.isfinite(scores).all():
+        bad = int(np.count_nonzero(~np.isfinite(scores)))
+        raise TrainingError(
+            f"{_model_name(model)}.score returned {bad} non-finite (NaN or infinite) scores for "
+            f"{len(users)} users, so it cannot be evaluated. The model probably diverged (lower "
+            "trainer.lr or set trainer.grad_clip_norm) or divides by zero; scores must be finite."
+        )
+    return scores
+
+
+def _relevant(target: Interactions, history: Interactions, exclude_seen: bool) -> sp.csr_matrix:
+    """Binary users x items matrix of the targets, minus the history when ``exclude_seen``."""
+    rel = target.binary_csr
+    if exclude_seen and len(history):
+        rel = (rel - rel.multiply(history.binary_csr)).tocsr()
+        rel.eliminate_zeros()
+        rel.sort_indices()
+    return rel
+
+
+def _hits(rel: sp.csr_matrix, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``bool`` matrix: ``items[r, j]`` (``-1`` = empty) is relevant for ``users[r]``."""
+    n_items = rel.shape[1]
+    rows = np.repeat(np.arange(rel.shape[0], dtype=np.int64), np.diff(rel.indptr))
+    keys = rows * n_items + rel.indices  # sorted: csr rows in order, sorted indices
+    query = users[:, None] * n_items + np.maximum(items, 0)
+    pos = np.minimum(np.searchsorted(keys, query), max(len(keys) - 1, 0))
+    return (items >= 0) & (keys[pos] == query) if len(keys) else np.zeros(items.shape, dtype=bool)
+
+
+def evaluate(model: Scorer, target: Interactions, history: Interactions, spec: EvalSpec) -> EvalResult:
+    """Score ``model`` on ``target`` given what it may know (``history``).
+
+    Parameters
+    ----------
+    model: any :class:`Scorer`; rating metrics also need ``predict(users, items)``.
+    target: held-out interactions (validation or test).
+    history: interactions the model may use at inference and that are masked with ``exclude_seen``
+        (train for validation, train + validation for test).
+    spec: :class:`EvalSpec`.
+
+    Returns
+    -------
+    EvalResult with mean metrics, per-user top-k metrics and the evaluated users.
+    """
+    if (target.n_users, target.n_items) != (history.n_users, history.n_items):
+        raise ValueError("target and history must share the id space (n_users, n_items)")
+    rel = _relevant(target, history, spec.exclude_seen)
+    n_rel_all = np.diff(rel.indptr)
+    users = np.flatnonzero(n_rel_all > 0).astype(np.int64)
+    n_skipped = int(np.count_nonzero((n_rel_all == 0) & (history.user_counts() > 0)))
+    metrics: dict[str, float] = {}
+    per_user: dict[str, np.ndarray] = {}
+    if spec.topk_metrics or spec.catalogue_metrics:
+        if len(users) == 0:
+            log.warning("evaluate: no user has a target item; ranking metrics are NaN")
+        catalogue: dict[str, float] = {}
+        if spec.sampled_negatives:
+            per_user = _sampled(model, rel, users, history, spec)
+        else:
+            per_user, catalogue = _full_ranking(model, rel, users, history, spec)
+        for key, values in per_user.items():
+            metrics[key] = float(values.mean()) if len(values) else float("nan")
+        metrics.update(catalogue)
+    if spec.rating_metrics:
+        metrics.update(_rating(model, target, history, spec))
+    return EvalResult(metrics=metrics, per_user=per_user, users=users, n_skipped_users=n_skipped)
+
+
+def _topk_values(hits: np.ndarray, n_rel: np.ndarray, spec: EvalSpec, suffix: str) -> dict[str, np.ndarray]:
+    return {
+        f"{name}@{k}{suffix}": TOPK_METRICS[name](hits, n_rel, k)
+        for name in spec.topk_metrics
+        for k in spec.ks
+    }
+
+
+def _full_ranking(
+    model: Scorer, rel: sp.csr_matrix, users: np.ndarray, history: Interactions, spec: EvalSpec
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    n_items = history.n_items
+    big_k = min(max(spec.ks), n_items)
+    if max(spec.ks) > n_items:
+        log.info("k=%d exceeds the catalogue (%d items): top-k lists are shorter", max(spec.ks), n_items)
+    seen = history.binary_csr if spec.exclude_seen else None
+    top = np.full((len(users), big_k), -1, dtype=np.int64)
+    for start in range(0, len(users), spec.batch_size):
+        batch = users[start : start + spec.batch_size]
+        scores = _checked_scores(model, batch, history)
+        if seen is not None:
+            sub = seen[batch]
+            scores[np.repeat(np.arange(len(batch)), np.diff(sub.indptr)), sub.indices] = -np.inf
+        items, values = top_k(scores, big_k)
+        top[start : start + len(batch)] = np.where(np.isneginf(values), -1, items)
+    hits = _hits(rel[users], np.arange(len(users)), top)
+    per_user = _topk_values(hits, np.diff(rel.indptr)[users], spec, "")
+    catalogue: dict[str, float] = {}
+    if spec.catalogue_metrics:
+        stats = CatalogueStats.from_interactions(history)
+        for name in spec.catalogue_metrics:
+            for k in spec.ks:
+                catalogue[f"{name}@{k}"] = float(CATALOGUE_METRICS[name](top, k, stats))
+    return per_user, catalogue
+
+
+def _sampled(
+    model: Scorer, rel: sp.csr_matrix, users: np.ndarray, history: Interactions, spec: EvalSpec
+) -> dict[str, np.ndarray]:
+    n_neg = spec.sampled_negatives
+    if spec.catalogue_metrics:
+        log.warning(
+            "eval.metrics %s are catalogue metrics and are not computed with sampled negatives "
+            "(eval.sampled_negatives=%d); use full ranking for them",
+            list(spec.catalogue_metrics),
+            n_neg,
+        )
+    rel_u = rel[users]
+    n_rel = np.diff(rel_u.indptr)
+    excluded = (rel_u + history.binary_csr[users]).tocsr() if len(history) else rel_u
+    negatives = sample_negatives(excluded, n_neg, spec.sample_seed)
+    width = int(n_rel.max(initial=0)) + n_neg
+    cand = np.full((len(users), width), -1, dtype=np.int64)
+    rows = np.repeat(np.arange(len(users)), n_rel)
+    cand[rows, np.arange(len(rows)) - np.repeat(rel_u.indptr[:-1], n_rel)] = rel_u.indices
+    cand[:, width - n_neg :] = negatives
+    is_target = np.zeros(cand.shape, dtype=bool)
+    is_target[:, : width - n_neg] = cand[:, : width - n_neg] >= 0
+    # candidates in item-id order, so that a stable sort by score breaks ties to the lower id
+    by_id = np.argsort(cand, axis=1)
+    cand, is_target = np.take_along_axis(cand, by_id, axis=1), np.take_along_axis(is_target, by_id, axis=1)
+    big_k = min(max(spec.ks), width)
+    hits = np.zeros((len(users), big_k), dtype=bool)
+    for start in range(0, len(users), spec.batch_size):
+        sl = slice(start, start + spec.batch_size)
+        scores = _checked_scores(model, users[sl], history)
+        c = cand[sl]
+        vals = np.where(c >= 0, np.take_along_axis(scores, np.maximum(c, 0), axis=1), -np.inf)
+        order = np.argsort(-vals, axis=1, kind="stable")[:, :big_k]
+        hits[sl] = np.take_along_axis(is_target[sl], order, axis=1)
+    return _topk_values(hits, n_rel, spec, f"_sampled{n_neg}")
+
+
+def _rating(model: Scorer, target: Interactions, history: Interactions, spec: EvalSpec) -> dict[str, float]:
+    predict = getattr(model, "predict", None)
+    if not callable(predict):
+        raise ConfigError(
+            f"eval.metrics={list(spec.metrics)} asks for {list(spec.rating_metrics)}, but "
+            f"{_model_name(model)} does not predict ratings (no predict(users, items) method). Use a "
+            "rating model (e.g. mf, pmf, nmf) or drop rmse/mae (eval=default)."
+        )
+    if target.ratings is None or history.ratings is None or len(history) == 0:
+        raise ConfigError(
+            f"eval.metrics={list(spec.metrics)} asks for {list(spec.rating_metrics)}, but the dataset "
+            "has no explicit ratings. Choose a rated dataset (e.g. ml-100k) or drop rmse/mae (eval=default)."
+        )
+    if len(target) == 0:
+        return {name: float("nan") for name in spec.rating_metrics}
+    pred = np.asarray(predict(target.users, target.items), dtype=np.float64)
+    if pred.shape != (len(target),) or not np.isfinite(pred).all():
+        raise ValueError(
+            f"{_model_name(model)}.predict must return {len(target)} finite ratings; got shape "
+            f"{pred.shape} with {int(np.count_nonzero(~np.isfinite(pred)))} non-finite values."
+        )
+    pred = np.clip(pred, float(history.ratings.min()), float(history.ratings.max()))
+    return {name: RATING_METRICS[name](pred, target.ratings) for name in spec.rating_metrics}
