@@ -21,6 +21,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from recbench.errors import ConfigError, RecbenchError
+from recbench.validation import check_config_types
 
 #: Module prefixes a ``_target_`` may name. Users extend it with their own package via
 #: ``RECBENCH_ALLOWED_TARGETS=mypkg.,otherpkg.``.
@@ -103,6 +104,7 @@ def build(node: DictConfig, where: str = "config", **kwargs: Any) -> Any:
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError(f"The '{where}' config has no _target_: it must name the class to build.")
     _check_node(node, where)
+    check_config_types(node, where)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as exc:

@@ -36,6 +36,7 @@ from recbench.models.persistence import save_model
 from recbench.reporting.records import SCHEMA_VERSION, RunRecord, write_run
 from recbench.training.checkpoint import CHECKPOINT_FILE
 from recbench.training.seeding import seed_everything
+from recbench.validation import check_splits
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         with _timer(timings, "split_s"):
             splitter = build(cfg.split, "split")
             folds = splitter.folds(data, seed=int(cfg.seed), ids=ids)
+            check_splits(folds, splitter)
         spec: EvalSpec = build(cfg.eval, "eval")
         if "trainer" in cfg and cfg.trainer.get("checkpoint_dir", "unset") is None:
             with open_dict(cfg):

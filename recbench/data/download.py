@@ -183,17 +183,19 @@ def fetch_archive(
             archive = root / (Path(urlparse(url).path).name or f"{folder.name}.zip")
             log.info("downloading %s to %s", url, archive)
             download(url, archive, md5=md5, progress=progress)
-            with tempfile.TemporaryDirectory(dir=root, prefix=f".{folder.name}-extract-") as tmp_name:
-                safe_extract(archive, tmp_name)
-                src = _find_root(Path(tmp_name), files[0])
-                if src is None:
-                    raise DataError(
-                        f"{url} does not contain {files[0]}; it is not the expected dataset archive."
-                    )
-                if verify is not None:
-                    verify(src)
-                os.replace(src, folder)
-            archive.unlink(missing_ok=True)
+            try:
+                with tempfile.TemporaryDirectory(dir=root, prefix=f".{folder.name}-extract-") as tmp_name:
+                    safe_extract(archive, tmp_name)
+                    src = _find_root(Path(tmp_name), files[0])
+                    if src is None:
+                        raise DataError(
+                            f"{url} does not contain {files[0]}; it is not the expected dataset archive."
+                        )
+                    if verify is not None:
+                        verify(src)
+                    os.replace(src, folder)
+            finally:
+                archive.unlink(missing_ok=True)  # installed, or unusable: either way not needed again
     except OSError as err:
         raise DataError(
             f"could not store the dataset under {root}: {err}; choose a writable data_dir."

