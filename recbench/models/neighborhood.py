@@ -1,0 +1,415 @@
+"""Neighbourhood models: :class:`ItemKNN` and :class:`UserKNN` on sparse top-k similarity matrices.
+
+Similarities are computed in row blocks (:func:`gram_blocks`: sparse products, with the densest
+columns through BLAS), so nothing larger than one ``block x n`` dense slab is materialised; each
+row keeps its ``k`` most similar neighbours with a *positive* similarity (the self-similarity is
+dropped). Definitions, with ``a`` and ``b`` two rows (items for ItemKNN, users for UserKNN) and
+``co`` their number of common entries:
+
+* ``cosine``: ``a.b / (|a| |b|)`` on binary (``implicit=True``) or rating vectors.
+* ``jaccard``: ``co / (|A| + |B| - co)`` on the sets of entries (always binary).
+* ``pearson``: cosine of rows centred on their own mean rating (mean over observed entries;
+  norms over all observed entries, the "centred cosine"); needs ``implicit=False``.
+* ``adjusted_cosine`` (Sarwar et al. 2001): cosine of ratings centred on the mean rating of the
+  *other* side (the user's mean for ItemKNN, the item's mean for UserKNN); needs ``implicit=False``.
+
+``shrink`` multiplies each similarity by ``co / (co + shrink)`` (Koren's support-based shrinkage),
+which discounts similarities resting on few common entries. ``idf`` weights each column ``f`` by
+``count_f ** -idf`` inside the dot products only (inverse user / item frequency, in the spirit of
+Breese, Heckerman & Kadie, UAI 1998); norms and counts stay unweighted. ``idf=0.5`` gains about
+0.01 NDCG@10 on ml-100k for both models.
+
+Rating prediction (``predict``) is the baseline-centred weighted average of Koren (TKDD 2010,
+"Factor in the neighbors"), as in Surprise's ``KNNBaseline``: ``b_ui + sum_j s_ij (r_uj - b_uj) /
+sum_j s_ij`` over the neighbours ``j`` that rated the item, falling back to ``b_ui`` when none did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from recbench.data.interactions import Interactions
+from recbench.errors import ConfigError, DataError
+from recbench.models.base import Recommender
+
+Similarity = Literal["cosine", "jaccard", "pearson", "adjusted_cosine"]
+SIMILARITIES: tuple[str, ...] = ("cosine", "jaccard", "pearson", "adjusted_cosine")
+_BLOCK_ENTRIES = 1 << 22  # dense entries per similarity block (16 MiB of float32)
+_DENSE_LIMIT = 1 << 25  # largest dense operand (entries) built to speed up a product
+_PREDICT_CHUNK = 8192  # (user, item) pairs per vectorised predict step
+# Single-core cost model (seconds) used to split products between scipy.sparse and BLAS: one
+# multiply-add of a sparse-sparse product, and one GEMM flop as measured for the near-dense Gram
+# of the similarity and for the scoring product (ml-100k and a 6000 x 4000 x 1M synthetic set).
+_SPARSE_OP_S, _GRAM_FLOP_S, _PRODUCT_FLOP_S = 5e-9, 4e-12, 2e-11
+
+
+def hybrid_product(left: sp.csr_matrix, right: sp.csr_matrix, right_dense: np.ndarray | None) -> np.ndarray:
+    """``left @ right`` as dense ``float32``, splitting the inner dimension between BLAS and sparse.
+
+    Inner index ``j`` costs ``c_j * r_j`` sparse multiply-adds (``c_j`` entries in column ``j`` of
+    ``left``, ``r_j`` in row ``j`` of ``right``) or ``2 * n_rows * n_cols`` dense flops; the popular
+    indices, where the sparse product spends most of its time, go through one GEMM (rows taken
+    from ``right_dense`` when given). The dense slab stays within ``_DENSE_LIMIT`` entries.
+    """
+    n_rows, n_cols = left.shape[0], right.shape[1]
+    work = np.bincount(left.indices, minlength=left.shape[1]) * np.diff(right.indptr).astype(np.float64)
+    heavy = work * _SPARSE_OP_S > 2.0 * n_rows * n_cols * _PRODUCT_FLOP_S
+    budget = _DENSE_LIMIT // max(n_rows, n_cols, 1)
+    if heavy.sum() > budget:
+        heavy[:] = False
+        heavy[np.argsort(-work, kind="stable")[:budget]] = True
+    if not heavy.any():
+        return np.asarray((left @ right).toarray(), dtype=np.float32)
+    dense_part = right_dense[heavy] if right_dense is not None else right[heavy].toarray()
+    out = np.asarray(left[:, heavy].toarray() @ dense_part, dtype=np.float32)
+    if not heavy.all():
+        out += (left[:, ~heavy] @ right[~heavy]).toarray()
+    return out
+
+
+def gram_blocks(
+    left: sp.csr_matrix, right: sp.csr_matrix, block: int, *, symmetric: bool = False
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(lo, dense float32 rows lo:lo+block of left @ right.T)`` for two CSR matrices with equal columns.
+
+    The inner (column) dimension is split: a column with ``c`` entries costs ``c**2`` sparse
+    multiply-adds but ``2 n**2`` BLAS flops whatever ``c``, so the densest columns go through a
+    dense GEMM (within the ``_DENSE_LIMIT`` memory budget) and the rest through sparse products.
+    ``symmetric=True`` promises that the product is symmetric (``left`` is ``right`` with scaled
+    columns); when the ``n x n`` result fits the budget only its upper triangle is computed.
+    """
+    n = left.shape[0]
+    counts = np.bincount(right.indices, minlength=right.shape[1])
+    heavy = counts.astype(np.float64) ** 2 * _SPARSE_OP_S > 2.0 * n * right.shape[0] * _GRAM_FLOP_S
+    budget = _DENSE_LIMIT // max(n, 1)
+    if heavy.sum() > budget:  # keep only the densest columns that fit the memory budget
+        heavy[:] = False
+        heavy[np.argsort(-counts, kind="stable")[:budget]] = True
+    left_h, right_h = left[:, heavy].toarray(), right[:, heavy].toarray().T
+    left_l, right_l = left[:, ~heavy].tocsr(), right[:, ~heavy].tocsr()
+    full = np.empty((n, n), dtype=np.float32) if symmetric and n * n <= _DENSE_LIMIT else None
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        start = lo if full is not None else 0  # columns left of lo are already known by symmetry
+        prod = left_h[lo:hi] @ right_h[:, start:]
+        prod += (left_l[lo:hi] @ right_l[start:].T).toarray()
+        if full is None:
+            yield lo, prod.astype(np.float32, copy=False)
+        else:
+            full[lo:hi, lo:] = prod
+            full[hi:, lo:hi] = prod[:, hi - lo :].T
+            yield lo, full[lo:hi]
+
+
+def topk_similarity(
+    values: sp.csr_matrix,
+    *,
+    similarity: str,
+    k: int,
+    shrink: float = 0.0,
+    idf: float = 0.0,
+    binary: sp.csr_matrix,
+) -> sp.csr_matrix:
+    """Row-wise top-``k`` similarity between the rows of ``values`` as an ``n x n`` CSR matrix.
+
+    ``values`` holds the (already centred, for pearson / adjusted cosine) vectors and ``binary``
+    the same sparsity pattern with ones. Row ``r`` of the result stores the ``k`` largest positive
+    similarities of row ``r`` to the other rows. ``idf`` weights column ``f`` by ``count_f ** -idf``
+    inside the dot products (norms and counts stay unweighted).
+    """
+    n = values.shape[0]
+    right = binary if similarity == "jaccard" else values
+    counts = np.asarray(binary.sum(axis=1)).ravel().astype(np.float32)
+    norms = np.sqrt(np.asarray(right.multiply(right).sum(axis=1)).ravel()).astype(np.float32)
+    left = right
+    if idf:
+        col_counts = np.bincount(binary.indices, minlength=binary.shape[1])
+        weights = np.maximum(col_counts, 1.0) ** -float(idf)
+        left = (right @ sp.diags(weights.astype(np.float32))).tocsr()
+    block = max(1, _BLOCK_ENTRIES // max(n, 1))
+    need_co = shrink > 0 and left is not binary
+    co_blocks = gram_blocks(binary, binary, block, symmetric=True) if need_co else None
+    rows, cols, vals = [], [], []
+    for lo, prod in gram_blocks(left, right, block, symmetric=True):
+        hi = lo + len(prod)
+        if similarity == "jaccard":
+            denom = counts[lo:hi, None] + counts[None, :] - prod
+        else:
+            denom = norms[lo:hi, None] * norms[None, :]
+        sim = np.divide(prod, denom, out=np.zeros_like(prod), where=denom > 0)
+        if shrink > 0:
+            co = next(co_blocks)[1] if co_blocks is not None else prod
+            sim *= co / (co + np.float32(shrink))
+        local = np.arange(hi - lo)
+        sim[local, lo + local] = 0.0
+        r, c, v = _topk_rows(sim, k)
+        rows.append(r + lo)
+        cols.append(c)
+        vals.append(v)
+    out = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n), dtype=np.float32
+    )
+    out.sort_indices()
+    return out
+
+
+def _topk_rows(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, col, value) of the ``k`` largest positive entries of each row of ``sim``."""
+    b, n = sim.shape
+    idx = np.argpartition(sim, n - k, axis=1)[:, n - k :] if k < n else np.broadcast_to(np.arange(n), (b, n))
+    vals = np.take_along_axis(sim, idx, axis=1)
+    keep = vals > 0
+    rows = np.broadcast_to(np.arange(b)[:, None], idx.shape)[keep]
+    return rows, idx[keep], vals[keep]
+
+
+def fit_baselines(
+    ratings: sp.csr_matrix, *, reg_users: float, reg_items: float, iterations: int
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Global mean and regularised user / item biases by alternating least squares (Koren 2010).
+
+    Each step sets ``b_i = sum_u (r_ui - mu - b_u) / (reg_items + |R(i)|)`` for all items, then
+    ``b_u = sum_i (r_ui - mu - b_i) / (reg_users + |R(u)|)`` for all users.
+    """
+    r = ratings.data.astype(np.float64)
+    mu = float(r.mean()) if len(r) else 0.0
+    centred = ratings.copy().astype(np.float64)
+    centred.data = r - mu
+    mask = centred.copy()
+    mask.data[:] = 1.0
+    mask_t = mask.T.tocsr()
+    sum_u = np.asarray(centred.sum(axis=1)).ravel()
+    sum_i = np.asarray(centred.sum(axis=0)).ravel()
+    n_u = np.asarray(mask.sum(axis=1)).ravel()
+    n_i = np.asarray(mask.sum(axis=0)).ravel()
+    b_u = np.zeros(ratings.shape[0])
+    b_i = np.zeros(ratings.shape[1])
+    for _ in range(iterations):
+        b_i = (sum_i - mask_t @ b_u) / (reg_items + n_i)
+        b_u = (sum_u - mask @ b_i) / (reg_users + n_u)
+    return mu, b_u, b_i
+
+
+class _Neighbourhood(Recommender):
+    """Shared fit / predict of the two KNN models; ``_item_based`` picks the orientation."""
+
+    _item_based: ClassVar[bool]
+
+    k: int
+    similarity: str
+    shrink: float
+    idf: float
+    implicit: bool
+    baseline_reg_users: float
+    baseline_reg_items: float
+    baseline_iterations: int
+
+    def _check(self, train: Interactions) -> None:
+        name = type(self).__name__
+        if self.similarity not in SIMILARITIES:
+            raise ConfigError(
+                f"{name}: similarity={self.similarity!r} is unknown; use one of {', '.join(SIMILARITIES)}."
+            )
+        if self.similarity in ("pearson", "adjusted_cosine") and self.implicit:
+            raise ConfigError(
+                f"{name}: similarity={self.similarity!r} centres ratings and needs implicit=false "
+                "(with binary data every centred value is 0); set model.implicit=false or use cosine/jaccard."
+            )
+        if not self.implicit and not train.has_ratings:
+            raise DataError(
+                f"{name}: implicit=false needs explicit ratings but the training data has none; "
+                "set model.implicit=true or choose a dataset with ratings."
+            )
+        if int(self.k) < 1:
+            raise ConfigError(f"{name}: k={self.k!r} must be a positive integer.")
+
+    def fit(self, train: Interactions, val: Interactions | None = None) -> _Neighbourhood:
+        """Compute the top-``k`` similarity matrix (and rating baselines when ratings exist)."""
+        self._check(train)
+        binary = train.binary_csr
+        values = None if self.implicit else train.csr
+        if self.similarity in ("pearson", "adjusted_cosine"):
+            values = _centre(train.csr, binary, by_rows=(self.similarity == "pearson") != self._item_based)
+        if self._item_based:
+            binary = binary.T.tocsr()
+            values = None if values is None else values.T.tocsr()
+        self.similarity_ = topk_similarity(
+            binary if values is None else values,
+            similarity=self.similarity,
+            k=int(self.k),
+            shrink=float(self.shrink),
+            idf=float(self.idf),
+            binary=binary,
+        )
+        self.n_items_ = train.n_items
+        if train.has_ratings:
+            ratings = train.csr
+            self.global_mean_, self.user_bias_, self.item_bias_ = fit_baselines(
+                ratings,
+                reg_users=float(self.baseline_reg_users),
+                reg_items=float(self.baseline_reg_items),
+                iterations=int(self.baseline_iterations),
+            )
+            coo = ratings.tocoo()
+            resid = coo.data - self._baseline(coo.row, coo.col)
+            self.residuals_ = sp.csr_matrix(
+                (resid.astype(np.float32), (coo.row, coo.col)), shape=ratings.shape
+            )
+            self.rating_range_ = np.array([coo.data.min(), coo.data.max()], dtype=np.float64)
+        return self
+
+    def _baseline(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.global_mean_ + self.user_bias_[users] + self.item_bias_[items]
+
+    def _history(self, history: Interactions) -> sp.csr_matrix:
+        return history.binary_csr if self.implicit or not history.has_ratings else history.csr
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``float32[n]`` baseline-centred neighbourhood ratings, clipped to the training rating range."""
+        if not hasattr(self, "residuals_"):
+            raise DataError(f"{type(self).__name__}.predict needs a model fitted on data with ratings.")
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        resid = self.residuals_
+        mask = resid.copy()
+        mask.data[:] = 1.0
+        if self._item_based:  # neighbours j of item i, rated by u
+            sim_rows, own, resid_rows = items, users, resid
+        else:  # neighbours v of user u, who rated i
+            sim_rows, own, resid_rows = users, items, resid.T.tocsr()
+            mask = mask.T.tocsr()
+        out = np.empty(len(users), dtype=np.float64)
+        for lo in range(0, len(users), _PREDICT_CHUNK):
+            sl = slice(lo, lo + _PREDICT_CHUNK)
+            sims = self.similarity_[sim_rows[sl]]
+            num = np.asarray(sims.multiply(resid_rows[own[sl]]).sum(axis=1)).ravel()
+            den = np.asarray(sims.multiply(mask[own[sl]]).sum(axis=1)).ravel()
+            adj = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+            out[sl] = self._baseline(users[sl], items[sl]) + adj
+        return np.clip(out, self.rating_range_[0], self.rating_range_[1]).astype(np.float32)
+
+
+def _centre(values: sp.csr_matrix, binary: sp.csr_matrix, *, by_rows: bool) -> sp.csr_matrix:
+    """Subtract from each stored value the mean of its row (``by_rows``) or of its column."""
+    axis = 1 if by_rows else 0
+    sums = np.asarray(values.sum(axis=axis)).ravel()
+    counts = np.asarray(binary.sum(axis=axis)).ravel()
+    means = np.divide(sums, counts, out=np.zeros_like(sums, dtype=np.float64), where=counts > 0)
+    coo = values.tocoo()
+    centred = coo.data - means[coo.row if by_rows else coo.col]
+    out = sp.csr_matrix((centred.astype(np.float32), (coo.row, coo.col)), shape=values.shape)
+    out.sort_indices()
+    return out
+
+
+class ItemKNN(_Neighbourhood):
+    """Item-based collaborative filtering (Sarwar, Karypis, Konstan & Riedl, WWW 2001).
+
+    Each item keeps its ``k`` most similar items; a user's score for item ``j`` is
+    ``sum_i h_ui * s_ji`` over the neighbours ``i`` of ``j`` in the user's history ``h`` (binary, or
+    ratings when ``implicit=False``). See the module docstring for the similarities and ``predict``.
+
+    Parameters
+    ----------
+    k:
+        Neighbours kept per item.
+    similarity:
+        ``cosine``, ``jaccard``, ``pearson`` or ``adjusted_cosine``.
+    shrink:
+        Support shrinkage ``co / (co + shrink)``; 0 disables it.
+    idf:
+        Inverse-frequency exponent: each user (item, for UserKNN) counts ``n ** -idf`` in the dot
+        products, ``n`` being its number of interactions; 0 disables it.
+    implicit:
+        Compute similarities and scores on binary interactions instead of ratings.
+    baseline_reg_users, baseline_reg_items, baseline_iterations:
+        Regularisation and number of alternating steps of the rating baselines used by ``predict``.
+    """
+
+    _item_based = True
+
+    def __init__(
+        self,
+        *,
+        k: int = 100,
+        similarity: Similarity = "cosine",
+        shrink: float = 0.0,
+        idf: float = 0.5,
+        implicit: bool = True,
+        baseline_reg_users: float = 15.0,
+        baseline_reg_items: float = 10.0,
+        baseline_iterations: int = 10,
+    ) -> None:
+        self.k = k
+        self.similarity = similarity
+        self.shrink = shrink
+        self.idf = idf
+        self.implicit = implicit
+        self.baseline_reg_users = baseline_reg_users
+        self.baseline_reg_items = baseline_reg_items
+        self.baseline_iterations = baseline_iterations
+
+    def fit(self, train: Interactions, val: Interactions | None = None) -> ItemKNN:
+        """Item-item top-``k`` similarities (and rating baselines); returns ``self``."""
+        super().fit(train, val)
+        self.weights_ = self.similarity_.T.tocsr()  # weights_[i, j] = s_ji for i in N(j)
+        n = self.weights_.shape[0]
+        # dense copy for the BLAS path of hybrid_product; an empty array when it would be too big
+        small = n * n <= _DENSE_LIMIT
+        self.dense_weights_ = self.weights_.toarray() if small else np.zeros((0, 0), dtype=np.float32)
+        return self
+
+    def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        """``float32[len(users), n_items]``: history rows times the neighbour weights."""
+        hist = self._history(history)[np.asarray(users, dtype=np.int64)]
+        dense = self.dense_weights_ if self.dense_weights_.size else None
+        return hybrid_product(hist, self.weights_, dense)
+
+
+class UserKNN(_Neighbourhood):
+    """User-based collaborative filtering (Herlocker, Konstan, Borchers & Riedl, SIGIR 1999).
+
+    Each user keeps the ``k`` most similar users (similarity computed on the training data); a
+    user's score for item ``i`` is ``sum_v s_uv h_vi`` over the neighbours ``v``, whose interactions
+    ``h`` are read from ``history`` (so items they added after training fold in). Parameters as in
+    :class:`ItemKNN`, with neighbours being users.
+    """
+
+    _item_based = False
+
+    def __init__(
+        self,
+        *,
+        k: int = 80,
+        similarity: Similarity = "cosine",
+        shrink: float = 0.0,
+        idf: float = 0.5,
+        implicit: bool = True,
+        baseline_reg_users: float = 15.0,
+        baseline_reg_items: float = 10.0,
+        baseline_iterations: int = 10,
+    ) -> None:
+        self.k = k
+        self.similarity = similarity
+        self.shrink = shrink
+        self.idf = idf
+        self.implicit = implicit
+        self.baseline_reg_users = baseline_reg_users
+        self.baseline_reg_items = baseline_reg_items
+        self.baseline_iterations = baseline_iterations
+
+    def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        """``float32[len(users), n_items]``: similarity rows times the neighbours' histories."""
+        sims = self.similarity_[np.asarray(users, dtype=np.int64)]
+        neighbours = np.unique(sims.indices)  # only these users' histories are needed
+        local = sp.csr_matrix(
+            (sims.data, np.searchsorted(neighbours, sims.indices), sims.indptr),
+            shape=(sims.shape[0], len(neighbours)),
+        )
+        hist = self._history(history)[neighbours]
+        dense = hist.toarray() if hist.shape[0] * hist.shape[1] <= _DENSE_LIMIT else None
+        return hybrid_product(local, hist, dense)
