@@ -66,6 +66,8 @@ class EvalSpec:
         unseen items (keys get the suffix ``_sampledN``).
     sample_seed: seed of the negative sample; it depends on nothing else, so every model sees the
         same negatives for the same data, split and seed.
+    also_full_ranking: with ``sampled_negatives > 0``, also rank all items in the same call, so one
+        run reports ``ndcg@10_sampled100`` beside ``ndcg@10`` (the paper protocol next to full ranking).
     """
 
     metrics: tuple[str, ...] = ("ndcg", "recall", "hit")
@@ -74,6 +76,7 @@ class EvalSpec:
     exclude_seen: bool = True
     sampled_negatives: int = 0
     sample_seed: int = 0
+    also_full_ranking: bool = False
 
     def __post_init__(self) -> None:
         metrics = tuple(dict.fromkeys(str(m) for m in _as_tuple(self.metrics)))
@@ -209,8 +212,9 @@ def evaluate(model: Scorer, target: Interactions, history: Interactions, spec: E
         catalogue: dict[str, float] = {}
         if spec.sampled_negatives:
             per_user = _sampled(model, rel, users, history, spec)
-        else:
-            per_user, catalogue = _full_ranking(model, rel, users, history, spec)
+        if not spec.sampled_negatives or spec.also_full_ranking:
+            full, catalogue = _full_ranking(model, rel, users, history, spec)
+            per_user.update(full)
         for key, values in per_user.items():
             metrics[key] = float(values.mean()) if len(values) else float("nan")
         metrics.update(catalogue)

@@ -301,3 +301,24 @@ def test_blocks_perfect_model(blocks: Interactions) -> None:
     rest = blocks.select(np.arange(len(blocks)) % 2 == 1)
     res = evaluate(oracle, rest, half, EvalSpec(metrics=("recall",), ks=(items_per_block,)))
     assert res.metrics[f"recall@{items_per_block}"] == 1.0
+
+
+def test_sampled_with_full_ranking_reports_both_in_one_call() -> None:
+    rng = np.random.default_rng(0)
+    history = Interactions(rng.integers(0, 30, 300), rng.integers(0, 50, 300), 30, 50)
+    target = Interactions(np.arange(30), rng.integers(0, 50, 30), 30, 50)
+
+    class Fixed:
+        scores = rng.random((30, 50)).astype(np.float32)
+
+        def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+            return self.scores[users]
+
+    model = Fixed()
+    full = evaluate(model, target, history, EvalSpec(ks=(10,)))
+    sampled = evaluate(model, target, history, EvalSpec(ks=(10,), sampled_negatives=20, sample_seed=3))
+    both = evaluate(
+        model, target, history, EvalSpec(ks=(10,), sampled_negatives=20, sample_seed=3, also_full_ranking=True)
+    )
+    assert both.metrics == {**full.metrics, **sampled.metrics}
+    assert set(both.per_user) == set(full.per_user) | set(sampled.per_user)
