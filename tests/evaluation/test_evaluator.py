@@ -318,7 +318,10 @@ def test_sampled_with_full_ranking_reports_both_in_one_call() -> None:
     full = evaluate(model, target, history, EvalSpec(ks=(10,)))
     sampled = evaluate(model, target, history, EvalSpec(ks=(10,), sampled_negatives=20, sample_seed=3))
     both = evaluate(
-        model, target, history, EvalSpec(ks=(10,), sampled_negatives=20, sample_seed=3, also_full_ranking=True)
+        model,
+        target,
+        history,
+        EvalSpec(ks=(10,), sampled_negatives=20, sample_seed=3, also_full_ranking=True),
     )
     assert both.metrics == {**full.metrics, **sampled.metrics}
     assert set(both.per_user) == set(full.per_user) | set(sampled.per_user)
