@@ -1,0 +1,302 @@
+"""A plain MLP classifier on (user, item) embeddings, and the MLP blocks the neural models share.
+
+Blocks: :class:`MLPTower` (ReLU layers with dropout), :class:`MLPBranch` (user and item
+embeddings, concatenated, through a tower) and :class:`PairNet` (branches fused by one linear
+predict layer into a logit per pair). Helpers: pointwise negative-sampled batches and chunked
+full-catalogue scoring (every (user, item) pair goes through the MLP, so users are processed in
+chunks of at most ``max_pairs`` pairs).
+
+The MLP's first layer on ``concat(p_u, q_i)`` equals ``W_u p_u + W_i q_i + b``; both halves are
+computed once per user and per item and broadcast, which makes full ranking cheap.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbench.data.interactions import Interactions
+from recbench.errors import ConfigError, DataError
+from recbench.models.base import TorchRecommender
+from recbench.training.losses import bce_loss
+from recbench.training.samplers import PositiveSet, popularity_negatives, uniform_negatives
+from recbench.training.trainer import Trainer
+
+#: Most (user, item) pairs pushed through a network in one scoring forward: bounds memory, and
+#: chunks this small stay cache-friendly (faster on CPU than one big forward).
+MAX_SCORE_PAIRS = 2**16
+#: The same bound on an accelerator, where memory is plentiful and every forward costs a launch.
+GPU_SCORE_PAIRS = 2**22
+
+
+class MLPTower(nn.Module):
+    """ReLU layers ``in_dim -> widths[0] -> ... -> widths[-1]``, each followed by dropout."""
+
+    def __init__(self, in_dim: int, widths: Sequence[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        dims = [int(in_dim), *(int(w) for w in widths)]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.dropout = nn.Dropout(float(dropout))
+        self.out_dim = dims[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The tower applied to ``x[..., in_dim]``."""
+        return self.from_first(self.linears[0](x))
+
+    def from_first(self, pre: torch.Tensor) -> torch.Tensor:
+        """The tower given the first layer's pre-activation ``pre`` (lets callers factor that layer)."""
+        x = self.dropout(F.relu(pre))
+        for lin in self.linears[1:]:
+            x = self.dropout(F.relu(lin(x)))
+        return x
+
+
+def lookup(table: nn.Embedding, index: torch.Tensor) -> torch.Tensor:
+    """``table(index)`` via ``index_select``, whose backward (an index-add) is about twice as fast on CPU."""
+    return table.weight.index_select(0, index.reshape(-1)).reshape(*index.shape, table.embedding_dim)
+
+
+class MLPBranch(nn.Module):
+    """User and item embeddings, concatenated, through an :class:`MLPTower`."""
+
+    def __init__(
+        self, n_users: int, n_items: int, dim: int, widths: Sequence[int], dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.user = nn.Embedding(n_users, int(dim))
+        self.item = nn.Embedding(n_items, int(dim))
+        self.tower = MLPTower(2 * int(dim), widths, dropout)
+        self.out_dim = self.tower.out_dim
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``users[B]`` with ``items[B, m]`` (or ``items[m]`` shared by all) -> ``[B, m]``.
+
+        The tower's output goes through ``weight`` (this branch's slice of the predict layer).
+        """
+        first, d = self.tower.linears[0], self.user.embedding_dim
+        u = F.linear(lookup(self.user, users), first.weight[:, :d], first.bias).unsqueeze(1)
+        if items.numel() > self.item.num_embeddings:  # cheaper: project the whole table, then gather
+            table = F.linear(self.item.weight, first.weight[:, d:])
+            v = table.index_select(0, items.reshape(-1)).reshape(*items.shape, -1)
+        else:
+            v = F.linear(lookup(self.item, items), first.weight[:, d:])
+        return self.tower.from_first(u + v) @ weight
+
+
+class PairNet(nn.Module):
+    """One logit per (user, item) from branches fused by one linear predict layer.
+
+    The predict layer acts on the concatenation of the branches' outputs (NeuMF's fusion); it is
+    computed as a sum, each branch applying its own slice of the weights: a branch is called as
+    ``branch(users[B], items[B, m] or items[m], weight[out_dim]) -> [B, m]``.
+    """
+
+    def __init__(self, branches: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        self.branches = nn.ModuleDict(branches)
+        self.predict = nn.Linear(sum(b.out_dim for b in self.branches.values()), 1)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, m]``."""
+        weight, logits, start = self.predict.weight[0], self.predict.bias, 0
+        for branch in self.branches.values():
+            logits = logits + branch(users, items, weight[start : start + branch.out_dim])
+            start += branch.out_dim
+        return logits
+
+
+def init_embeddings(net: nn.Module, init: Callable[[torch.Tensor], Any]) -> nn.Module:
+    """Apply ``init`` to the weight of every ``nn.Embedding`` in ``net``; returns ``net``."""
+    for module in net.modules():
+        if isinstance(module, nn.Embedding):
+            init(module.weight)
+    return net
+
+
+def pointwise_batches(
+    train: Interactions, batch_size: int, rng: np.random.Generator, num_negatives: int, sampling: str
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Shuffled ``users[B]`` and ``items[B, 1 + num_negatives]`` batches (column 0 the positive).
+
+    ``batch_size`` counts positives. Negatives are drawn once per epoch, excluding each user's
+    training items, uniformly or by popularity (``(count + 1) ** 0.75``).
+    """
+    order = rng.permutation(len(train))
+    users, items = train.users[order], train.items[order][:, None]
+    if num_negatives > 0:
+        positives = PositiveSet(train.binary_csr)
+        if sampling == "popularity":
+            neg = popularity_negatives(positives, train.item_counts(), users, num_negatives, rng)
+        else:
+            neg = uniform_negatives(positives, users, num_negatives, rng)
+        items = np.concatenate([items, neg], axis=1)
+    for start in range(0, len(users), batch_size):
+        yield {
+            "users": torch.from_numpy(users[start : start + batch_size]),
+            "items": torch.from_numpy(items[start : start + batch_size]),
+        }
+
+
+def pointwise_loss(net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Binary cross-entropy (on logits) of each positive (column 0) against its sampled negatives."""
+    logits = net(batch["users"], batch["items"])
+    return bce_loss(logits[:, 0], logits[:, 1:])
+
+
+def score_in_chunks(
+    fn: Callable[[torch.Tensor], torch.Tensor], users: torch.Tensor, n_items: int, max_pairs: int
+) -> torch.Tensor:
+    """``fn(chunk) -> [len(chunk), n_items]`` over chunks of ``users`` of at most ``max_pairs`` pairs.
+
+    On an accelerator the chunks may grow to :data:`GPU_SCORE_PAIRS` pairs (fewer kernel launches).
+    """
+    if len(users) == 0:
+        return torch.zeros((0, n_items), device=users.device)
+    if users.device.type != "cpu":
+        max_pairs = max(int(max_pairs), GPU_SCORE_PAIRS)
+    step = max(1, int(max_pairs) // max(n_items, 1))
+    return torch.cat([fn(users[i : i + step]) for i in range(0, len(users), step)])
+
+
+def score_all_items(net: nn.Module, users: torch.Tensor, n_items: int, max_pairs: int) -> torch.Tensor:
+    """``net(users, every item)`` -> ``[len(users), n_items]``, in chunks of users."""
+    all_items = torch.arange(n_items, device=users.device)
+    return score_in_chunks(lambda chunk: net(chunk, all_items), users, n_items, max_pairs)
+
+
+def check_choice(key: str, value: Any, allowed: Sequence[str]) -> None:
+    """:class:`ConfigError` naming ``model.<key>`` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ConfigError(f"model.{key}={value!r} must be one of {', '.join(map(repr, allowed))}.")
+
+
+class MLPClassifier(TorchRecommender):
+    """A plain MLP classifier on ``concat(user embedding, item embedding)`` with a sigmoid output.
+
+    The basic multi-layer perceptron recommender that neural collaborative filtering builds on (cf.
+    the MLP of He et al., WWW 2017, §3.3): He-normal embeddings (``kaiming_normal_``, std
+    ``sqrt(2 / embedding_dim)``) with a small L2 penalty, ReLU layers of ``hidden_layers`` widths
+    (128 and 64 by default), one sigmoid output, binary cross-entropy, Adam (the Trainer's default).
+
+    Parameters
+    ----------
+    embedding_dim: size of the user and item embeddings.
+    hidden_layers: widths of the ReLU layers.
+    reg: L2 penalty on the embeddings used in a batch (per example).
+    mode: ``implicit`` (every interaction a positive, ``num_negatives`` sampled negatives each;
+        ranking) or ``rating`` (labels ``rating / max_rating`` as soft targets; :meth:`predict`
+        returns ratings on the original scale).
+    num_negatives, negative_sampling: negatives per positive in implicit mode, ``uniform`` or
+        ``popularity``.
+    trainer, seed: the shared Trainer (``None`` = defaults) and the seed.
+    """
+
+    training_defaults: ClassVar[dict[str, Any]] = {"epochs": 20, "batch_size": 1024, "lr": 3e-3}
+    max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
+
+    def __init__(
+        self,
+        *,
+        embedding_dim: int = 32,
+        hidden_layers: Sequence[int] = (128, 64),
+        reg: float = 0.05,
+        mode: str = "implicit",
+        num_negatives: int = 4,
+        negative_sampling: str = "uniform",
+        trainer: Trainer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.embedding_dim = embedding_dim
+        self.hidden_layers = hidden_layers
+        self.reg = reg
+        self.mode = mode
+        self.num_negatives = num_negatives
+        self.negative_sampling = negative_sampling
+        self.trainer = trainer
+        self.seed = seed
+
+    def build_network(self, train: Interactions) -> nn.Module:
+        """Embeddings, the ReLU tower and a one-logit output layer; records ``max_rating_``."""
+        check_choice("mode", self.mode, ("implicit", "rating"))
+        check_choice("negative_sampling", self.negative_sampling, ("uniform", "popularity"))
+        if int(self.embedding_dim) < 1 or not self.hidden_layers or min(map(int, self.hidden_layers)) < 1:
+            raise ConfigError(
+                f"model.embedding_dim={self.embedding_dim!r} and model.hidden_layers={self.hidden_layers!r} "
+                "must be positive (hidden_layers a non-empty list)."
+            )
+        if self.mode == "rating":
+            if train.ratings is None or len(train) == 0:
+                raise DataError(
+                    "model=mlp with model.mode=rating needs explicit ratings, but the training data has "
+                    "none. Use a dataset with ratings or model.mode=implicit."
+                )
+            self.max_rating_ = float(train.ratings.max())
+        elif int(self.num_negatives) < 1:
+            raise ConfigError(f"model.num_negatives={self.num_negatives!r} must be >= 1 in implicit mode.")
+        branch = MLPBranch(train.n_users, train.n_items, int(self.embedding_dim), self.hidden_layers)
+        return init_embeddings(PairNet({"mlp": branch}), nn.init.kaiming_normal_)
+
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Implicit: :func:`pointwise_batches`; rating: shuffled pairs with ``rating / max`` targets."""
+        if self.mode == "implicit":
+            yield from pointwise_batches(
+                train, batch_size, rng, int(self.num_negatives), self.negative_sampling
+            )
+            return
+        assert train.ratings is not None
+        order = rng.permutation(len(train))
+        users, items = train.users[order], train.items[order][:, None]
+        target = train.ratings[order] / np.float32(self.max_rating_)
+        for start in range(0, len(order), batch_size):
+            part = slice(start, start + batch_size)
+            yield {
+                "users": torch.from_numpy(users[part]),
+                "items": torch.from_numpy(items[part]),
+                "target": torch.from_numpy(target[part]),
+            }
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Binary cross-entropy (hard labels, or soft ``rating / max`` labels) plus the L2 penalty."""
+        users, items = batch["users"], batch["items"]
+        if "target" in batch:
+            logits = net(users, items)[:, 0]
+            loss = F.binary_cross_entropy_with_logits(logits, batch["target"])
+        else:
+            loss = pointwise_loss(net, batch)
+        if self.reg:
+            branch = net.branches["mlp"]
+            l2 = lookup(branch.user, users).pow(2).sum() + lookup(branch.item, items).pow(2).sum()
+            loss = loss + float(self.reg) * l2 / len(users)
+        return loss
+
+    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+        """Logits of every item (monotone in the predicted probability or rating)."""
+        return score_all_items(net, users, self.n_items_, self.max_score_pairs)
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``float32[n]`` predicted ratings ``sigmoid(logit) * max_rating_`` (rating mode only)."""
+        if self.mode != "rating":
+            raise ConfigError("MLPClassifier.predict needs model.mode=rating (implicit mode only ranks).")
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        net, out = self.network_, np.zeros(len(users), dtype=np.float32)
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(users), self.max_score_pairs):
+                    part = slice(start, start + self.max_score_pairs)
+                    u = torch.from_numpy(users[part]).to(self.device_)
+                    i = torch.from_numpy(items[part, None]).to(self.device_)
+                    out[part] = torch.sigmoid(net(u, i)[:, 0]).float().cpu().numpy()
+        finally:
+            net.train(was_training)
+        return out * np.float32(self.max_rating_)

@@ -1,0 +1,317 @@
+"""Neural collaborative filtering (He et al., WWW 2017): GMF, NCF-MLP and NeuMF.
+
+The three models are composed from shared blocks: :class:`GMFBranch` (``p_u * q_i``), the
+:class:`~recbench.models.mlp.MLPBranch` tower on ``concat(p_u, q_i)`` and
+:class:`~recbench.models.mlp.PairNet`, which fuses the branches with one linear predict layer.
+Training is pointwise: every positive comes with ``num_negatives`` sampled unobserved items and
+the loss is binary cross-entropy on logits. Full ranking scores users in chunks of at most
+``max_score_pairs`` (user, item) pairs.
+
+:func:`save_network` / :func:`load_state` write and read a network's state dict (``model.pt`` in a
+run directory); NeuMF uses them to start from trained GMF and NCF-MLP runs.
+
+References
+----------
+He, X., Liao, L., Zhang, H., Nie, L., Hu, X. and Chua, T.-S. (2017). Neural Collaborative
+Filtering. Proceedings of WWW 2017, 173-182.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from recbench.data.interactions import Interactions
+from recbench.errors import ConfigError
+from recbench.models.base import TorchRecommender
+from recbench.models.mlp import (
+    MAX_SCORE_PAIRS,
+    MLPBranch,
+    PairNet,
+    check_choice,
+    init_embeddings,
+    lookup,
+    pointwise_batches,
+    pointwise_loss,
+    score_all_items,
+)
+from recbench.training.trainer import Trainer
+
+#: Standard deviation of the normal initialisation of the embeddings (as in the paper).
+EMBEDDING_INIT_STD = 0.01
+
+
+class GMFBranch(nn.Module):
+    """Generalised matrix factorisation: the element-wise product ``p_u * q_i``."""
+
+    def __init__(self, n_users: int, n_items: int, dim: int) -> None:
+        super().__init__()
+        self.user = nn.Embedding(n_users, int(dim))
+        self.item = nn.Embedding(n_items, int(dim))
+        self.out_dim = int(dim)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``h^T (p_u * q_i)`` -> ``[B, m]`` for ``users[B]`` and ``items[B, m]`` (or ``items[m]``).
+
+        Computed as ``q_i . (h * p_u)``, without the ``[B, m, dim]`` product.
+        """
+        user = lookup(self.user, users) * weight
+        item = lookup(self.item, items)
+        if items.dim() == 1:
+            return user @ item.T
+        return (item * user.unsqueeze(1)).sum(-1)
+
+
+def save_network(model: TorchRecommender, path: str | Path) -> Path:
+    """Write ``model.network_.state_dict()`` to ``path`` (a file, or a run directory -> ``model.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    torch.save({k: v.detach().cpu() for k, v in model.network_.state_dict().items()}, path)
+    return path
+
+
+def load_state(path: str | Path, key: str = "path") -> dict[str, torch.Tensor]:
+    """A state dict saved by :func:`save_network`, from a file or a run directory's ``model.pt``.
+
+    Loads onto the CPU with ``weights_only=True`` (tensors only, never arbitrary pickled objects).
+    ``key`` names the config option in the error raised when nothing is there.
+    """
+    file = Path(path)
+    if file.is_dir():
+        file = file / "model.pt"
+    if not file.is_file():
+        raise ConfigError(
+            f"{key}={str(path)!r}: no saved weights at {file}. Point it at the run directory of a "
+            "finished run of the matching model (it holds model.pt) or at the .pt file itself."
+        )
+    return torch.load(file, map_location="cpu", weights_only=True)
+
+
+def _check(model: TorchRecommender, positive: Sequence[str], widths: Sequence[int] | None = None) -> None:
+    for key in positive:
+        if int(getattr(model, key)) < 1:
+            raise ConfigError(f"model.{key}={getattr(model, key)!r} must be a positive integer.")
+    if not 0.0 <= float(getattr(model, "dropout", 0.0)) < 1.0:
+        raise ConfigError(f"model.dropout={model.dropout!r} must lie in [0, 1).")
+    if widths is not None and (len(widths) == 0 or min(map(int, widths)) < 1):
+        raise ConfigError(f"model.mlp_layers={widths!r} must be a non-empty list of positive widths.")
+    check_choice("negative_sampling", model.negative_sampling, ("uniform", "popularity"))
+
+
+def _normal_init(weight: torch.Tensor) -> None:
+    nn.init.normal_(weight, std=EMBEDDING_INIT_STD)
+
+
+class GMF(TorchRecommender):
+    """Generalised matrix factorisation: ``sigmoid(h^T (p_u * q_i))`` (He et al., WWW 2017, §3.2).
+
+    Parameters
+    ----------
+    embedding_dim: size of the user and item embeddings (predictive factors).
+    num_negatives: uniformly (or popularity-) sampled unobserved items per positive.
+    negative_sampling: ``uniform`` or ``popularity`` (``(count + 1) ** 0.75``).
+    trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
+    seed: initialisation and sampling seed.
+    """
+
+    training_defaults: ClassVar[dict[str, Any]] = {"epochs": 20, "batch_size": 4096, "lr": 5e-3}
+    max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
+
+    def __init__(
+        self,
+        *,
+        embedding_dim: int = 32,
+        num_negatives: int = 4,
+        negative_sampling: str = "uniform",
+        trainer: Trainer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.embedding_dim = embedding_dim
+        self.num_negatives = num_negatives
+        self.negative_sampling = negative_sampling
+        self.trainer = trainer
+        self.seed = seed
+
+    def build_network(self, train: Interactions) -> nn.Module:
+        """A GMF branch with its predict layer."""
+        _check(self, ("embedding_dim", "num_negatives"))
+        net = PairNet({"gmf": GMFBranch(train.n_users, train.n_items, int(self.embedding_dim))})
+        return init_embeddings(net, _normal_init)
+
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Pointwise batches (:func:`pointwise_batches`)."""
+        return pointwise_batches(train, batch_size, rng, int(self.num_negatives), self.negative_sampling)
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Binary cross-entropy on logits."""
+        return pointwise_loss(net, batch)
+
+    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+        """Logits of every item."""
+        return score_all_items(net, users, self.n_items_, self.max_score_pairs)
+
+
+class NCFMLP(TorchRecommender):
+    """NCF's multi-layer perceptron on ``concat(p_u, q_i)`` (He et al., WWW 2017, §3.3).
+
+    Parameters
+    ----------
+    embedding_dim: size of the user and item embeddings (the tower's input is twice that).
+    mlp_layers: widths of the ReLU tower; the last one is the number of predictive factors.
+    dropout: dropout after every tower layer.
+    num_negatives, negative_sampling, trainer, seed: as in :class:`GMF`.
+    """
+
+    training_defaults: ClassVar[dict[str, Any]] = {"epochs": 20, "batch_size": 1024, "lr": 3e-3}
+    max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
+
+    def __init__(
+        self,
+        *,
+        embedding_dim: int = 64,
+        mlp_layers: Sequence[int] = (128, 64, 32),
+        dropout: float = 0.0,
+        num_negatives: int = 4,
+        negative_sampling: str = "uniform",
+        trainer: Trainer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.embedding_dim = embedding_dim
+        self.mlp_layers = mlp_layers
+        self.dropout = dropout
+        self.num_negatives = num_negatives
+        self.negative_sampling = negative_sampling
+        self.trainer = trainer
+        self.seed = seed
+
+    def build_network(self, train: Interactions) -> nn.Module:
+        """An MLP branch with its predict layer."""
+        _check(self, ("embedding_dim", "num_negatives"), self.mlp_layers)
+        branch = MLPBranch(
+            train.n_users, train.n_items, int(self.embedding_dim), self.mlp_layers, float(self.dropout)
+        )
+        return init_embeddings(PairNet({"mlp": branch}), _normal_init)
+
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Pointwise batches (:func:`pointwise_batches`)."""
+        return pointwise_batches(train, batch_size, rng, int(self.num_negatives), self.negative_sampling)
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Binary cross-entropy on logits."""
+        return pointwise_loss(net, batch)
+
+    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+        """Logits of every item, users in chunks of at most ``max_score_pairs`` pairs."""
+        return score_all_items(net, users, self.n_items_, self.max_score_pairs)
+
+
+class NeuMF(TorchRecommender):
+    """Neural matrix factorisation: GMF and MLP branches fused by one predict layer (§3.4).
+
+    Parameters
+    ----------
+    embedding_dim: GMF embedding size.
+    mlp_embedding_dim: MLP embedding size.
+    mlp_layers, dropout: the MLP tower (see :class:`NCFMLP`).
+    num_negatives, negative_sampling: as in :class:`GMF`.
+    pretrained_gmf, pretrained_mlp: run directories (or ``model.pt`` files) of trained :class:`GMF`
+        and :class:`NCFMLP` models with matching sizes; their weights initialise the branches and
+        the predict layer becomes ``[alpha * h_gmf, (1 - alpha) * h_mlp]`` (§3.4.1).
+    alpha: the trade-off between the two pretrained predict layers (0.5 in the paper).
+    trainer, seed: as in :class:`GMF`.
+    """
+
+    training_defaults: ClassVar[dict[str, Any]] = {"epochs": 20, "batch_size": 4096, "lr": 5e-3}
+    max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
+
+    def __init__(
+        self,
+        *,
+        embedding_dim: int = 32,
+        mlp_embedding_dim: int = 16,
+        mlp_layers: Sequence[int] = (32, 16, 8),
+        dropout: float = 0.0,
+        num_negatives: int = 8,
+        negative_sampling: str = "uniform",
+        pretrained_gmf: str | None = None,
+        pretrained_mlp: str | None = None,
+        alpha: float = 0.5,
+        trainer: Trainer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.embedding_dim = embedding_dim
+        self.mlp_embedding_dim = mlp_embedding_dim
+        self.mlp_layers = mlp_layers
+        self.dropout = dropout
+        self.num_negatives = num_negatives
+        self.negative_sampling = negative_sampling
+        self.pretrained_gmf = pretrained_gmf
+        self.pretrained_mlp = pretrained_mlp
+        self.alpha = alpha
+        self.trainer = trainer
+        self.seed = seed
+
+    def build_network(self, train: Interactions) -> nn.Module:
+        """Both branches and the fused predict layer, initialised from pretrained runs if given."""
+        _check(self, ("embedding_dim", "mlp_embedding_dim", "num_negatives"), self.mlp_layers)
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            raise ConfigError(f"model.alpha={self.alpha!r} must lie in [0, 1].")
+        n_users, n_items = train.n_users, train.n_items
+        mlp = MLPBranch(n_users, n_items, int(self.mlp_embedding_dim), self.mlp_layers, float(self.dropout))
+        net = PairNet({"gmf": GMFBranch(n_users, n_items, int(self.embedding_dim)), "mlp": mlp})
+        init_embeddings(net, _normal_init)
+        alpha = float(self.alpha)
+        sources = {"gmf": (self.pretrained_gmf, alpha), "mlp": (self.pretrained_mlp, 1.0 - alpha)}
+        if any(path for path, _ in sources.values()):
+            with torch.no_grad():
+                net.predict.bias.zero_()
+                start = 0
+                for name, (path, weight) in sources.items():
+                    width = net.branches[name].out_dim
+                    if path:  # a branch without a pretrained run keeps its random initialisation
+                        _load_branch(net, name, str(path), weight, slice(start, start + width))
+                    start += width
+        return net
+
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Pointwise batches (:func:`pointwise_batches`)."""
+        return pointwise_batches(train, batch_size, rng, int(self.num_negatives), self.negative_sampling)
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Binary cross-entropy on logits."""
+        return pointwise_loss(net, batch)
+
+    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+        """Logits of every item, users in chunks of at most ``max_score_pairs`` pairs."""
+        return score_all_items(net, users, self.n_items_, self.max_score_pairs)
+
+
+def _load_branch(net: PairNet, name: str, path: str, weight: float, cols: slice) -> None:
+    """Copy branch ``name`` of a saved GMF / NCF-MLP network into ``net``; scale its predict layer."""
+    key = f"model.pretrained_{name}"
+    state = load_state(path, key=key)
+    prefix = f"branches.{name}."
+    try:
+        net.branches[name].load_state_dict(
+            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        )
+        net.predict.weight[:, cols] = weight * state["predict.weight"]
+        net.predict.bias += weight * state["predict.bias"]
+    except (RuntimeError, KeyError) as exc:
+        raise ConfigError(
+            f"{key}={path!r} does not fit this NeuMF: the saved {name} network has other sizes or keys "
+            f"({str(exc).splitlines()[0]}). Pretrain on the same dataset with the same embedding size "
+            "(and mlp_layers) as this model."
+        ) from exc

@@ -1,0 +1,121 @@
+"""DMF: contract, sensitivity, sparse first layer, gradients, chunked scoring, config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import yaml
+
+from recbench.data.interactions import Interactions
+from recbench.errors import ConfigError
+from recbench.models.dmf import DMF, SparseTower, gather_rows
+from recbench.training.trainer import Trainer
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "dmf.yaml"
+#: hyperparameters and a changed value for each (parameter-sensitivity test)
+CHANGES = {
+    "layers": [16],
+    "dropout": 0.3,
+    "num_negatives": 2,
+    "negative_sampling": "popularity",
+    "use_ratings": False,
+}
+
+
+def make(epochs: int = 3, lr: float = 0.01, **params: object) -> DMF:
+    trainer = Trainer(epochs=epochs, batch_size=64, lr=lr, device="cpu", progress=False)
+    return DMF(**{"layers": [32, 16], "seed": 0, **params}, trainer=trainer)
+
+
+def test_contract(blocks: Interactions) -> None:
+    model = make()
+    params_before = dict(vars(model))
+    assert model.fit(blocks) is model
+    new_attrs = set(vars(model)) - set(params_before)
+    assert new_attrs and all(a.endswith("_") for a in new_attrs)
+    users = np.arange(blocks.n_users)
+    scores = model.score(users, blocks)
+    assert scores.shape == (blocks.n_users, blocks.n_items) and scores.dtype == np.float32
+    assert np.isfinite(scores).all() and scores.max() <= 1.0 + 1e-5
+    np.testing.assert_array_equal(make().fit(blocks).score(users, blocks), scores)
+    assert not np.array_equal(make(seed=1).fit(blocks).score(users, blocks), scores)
+    clone = model.clone()
+    assert not clone.is_fitted and clone.get_params() == model.get_params()
+
+
+def test_learns_the_blocks(blocks: Interactions) -> None:
+    # the fixture's ratings are random noise, so learn from the interactions alone here
+    model = make(epochs=20, lr=0.02, layers=[32, 32], use_ratings=False).fit(blocks)
+    scores = model.score(np.arange(blocks.n_users), blocks)
+    scores[blocks.users, blocks.items] = -np.inf
+    can_hit = blocks.user_counts() < 8  # users who have not seen every item of their block
+    assert ((scores.argmax(1) // 8) == (np.arange(blocks.n_users) // 10))[can_hit].all()
+
+
+def test_every_hyperparameter_matters(blocks: Interactions) -> None:
+    users = np.arange(blocks.n_users)
+    base = make(epochs=2).fit(blocks).score(users, blocks)
+    for key, value in CHANGES.items():
+        changed = make(epochs=2, **{key: value}).fit(blocks).score(users, blocks)
+        assert not np.allclose(changed, base, atol=1e-5), f"dmf.{key} has no effect"
+    assert set(DMF().get_params()) - {"seed", "trainer"} == set(CHANGES)
+
+
+def test_batches_carry_only_nonzeros(blocks: Interactions) -> None:
+    """The first layer is sparse: a batch holds 1-D index/value lists, never a dense users x items matrix."""
+    model = make()
+    model.max_rating_ = 5.0
+    batches = list(model.batches(blocks, 16, np.random.default_rng(0)))
+    assert sum(len(b["target"]) for b in batches) == len(blocks) * (1 + model.num_negatives)
+    for batch in batches:
+        assert all(t.dim() == 1 for t in batch.values())
+        n_users, n_items = len(batch["u_offset"]), len(batch["i_offset"])
+        # one bag per distinct user / item of the batch, holding only that row's / column's non-zeros
+        assert len(batch["u_index"]) == len(batch["u_t_index"]) <= len(blocks)
+        assert len(batch["i_index"]) == len(batch["i_t_index"]) <= len(blocks)
+        assert n_users == len(torch.unique(batch["pair_u"])) and n_items == len(torch.unique(batch["pair_i"]))
+        assert len(batch["u_t_offset"]) == blocks.n_items and len(batch["i_t_offset"]) == blocks.n_users
+        assert int(batch["pair_u"].max()) < n_users and int(batch["pair_i"].max()) < n_items
+        largest = max(t.numel() for t in batch.values())
+        assert largest < blocks.n_users * blocks.n_items
+
+
+def test_sparse_first_layer_matches_dense_matmul() -> None:
+    mat = sp.random(12, 9, density=0.3, random_state=0, format="csr", dtype=np.float32)
+    rows = np.array([0, 3, 3, 7, 11])
+    tower = SparseTower(9, [5])
+    out = tower(gather_rows(mat, rows))
+    dense = torch.from_numpy(mat[rows].toarray())
+    torch.testing.assert_close(out, dense @ tower.first)
+    grad = torch.randn_like(out)
+    (got,) = torch.autograd.grad(out, tower.first, grad)
+    torch.testing.assert_close(got, dense.T @ grad)
+
+
+def test_chunked_scoring_matches_unchunked(blocks: Interactions, monkeypatch: pytest.MonkeyPatch) -> None:
+    users = np.arange(blocks.n_users)
+    model = make().fit(blocks)
+    whole = model.score(users, blocks)
+    monkeypatch.setattr(DMF, "max_score_pairs", blocks.n_items * 3)
+    np.testing.assert_allclose(model.score(users, blocks), whole, rtol=0, atol=1e-6)
+
+
+def test_bad_options(blocks: Interactions) -> None:
+    with pytest.raises(ConfigError, match="model.layers"):
+        make(layers=[]).fit(blocks)
+    with pytest.raises(ConfigError, match="model.negative_sampling"):
+        make(negative_sampling="zipf").fit(blocks)
+
+
+def test_config_keys_match_constructor() -> None:
+    cfg = yaml.safe_load(CONFIG.read_text())
+    assert cfg.pop("_target_") == "recbench.models.dmf.DMF"
+    defaults = DMF().get_params()
+    assert set(cfg) == set(defaults)
+    for key, value in cfg.items():
+        if key not in ("trainer", "seed"):
+            assert value == (list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key])

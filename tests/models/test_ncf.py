@@ -1,0 +1,165 @@
+"""GMF, NCF-MLP and NeuMF: contract, sensitivity, pretraining, chunked scoring, configs, GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from recbench.data.interactions import Interactions
+from recbench.errors import ConfigError
+from recbench.models.ncf import GMF, NCFMLP, NeuMF, load_state, save_network
+from recbench.models.persistence import save_model
+from recbench.training.trainer import Trainer
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
+MODELS = {"gmf": GMF, "ncf_mlp": NCFMLP, "ncf": NeuMF}
+SMALL = {
+    "gmf": {"embedding_dim": 8},
+    "ncf_mlp": {"embedding_dim": 8, "mlp_layers": [16, 8]},
+    "ncf": {"embedding_dim": 8, "mlp_embedding_dim": 8, "mlp_layers": [16, 8]},
+}
+#: hyperparameters that shape the model and a changed value for each (parameter-sensitivity test)
+CHANGES = {
+    "gmf": {"embedding_dim": 4, "num_negatives": 2, "negative_sampling": "popularity"},
+    "ncf_mlp": {
+        "embedding_dim": 4,
+        "mlp_layers": [8],
+        "dropout": 0.3,
+        "num_negatives": 2,
+        "negative_sampling": "popularity",
+    },
+    "ncf": {
+        "embedding_dim": 4,
+        "mlp_embedding_dim": 4,
+        "mlp_layers": [8],
+        "dropout": 0.3,
+        "num_negatives": 2,
+        "negative_sampling": "popularity",
+    },
+}
+
+
+def make(name: str, epochs: int = 3, lr: float = 0.01, device: str = "cpu", **params: object):
+    trainer = Trainer(epochs=epochs, batch_size=64, lr=lr, device=device, progress=False)
+    return MODELS[name](**{**SMALL[name], "seed": 0, **params}, trainer=trainer)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_contract(name: str, blocks: Interactions) -> None:
+    model = make(name)
+    params_before = dict(vars(model))
+    assert model.fit(blocks) is model
+    new_attrs = set(vars(model)) - set(params_before)
+    assert new_attrs and all(a.endswith("_") for a in new_attrs)
+    users = np.arange(blocks.n_users)
+    scores = model.score(users, blocks)
+    assert scores.shape == (blocks.n_users, blocks.n_items) and scores.dtype == np.float32
+    assert np.isfinite(scores).all()
+    np.testing.assert_array_equal(make(name).fit(blocks).score(users, blocks), scores)
+    assert not np.array_equal(make(name, seed=1).fit(blocks).score(users, blocks), scores)
+    clone = model.clone()
+    assert not clone.is_fitted and clone.get_params() == model.get_params()
+    assert model.clone(seed=5).seed == 5
+
+
+@pytest.mark.parametrize("name", ["gmf", "ncf"])
+def test_top1_within_block(name: str, blocks: Interactions) -> None:
+    scores = make(name, epochs=15, lr=0.03).fit(blocks).score(np.arange(blocks.n_users), blocks)
+    scores[blocks.users, blocks.items] = -np.inf  # seen items are masked by the evaluator
+    top1_block = scores.argmax(1) // 8
+    can_hit = blocks.user_counts() < 8  # users who have not seen every item of their block
+    assert (top1_block == np.arange(blocks.n_users) // 10)[can_hit].all()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_hyperparameter_matters(name: str, blocks: Interactions) -> None:
+    users = np.arange(blocks.n_users)
+    base = make(name, epochs=2).fit(blocks).score(users, blocks)
+    for key, value in CHANGES[name].items():
+        changed = make(name, epochs=2, **{key: value}).fit(blocks).score(users, blocks)
+        assert not np.allclose(changed, base, atol=1e-5), f"{name}.{key} has no effect"
+    tunable = {k for k in MODELS[name]().get_params() if k not in ("seed", "trainer")}
+    assert tunable - set(CHANGES[name]) <= {"pretrained_gmf", "pretrained_mlp", "alpha"}
+
+
+def test_chunked_scoring_matches_unchunked(blocks: Interactions, monkeypatch: pytest.MonkeyPatch) -> None:
+    users = np.arange(blocks.n_users)
+    model = make("ncf").fit(blocks)
+    whole = model.score(users, blocks)
+    monkeypatch.setattr(NeuMF, "max_score_pairs", blocks.n_items * 3)  # 3 users per forward
+    calls = []
+    forward = model.network_.forward
+    monkeypatch.setattr(model.network_, "forward", lambda u, i: calls.append(len(u)) or forward(u, i))
+    np.testing.assert_allclose(model.score(users, blocks), whole, rtol=0, atol=1e-6)
+    assert max(calls) == 3 and sum(calls) == blocks.n_users
+
+
+def test_neumf_starts_from_pretrained_runs(
+    blocks: Interactions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gmf = make("gmf", epochs=5).fit(blocks)
+    mlp = make("ncf_mlp", epochs=5).fit(blocks)
+    (tmp_path / "gmf").mkdir()
+    (tmp_path / "mlp").mkdir()
+    save_model(gmf, tmp_path / "gmf")  # what the pipeline writes into a run directory
+    assert save_network(mlp, tmp_path / "mlp") == tmp_path / "mlp" / "model.pt"
+    seen: list[object] = []
+    real_load = torch.load
+    monkeypatch.setattr(
+        torch, "load", lambda *a, **kw: seen.append(kw.get("weights_only")) or real_load(*a, **kw)
+    )
+    neumf = make("ncf", pretrained_gmf=str(tmp_path / "gmf"), pretrained_mlp=str(tmp_path / "mlp"), alpha=0.3)
+    net = neumf.build_network(blocks)
+    assert seen == [True, True]
+    for name, source in (("gmf", gmf.network_), ("mlp", mlp.network_)):
+        for key, value in source.branches[name].state_dict().items():
+            assert torch.equal(net.branches[name].state_dict()[key], value)
+    users = torch.arange(blocks.n_users)
+    items = torch.arange(blocks.n_items)
+    with torch.no_grad():
+        expected = 0.3 * gmf.network_(users, items) + 0.7 * mlp.network_(users, items)
+        torch.testing.assert_close(net.eval()(users, items), expected)
+    fitted = make("ncf", epochs=1, pretrained_gmf=str(tmp_path / "gmf"), pretrained_mlp=str(tmp_path / "mlp"))
+    assert np.isfinite(fitted.fit(blocks).score(users.numpy(), blocks)).all()
+
+
+def test_pretrained_errors_name_the_key(blocks: Interactions, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="model.pretrained_gmf"):
+        make("ncf", pretrained_gmf=str(tmp_path / "missing")).build_network(blocks)
+    save_network(make("gmf", epochs=1).fit(blocks), tmp_path / "gmf.pt")
+    assert set(load_state(tmp_path / "gmf.pt")) >= {"predict.weight", "branches.gmf.user.weight"}
+    with pytest.raises(ConfigError, match="model.pretrained_gmf"):
+        make("ncf", embedding_dim=6, pretrained_gmf=str(tmp_path / "gmf.pt")).build_network(blocks)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("embedding_dim", 0), ("mlp_layers", []), ("dropout", 1.0), ("negative_sampling", "x")]
+)
+def test_bad_options_raise_config_errors(key: str, value: object, blocks: Interactions) -> None:
+    with pytest.raises(ConfigError, match=f"model.{key}"):
+        make("ncf", **{key: value}).fit(blocks)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_config_keys_match_constructor(name: str) -> None:
+    cfg = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    assert cfg.pop("_target_") == f"recbench.models.ncf.{MODELS[name].__name__}"
+    assert set(cfg) == set(MODELS[name]().get_params())
+    defaults = MODELS[name]().get_params()
+    for key, value in cfg.items():
+        if key not in ("trainer", "seed"):
+            assert value == (list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key])
+
+
+@pytest.mark.gpu
+def test_ncf_on_cuda(blocks: Interactions) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available")
+    model = make("ncf", device="cuda").fit(blocks)
+    assert model.network_.predict.weight.is_cuda
+    scores = model.score(np.arange(blocks.n_users), blocks)
+    assert scores.shape == (blocks.n_users, blocks.n_items) and np.isfinite(scores).all()
