@@ -1,0 +1,154 @@
+"""BERT4Rec: bidirectional transformer trained by masked-item prediction (Sun et al., CIKM 2019)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbench.data.interactions import Interactions
+from recbench.errors import ConfigError
+from recbench.models.base import TorchRecommender
+from recbench.models.sequential.data import (
+    full_sequences,
+    history_sequences,
+    memo,
+    rows_with,
+    shuffled_batches,
+    trim_padding,
+    windows,
+)
+from recbench.models.sequential.layers import TransformerEncoder, check_positive, item_logits
+from recbench.training.trainer import Trainer
+
+
+class BERT4RecNet(nn.Module):
+    """Bidirectional transformer over item tokens plus ``[MASK]`` (token ``n_items + 1``); tied output."""
+
+    def __init__(
+        self, n_items: int, max_len: int, dim: int, n_layers: int, n_heads: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.mask_token = n_items + 1
+        self.encoder = TransformerEncoder(
+            n_items + 2, max_len, dim, n_layers, n_heads, dropout, 4 * dim, causal=False, activation="gelu"
+        )
+
+    @property
+    def token_weight(self) -> torch.Tensor:
+        """``[n_items + 2, dim]`` token embeddings; only rows ``1..n_items`` are scored as items."""
+        return self.encoder.tokens.weight
+
+    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
+        """``seqs[B, T]`` -> ``[B, T, dim]``; every position sees the whole (non-padding) sequence."""
+        return self.encoder(seqs)
+
+
+class BERT4Rec(TorchRecommender):
+    """Bidirectional sequential recommendation with a cloze (masked-item) objective.
+
+    During training, each item of a user's sequence is replaced by ``[MASK]`` with probability
+    ``mask_prob`` (at least one per sequence) and the transformer predicts the hidden items from
+    both sides, with a softmax over the catalogue. To recommend, ``[MASK]`` is appended to the
+    user's history and the item scores at that position are returned.
+
+    Parameters
+    ----------
+    max_len: sequence length seen by the model, ``[MASK]`` included at scoring time.
+    hidden_dim: embedding and hidden size (the feed-forward layers use ``4 * hidden_dim``).
+    n_layers, n_heads: transformer depth and attention heads.
+    dropout: dropout on embeddings, attention weights and residual branches.
+    mask_prob: probability that a training item is masked.
+    crop: train on a random window of ``max_len`` items per long history each epoch.
+    trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
+    seed: initialisation, dropout and masking seed.
+
+    References
+    ----------
+    F. Sun, J. Liu, J. Wu, C. Pei, X. Lin, W. Ou and P. Jiang. BERT4Rec: Sequential Recommendation
+    with Bidirectional Encoder Representations from Transformer. CIKM 2019.
+    """
+
+    requires_sequences: ClassVar[bool] = True
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 200,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+    }
+
+    def __init__(
+        self,
+        *,
+        max_len: int = 100,
+        hidden_dim: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        dropout: float = 0.2,
+        mask_prob: float = 0.2,
+        crop: bool = False,
+        trainer: Trainer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.max_len = max_len
+        self.hidden_dim = hidden_dim
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.mask_prob = mask_prob
+        self.crop = crop
+        self.trainer = trainer
+        self.seed = seed
+
+    def build_network(self, train: Interactions) -> BERT4RecNet:
+        """A fresh :class:`BERT4RecNet` for ``train.n_items``."""
+        check_positive("BERT4Rec", hidden_dim=self.hidden_dim, n_heads=self.n_heads, mask_prob=self.mask_prob)
+        if self.max_len < 2 or self.mask_prob > 1:
+            raise ConfigError(
+                f"BERT4Rec needs model.max_len >= 2 (got {self.max_len}) and model.mask_prob in (0, 1] "
+                f"(got {self.mask_prob}); fix configs/model/bert4rec.yaml or the command-line override."
+            )
+        return BERT4RecNet(
+            train.n_items, self.max_len, self.hidden_dim, self.n_layers, self.n_heads, self.dropout
+        )
+
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Masked user sequences: ``seqs`` with [MASK], ``targets`` the hidden items (0 elsewhere)."""
+        seqs = full_sequences(train, self.max_len)
+        rows = memo(train, ("rows", seqs.shape[1], 2), lambda: rows_with(seqs, 2))
+        mask_token = train.n_items + 1
+        for idx in shuffled_batches(len(rows), batch_size, rng):
+            win = windows(seqs[rows[idx]], self.max_len, rng, crop=self.crop)
+            real = win != 0
+            masked = real & (rng.random(win.shape) < self.mask_prob)
+            none = ~masked.any(axis=1)
+            masked[none, -1] = True  # every sequence hides at least its last item
+            first = win.shape[1] - trim_padding(win).shape[1]  # padding-only columns change nothing
+            yield {
+                "seqs": torch.from_numpy(np.where(masked, mask_token, win)[:, first:]),
+                "targets": torch.from_numpy(np.where(masked, win, 0)[:, first:]),
+            }
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Softmax cross-entropy over the catalogue at the masked positions."""
+        targets = batch["targets"]
+        valid = targets != 0
+        hidden = net(batch["seqs"])[valid]
+        return F.cross_entropy(item_logits(hidden, net.token_weight, self.n_items_), targets[valid] - 1)
+
+    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+        """Item scores at a ``[MASK]`` appended after each user's last ``max_len - 1`` ``history`` items."""
+        seqs = torch.as_tensor(
+            trim_padding(history_sequences(history, self.max_len - 1)[users.cpu().numpy()]),
+            device=users.device,
+        )
+        mask = torch.full((len(seqs), 1), self.n_items_ + 1, dtype=seqs.dtype, device=seqs.device)
+        hidden = net(torch.cat([seqs, mask], dim=1))[:, -1]
+        return item_logits(hidden, net.token_weight, self.n_items_)

@@ -1,0 +1,191 @@
+"""Caser: convolutional sequence embedding recommendation (Tang & Wang, WSDM 2018)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbench.data.interactions import Interactions
+from recbench.models.base import TorchRecommender
+from recbench.models.sequential.data import (
+    full_sequences,
+    history_sequences,
+    memo,
+    negative_tokens,
+    shuffled_batches,
+)
+from recbench.models.sequential.layers import LOSS_TYPES, Dropout, check_option, check_positive
+from recbench.training.losses import bce_loss
+from recbench.training.trainer import Trainer
+
+
+class CaserNet(nn.Module):
+    """Horizontal and vertical convolutions over the last ``window`` items, plus a user embedding."""
+
+    def __init__(
+        self, n_users: int, n_items: int, window: int, dim: int, n_h: int, n_v: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.items = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        self.users = nn.Embedding(n_users, dim)
+        # Convolutions whose filters span the full width (horizontal) or height (vertical) of the
+        # window-by-dim image are linear maps of unfolded slices; nn.Linear is much faster than Conv2d here.
+        self.vertical = nn.Linear(window, n_v)
+        self.horizontal = nn.ModuleList(nn.Linear(h * dim, n_h) for h in range(1, window + 1))
+        self.fc = nn.Linear(n_v * dim + n_h * window, dim)
+        self.drop = Dropout(dropout)
+        self.output = nn.Embedding(n_items + 1, 2 * dim, padding_idx=0)
+        self.bias = nn.Embedding(n_items + 1, 1, padding_idx=0)
+        for emb in (self.items, self.users, self.output):
+            nn.init.normal_(emb.weight, std=1.0 / dim)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+            self.output.weight[0].zero_()
+            self.bias.weight.zero_()
+
+    def forward(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+        """``users[B]`` and their last ``window`` tokens ``seqs[B, window]`` -> ``[B, 2 * dim]``."""
+        e = self.items(seqs)  # [B, L, d]
+        vertical = self.vertical(e.transpose(1, 2)).flatten(1)  # [B, d * n_v]
+        pooled = [  # filter of height h slid over the L - h + 1 positions, then max-pooled: [B, n_h]
+            F.relu(conv(e.unfold(1, h, 1).flatten(2))).amax(dim=1)
+            for h, conv in enumerate(self.horizontal, start=1)
+        ]
+        z = F.relu(self.fc(self.drop(torch.cat([vertical, *pooled], dim=1))))
+        return torch.cat([z, self.users(users)], dim=1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores of the ``n_items`` real items (tokens ``1..n_items``) for representations ``x``."""
+        return x @ self.output.weight[1 : self.n_items + 1].T + self.bias.weight[1 : self.n_items + 1].T
+
+    def token_scores(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """``x[B, 2d]`` scored against ``tokens[B, K]`` -> ``[B, K]``."""
+        return (x.unsqueeze(1) * self.output(tokens)).sum(-1) + self.bias(tokens).squeeze(-1)
+
+
+class Caser(TorchRecommender):
+    """Convolutional sequence embedding model.
+
+    The embeddings of a user's last ``window`` items form an image. Horizontal filters of heights
+    ``1..window`` (max-pooled over time) capture union-level and point-level sequential patterns;
+    vertical filters take weighted sums over the window. Their output, concatenated with a user
+    embedding, scores the items. Each training example is a (user, ``window`` items, next
+    ``targets`` items) slice of a training sequence.
+
+    Parameters
+    ----------
+    window: number of previous items read (``L`` in the paper).
+    targets: number of following items predicted per example (``T`` in the paper).
+    embedding_dim: item and user embedding size.
+    n_h, n_v: number of horizontal filters per height and of vertical filters.
+    dropout: dropout before the fully connected layer.
+    loss_type: ``ce`` (softmax cross-entropy over all items, per target) or ``bce`` (binary
+        cross-entropy with one sampled negative per target, as in the paper).
+    trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
+    seed: initialisation, dropout and sampling seed.
+
+    References
+    ----------
+    J. Tang and K. Wang. Personalized Top-N Sequential Recommendation via Convolutional Sequence
+    Embedding. WSDM 2018.
+    """
+
+    requires_sequences: ClassVar[bool] = True
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 30,
+        "batch_size": 512,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+    }
+
+    def __init__(
+        self,
+        *,
+        window: int = 5,
+        targets: int = 3,
+        embedding_dim: int = 50,
+        n_h: int = 16,
+        n_v: int = 4,
+        dropout: float = 0.5,
+        loss_type: str = "ce",
+        trainer: Trainer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.window = window
+        self.targets = targets
+        self.embedding_dim = embedding_dim
+        self.n_h = n_h
+        self.n_v = n_v
+        self.dropout = dropout
+        self.loss_type = loss_type
+        self.trainer = trainer
+        self.seed = seed
+
+    def build_network(self, train: Interactions) -> CaserNet:
+        """A fresh :class:`CaserNet` for the users and items of ``train``."""
+        check_option("Caser", "loss_type", self.loss_type, LOSS_TYPES)
+        check_positive(
+            "Caser",
+            window=self.window,
+            targets=self.targets,
+            embedding_dim=self.embedding_dim,
+            n_h=self.n_h,
+            n_v=self.n_v,
+        )
+        return CaserNet(
+            train.n_users, train.n_items, self.window, self.embedding_dim, self.n_h, self.n_v, self.dropout
+        )
+
+    def _examples(self, train: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(users, inputs[N, window], targets[N, targets])`` for every slice with a preceding item."""
+        seqs = full_sequences(train, self.window + self.targets, extra=self.window)
+        rows, cols = np.nonzero(seqs[:, self.window :] != 0)
+        cols = cols + self.window  # column of the first target
+        keep = seqs[rows, cols - 1] != 0  # at least one real item before the target
+        rows, cols = rows[keep], cols[keep]
+        inputs = seqs[rows[:, None], cols[:, None] - self.window + np.arange(self.window)]
+        tcols = cols[:, None] + np.arange(self.targets)
+        inside = tcols < seqs.shape[1]
+        targets = np.where(inside, seqs[rows[:, None], np.minimum(tcols, seqs.shape[1] - 1)], 0)
+        return rows, inputs, targets
+
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Shuffled (user, previous ``window`` items, next ``targets`` items) examples; ``0`` = no target."""
+        users, inputs, targets = memo(
+            train, ("caser", self.window, self.targets), lambda: self._examples(train)
+        )
+        for idx in shuffled_batches(len(users), batch_size, rng):
+            batch = {
+                "users": torch.from_numpy(users[idx]),
+                "seqs": torch.from_numpy(inputs[idx]),
+                "targets": torch.from_numpy(targets[idx]),
+            }
+            if self.loss_type == "bce":
+                batch["negatives"] = torch.from_numpy(negative_tokens(train, users[idx], self.targets, rng))
+            yield batch
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy per target item, or BCE of each target against its sampled negative."""
+        x = net(batch["users"], batch["seqs"])
+        targets = batch["targets"]
+        valid = targets != 0
+        if self.loss_type == "ce":
+            logits = net.logits(x)  # [B, n_items], shared by the example's targets
+            rows = torch.nonzero(valid, as_tuple=True)[0]
+            return F.cross_entropy(logits[rows], targets[valid] - 1)
+        pos = net.token_scores(x, targets)[valid]
+        neg = net.token_scores(x, batch["negatives"])[valid]
+        return bce_loss(pos, neg)
+
+    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+        """Scores of every item from each user's embedding and last ``window`` ``history`` items."""
+        seqs = history_sequences(history, self.window)[users.cpu().numpy()]
+        return net.logits(net(users, torch.as_tensor(seqs, device=users.device)))

@@ -1,0 +1,137 @@
+"""Sequence batching for the sequential models: cached histories, training windows and negatives.
+
+All sequences come from :meth:`Interactions.sequences` (token ``0`` = padding, item ``i`` = token
+``i + 1``, left padding, most recent items kept); nothing here pads or shifts ids by itself. Results
+that depend only on an :class:`Interactions` object (its sequences, its positive set) are memoised per
+object, so scoring many user batches against the same ``history`` builds its sequences once.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from recbench.data.interactions import Interactions
+from recbench.training.samplers import PositiveSet, uniform_negatives
+
+T = TypeVar("T")
+
+#: Cells (users x positions) a full-length training matrix may hold before older items are dropped.
+MAX_CELLS = 2**26
+
+_MEMO: weakref.WeakKeyDictionary[Interactions, dict[Hashable, Any]] = weakref.WeakKeyDictionary()
+
+
+def memo(data: Interactions, key: Hashable, build: Callable[[], T]) -> T:
+    """``build()`` computed once per (``data`` object, ``key``); forgotten when ``data`` is freed."""
+    entries = _MEMO.setdefault(data, {})
+    if key not in entries:
+        entries[key] = build()
+    return entries[key]
+
+
+def history_sequences(history: Interactions, max_len: int) -> np.ndarray:
+    """``history.sequences(max_len)`` (``int64[n_users, max_len]``), computed once per history object."""
+    return memo(history, ("sequences", max_len), lambda: history.sequences(max_len))
+
+
+def full_sequences(train: Interactions, min_width: int, extra: int = 0) -> np.ndarray:
+    """Left-padded sequences wide enough for every user's whole history, plus ``extra`` pad columns.
+
+    The width is the longest history, at least ``min_width``, and capped so that the matrix holds
+    about :data:`MAX_CELLS` cells; beyond the cap only the most recent items of very long histories
+    are used for training.
+    """
+    longest = int(train.user_counts().max(initial=0))
+    cap = max(min_width, MAX_CELLS // max(train.n_users, 1))
+    width = max(min_width, min(longest, cap)) + extra
+    return memo(train, ("full_sequences", width), lambda: train.sequences(width))
+
+
+def rows_with(seqs: np.ndarray, min_items: int) -> np.ndarray:
+    """Indices of the rows of ``seqs`` holding at least ``min_items`` real (non-padding) tokens."""
+    return np.flatnonzero((seqs != 0).sum(axis=1) >= min_items)
+
+
+def windows(seqs: np.ndarray, width: int, rng: np.random.Generator, *, crop: bool) -> np.ndarray:
+    """``[n_rows, width]`` slices of the left-padded rows of ``seqs``.
+
+    Without ``crop`` each row's most recent ``width`` tokens; with ``crop`` a window whose last
+    position is drawn uniformly among those that keep the window full (a short history always
+    gives its whole, left-padded sequence).
+    """
+    n, total = seqs.shape
+    if width > total:
+        raise ValueError(f"window width {width} exceeds the sequence width {total}")
+    if not crop or total == width:
+        return seqs[:, total - width :]
+    lengths = (seqs != 0).sum(axis=1)
+    first_end = np.minimum(total - lengths + width - 1, total - 1)
+    ends = first_end + (rng.random(n) * (total - first_end)).astype(np.int64)
+    cols = ends[:, None] - width + 1 + np.arange(width)
+    return np.take_along_axis(seqs, cols, axis=1)
+
+
+def trim_padding(seqs: np.ndarray) -> np.ndarray:
+    """``seqs`` without the leading columns that are padding in every row (at least one column kept).
+
+    Only for models whose outputs do not depend on the amount of left padding (masked attention
+    with right-aligned positions): it saves their work on batches of short histories.
+    """
+    real = np.flatnonzero((seqs != 0).any(axis=0))
+    first = int(real[0]) if len(real) else seqs.shape[1] - 1
+    return seqs[:, first:]
+
+
+def shuffled_batches(n_rows: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Row indices ``0..n_rows-1`` in a random order, cut into batches of ``batch_size``."""
+    order = rng.permutation(n_rows)
+    for start in range(0, n_rows, batch_size):
+        yield order[start : start + batch_size]
+
+
+def negative_tokens(
+    train: Interactions, users: np.ndarray, n_per_user: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``int64[len(users), n_per_user]`` tokens of items each user has not interacted with in ``train``."""
+    positives = memo(train, "positive_set", lambda: PositiveSet(train.binary_csr))
+    return uniform_negatives(positives, users, n_per_user, rng) + 1
+
+
+def next_item_batches(
+    train: Interactions,
+    max_len: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    *,
+    crop: bool,
+    negatives: bool,
+    trim: bool = False,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """One epoch of causal next-item training batches, one row per user (all positions at once).
+
+    Each row is a window of ``max_len + 1`` tokens: ``seqs`` is its first ``max_len`` tokens and
+    ``targets`` the same shifted by one (``0`` where the input is padding, so a user's first item is
+    never a target). With ``negatives``, ``negatives`` holds one sampled unseen item per position.
+    ``trim`` drops the columns that are padding in every row of a batch (see :func:`trim_padding`).
+    Users with fewer than two training items are skipped.
+    """
+    seqs = full_sequences(train, max_len + 1)
+    rows = memo(train, ("rows", seqs.shape[1], 2), lambda: rows_with(seqs, 2))
+    for idx in shuffled_batches(len(rows), batch_size, rng):
+        win = windows(seqs[rows[idx]], max_len + 1, rng, crop=crop)
+        inputs, targets = win[:, :-1], win[:, 1:]
+        if trim:
+            first = inputs.shape[1] - trim_padding(inputs).shape[1]
+            inputs, targets = inputs[:, first:], targets[:, first:]
+        batch = {
+            "seqs": torch.from_numpy(np.ascontiguousarray(inputs)),
+            "targets": torch.from_numpy(np.where(inputs == 0, 0, targets)),
+        }
+        if negatives:
+            batch["negatives"] = torch.from_numpy(negative_tokens(train, rows[idx], inputs.shape[1], rng))
+        yield batch

@@ -1,0 +1,141 @@
+"""GRU4Rec: session-based recommendation with recurrent neural networks (Hidasi et al., ICLR 2016)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from recbench.data.interactions import Interactions
+from recbench.models.base import TorchRecommender
+from recbench.models.sequential.data import history_sequences, next_item_batches
+from recbench.models.sequential.layers import (
+    LOSS_TYPES,
+    Dropout,
+    check_option,
+    check_positive,
+    item_logits,
+    next_item_loss,
+)
+from recbench.training.trainer import Trainer
+
+
+class GRU4RecNet(nn.Module):
+    """Item embeddings -> stacked GRU -> dot product with separate output item embeddings."""
+
+    def __init__(
+        self, n_items: int, embedding_dim: int, hidden_dim: int, n_layers: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.items = nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
+        self.gru = nn.GRU(
+            embedding_dim, hidden_dim, n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0
+        )
+        self.drop = Dropout(dropout)
+        self.output = nn.Embedding(n_items + 1, hidden_dim, padding_idx=0)
+        nn.init.normal_(self.items.weight, std=0.02)
+        nn.init.normal_(self.output.weight, std=0.02)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+            self.output.weight[0].zero_()
+
+    @property
+    def token_weight(self) -> torch.Tensor:
+        """``[n_items + 1, hidden_dim]`` output item embeddings (row 0 = padding, never scored)."""
+        return self.output.weight
+
+    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
+        """``seqs[B, T]`` -> GRU states ``[B, T, hidden_dim]`` (recurrent, hence causal)."""
+        states, _ = self.gru(self.drop(self.items(seqs)))
+        return self.drop(states)
+
+
+class GRU4Rec(TorchRecommender):
+    """Recurrent next-item recommendation.
+
+    A GRU reads the user's item sequence; its state after each item scores the next item. This is
+    the user-sequence variant used in recent sequential benchmarks: each user's history is one
+    sequence, every position is trained at once, and the default objective is the full softmax
+    cross-entropy that Hidasi and Czapp found strongest in their later re-examination of GRU4Rec.
+
+    Parameters
+    ----------
+    max_len: most recent items the model reads (and trains on, per user and epoch).
+    embedding_dim: size of the input item embeddings.
+    hidden_dim: GRU state size (also the size of the output item embeddings).
+    n_layers: stacked GRU layers.
+    dropout: dropout on the input embeddings and on the GRU outputs.
+    loss_type: ``ce`` (full softmax cross-entropy) or ``bce`` (one sampled negative per position).
+    crop: train on a random window of ``max_len + 1`` items per long history each epoch.
+    trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
+    seed: initialisation, dropout and sampling seed.
+
+    References
+    ----------
+    B. Hidasi, A. Karatzoglou, L. Baltrunas and D. Tikk. Session-based Recommendations with Recurrent
+    Neural Networks. ICLR 2016.
+    """
+
+    requires_sequences: ClassVar[bool] = True
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 100,
+        "batch_size": 64,
+        "lr": 3e-3,
+        "weight_decay": 0.0,
+    }
+
+    def __init__(
+        self,
+        *,
+        max_len: int = 50,
+        embedding_dim: int = 64,
+        hidden_dim: int = 64,
+        n_layers: int = 1,
+        dropout: float = 0.2,
+        loss_type: str = "ce",
+        crop: bool = False,
+        trainer: Trainer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.max_len = max_len
+        self.embedding_dim = embedding_dim
+        self.hidden_dim = hidden_dim
+        self.n_layers = n_layers
+        self.dropout = dropout
+        self.loss_type = loss_type
+        self.crop = crop
+        self.trainer = trainer
+        self.seed = seed
+
+    def build_network(self, train: Interactions) -> GRU4RecNet:
+        """A fresh :class:`GRU4RecNet` for ``train.n_items``."""
+        check_option("GRU4Rec", "loss_type", self.loss_type, LOSS_TYPES)
+        check_positive(
+            "GRU4Rec",
+            max_len=self.max_len,
+            embedding_dim=self.embedding_dim,
+            hidden_dim=self.hidden_dim,
+            n_layers=self.n_layers,
+        )
+        return GRU4RecNet(train.n_items, self.embedding_dim, self.hidden_dim, self.n_layers, self.dropout)
+
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """One row per user: ``max_len`` inputs and their next items (see :func:`next_item_batches`)."""
+        return next_item_batches(
+            train, self.max_len, batch_size, rng, crop=self.crop, negatives=self.loss_type == "bce"
+        )
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Next-item loss at every non-padding position."""
+        return next_item_loss(net(batch["seqs"]), batch, net.token_weight, self.n_items_, self.loss_type)
+
+    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+        """Scores of every item from the GRU state after each user's last ``history`` item."""
+        seqs = history_sequences(history, self.max_len)[users.cpu().numpy()]
+        hidden = net(torch.as_tensor(seqs, device=users.device))[:, -1]
+        return item_logits(hidden, net.token_weight, self.n_items_)

@@ -1,0 +1,225 @@
+"""Building blocks shared by the sequential models (plain ``nn.Module`` components).
+
+Token convention (fixed by :meth:`recbench.data.interactions.Interactions.sequences`): ``0`` is
+padding and item ``i`` is token ``i + 1``. BERT4Rec adds a ``[MASK]`` token ``n_items + 1``. Output
+layers only ever score tokens ``1..n_items``, so padding and ``[MASK]`` are never ranked as items.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbench.errors import ConfigError
+from recbench.training.losses import bce_loss
+
+
+def attention_mask(seqs: torch.Tensor, *, causal: bool) -> torch.Tensor:
+    """``bool[B, 1, T, T]`` mask, ``True`` where query ``q`` may attend to key ``k``.
+
+    Padding keys are hidden, except that every position may attend to itself: a padding query then
+    never sees an all-masked row (which would give NaNs), and a real query never sees padding. With
+    ``causal=True`` a position also never sees later positions.
+    """
+    t = seqs.shape[1]
+    real_key = (seqs != 0)[:, None, None, :]
+    eye = torch.eye(t, dtype=torch.bool, device=seqs.device)
+    allowed = real_key | eye
+    if causal:
+        allowed = allowed & torch.ones(t, t, dtype=torch.bool, device=seqs.device).tril()
+    return allowed
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout drawn from random bytes: like ``F.dropout``, about twice as fast on CPU.
+
+    Each entry is dropped with probability ``round(256 * p) / 256`` (``p`` rounded to 1/256) and the
+    survivors are scaled by the inverse keep rate, so the expectation is unchanged.
+    """
+    if not training or p <= 0:
+        return x
+    cut = min(round(256 * p), 255)
+    keep = torch.empty(x.shape, dtype=torch.uint8, device=x.device).random_() >= cut
+    return x * keep * (256.0 / (256 - cut))
+
+
+class Dropout(nn.Module):
+    """Module form of :func:`dropout` (a drop-in for ``nn.Dropout``)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with entries zeroed at rate ``p`` in training mode; ``x`` itself in eval mode."""
+        return dropout(x, self.p, self.training)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Scaled dot-product self-attention with ``n_heads`` heads (Vaswani et al., NeurIPS 2017)."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"hidden size {dim} is not divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x[B, T, dim]``, ``mask`` from :func:`attention_mask`; returns ``[B, T, dim]``."""
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if self.training and self.dropout > 0:  # explicit, to use the fast dropout on the weights
+            scores = (q @ k.transpose(-2, -1)) * (d // self.n_heads) ** -0.5
+            weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            y = dropout(weights, self.dropout, True) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer layer: ``x + Attn(LN(x))`` then ``x + FFN(LN(x))``, dropout on both branches."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float, ff_dim: int, activation: str = "gelu") -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = MultiHeadSelfAttention(dim, n_heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        act: nn.Module = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), act, Dropout(dropout), nn.Linear(ff_dim, dim))
+        self.drop = Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One layer over ``x[B, T, dim]`` with the boolean attention ``mask``."""
+        x = x + self.drop(self.attn(self.norm1(x), mask))
+        return x + self.drop(self.ff(self.norm2(x)))
+
+
+class TransformerEncoder(nn.Module):
+    """Token + learned position embeddings, ``n_layers`` :class:`TransformerBlock` s, final LayerNorm.
+
+    Used causally by SASRec and bidirectionally by BERT4Rec. ``n_tokens`` counts padding (token 0,
+    a zero vector) and any special tokens.
+    """
+
+    def __init__(
+        self,
+        n_tokens: int,
+        max_len: int,
+        dim: int,
+        n_layers: int,
+        n_heads: int,
+        dropout: float,
+        ff_dim: int,
+        *,
+        causal: bool,
+        activation: str = "gelu",
+    ) -> None:
+        super().__init__()
+        self.causal = causal
+        self.tokens = nn.Embedding(n_tokens, dim, padding_idx=0)
+        self.positions = nn.Embedding(max_len, dim)
+        self.drop = Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, n_heads, dropout, ff_dim, activation) for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(dim)
+        nn.init.normal_(self.tokens.weight, std=0.02)
+        nn.init.normal_(self.positions.weight, std=0.02)
+        with torch.no_grad():
+            self.tokens.weight[0].zero_()
+
+    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
+        """``seqs[B, T]`` tokens (left-padded, ``T <= max_len``) -> hidden states ``[B, T, dim]``."""
+        t = seqs.shape[1]
+        pos = torch.arange(
+            self.positions.num_embeddings - t, self.positions.num_embeddings, device=seqs.device
+        )
+        x = self.tokens(seqs) + self.positions(pos)
+        x = self.drop(x)
+        mask = attention_mask(seqs, causal=self.causal)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)
+
+
+class CausalConvBlock(nn.Module):
+    """NextItNet residual block: two dilated causal 1-D convolutions (dilations ``d`` and ``2d``).
+
+    Each convolution is followed by LayerNorm and ReLU; the input is added back (Yuan et al., WSDM 2019).
+    Causality comes from padding ``(kernel - 1) * dilation`` steps on the left only.
+    """
+
+    def __init__(self, dim: int, kernel_size: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.pads = ((kernel_size - 1) * dilation, (kernel_size - 1) * 2 * dilation)
+        self.conv1 = nn.Conv1d(dim, dim, kernel_size, dilation=dilation)
+        self.conv2 = nn.Conv1d(dim, dim, kernel_size, dilation=2 * dilation)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.drop = Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x[B, T, dim]`` -> ``[B, T, dim]``; output at step ``t`` depends on steps ``<= t`` only."""
+        h = F.pad(x.transpose(1, 2), (self.pads[0], 0))
+        h = torch.relu(self.norm1(self.conv1(h).transpose(1, 2)))
+        h = F.pad(self.drop(h).transpose(1, 2), (self.pads[1], 0))
+        h = torch.relu(self.norm2(self.conv2(h).transpose(1, 2)))
+        return x + self.drop(h)
+
+
+def item_logits(hidden: torch.Tensor, token_weight: torch.Tensor, n_items: int) -> torch.Tensor:
+    """Scores of the ``n_items`` real items: ``hidden[..., d] @ token_weight[1:n_items + 1].T``.
+
+    Column ``j`` of the result is item ``j`` (token ``j + 1``); padding and special tokens are left out.
+    """
+    return hidden @ token_weight[1 : n_items + 1].T
+
+
+LOSS_TYPES = ("ce", "bce")
+
+
+def next_item_loss(
+    hidden: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    token_weight: torch.Tensor,
+    n_items: int,
+    loss_type: str,
+) -> torch.Tensor:
+    """Loss of ``hidden[B, T, d]`` against ``batch["targets"][B, T]`` (tokens; ``0`` = no target).
+
+    ``loss_type="ce"``: full softmax cross-entropy over the catalogue. ``"bce"``: binary
+    cross-entropy of each target against the sampled token in ``batch["negatives"]`` (the objective
+    of the original SASRec). Only positions with a target are computed.
+    """
+    targets = batch["targets"]
+    valid = targets != 0
+    h = hidden[valid]
+    if loss_type == "ce":
+        return F.cross_entropy(item_logits(h, token_weight, n_items), targets[valid] - 1)
+    pos = (h * token_weight[targets[valid]]).sum(-1)
+    neg = (h * token_weight[batch["negatives"][valid]]).sum(-1)
+    return bce_loss(pos, neg)
+
+
+def check_option(model: str, key: str, value: object, choices: tuple[object, ...]) -> None:
+    """Raise :class:`~recbench.errors.ConfigError` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(
+            f"model.{key}={value!r} is not valid for {model}: choose one of "
+            f"{', '.join(map(str, choices))} (configs/model/{model.lower()}.yaml or `model.{key}=...`)."
+        )
+
+
+def check_positive(model: str, **values: float) -> None:
+    """Raise :class:`~recbench.errors.ConfigError` for any hyperparameter in ``values`` that is not > 0."""
+    for key, value in values.items():
+        if not value > 0:
+            raise ConfigError(
+                f"model.{key}={value!r} must be > 0 for {model} "
+                f"(configs/model/{model.lower()}.yaml or `model.{key}=...`)."
+            )

@@ -1,0 +1,141 @@
+"""NextItNet: dilated causal convolutions for next-item recommendation (Yuan et al., WSDM 2019)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from recbench.data.interactions import Interactions
+from recbench.errors import ConfigError
+from recbench.models.base import TorchRecommender
+from recbench.models.sequential.data import history_sequences, next_item_batches
+from recbench.models.sequential.layers import (
+    LOSS_TYPES,
+    CausalConvBlock,
+    check_option,
+    check_positive,
+    item_logits,
+    next_item_loss,
+)
+from recbench.training.trainer import Trainer
+
+
+class NextItNetNet(nn.Module):
+    """Item embeddings -> residual blocks of dilated causal convolutions -> output item embeddings."""
+
+    def __init__(
+        self, n_items: int, dim: int, kernel_size: int, dilations: list[int], dropout: float
+    ) -> None:
+        super().__init__()
+        self.items = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        self.blocks = nn.Sequential(*(CausalConvBlock(dim, kernel_size, d, dropout) for d in dilations))
+        self.output = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        nn.init.normal_(self.items.weight, std=0.02)
+        nn.init.normal_(self.output.weight, std=0.02)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+            self.output.weight[0].zero_()
+
+    @property
+    def token_weight(self) -> torch.Tensor:
+        """``[n_items + 1, dim]`` output item embeddings (row 0 = padding, never scored)."""
+        return self.output.weight
+
+    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
+        """``seqs[B, T]`` -> ``[B, T, dim]``; position ``t`` depends on tokens ``<= t`` only."""
+        return self.blocks(self.items(seqs))
+
+
+class NextItNet(TorchRecommender):
+    """Convolutional generative next-item model.
+
+    A stack of residual blocks, each holding two dilated causal 1-D convolutions (dilations ``d``
+    and ``2d``), reads the item sequence; the output at each position scores the next item. The
+    receptive field grows exponentially with depth, so long histories cost few layers.
+
+    Parameters
+    ----------
+    max_len: most recent items the model reads (and trains on, per user and epoch).
+    embedding_dim: channel size of embeddings and convolutions.
+    kernel_size: convolution width.
+    dilations: first dilation of each residual block (its second convolution uses twice that);
+        the paper's ``[1, 2, 4, 8]`` per two blocks corresponds to ``[1, 4]`` here.
+    dropout: dropout inside the residual branches.
+    loss_type: ``ce`` (full softmax cross-entropy, as in the paper) or ``bce`` (one sampled
+        negative per position).
+    crop: train on a random window of ``max_len + 1`` items per long history each epoch.
+    trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
+    seed: initialisation, dropout and sampling seed.
+
+    References
+    ----------
+    F. Yuan, A. Karatzoglou, I. Arapakis, J. M. Jose and X. He. A Simple Convolutional Generative
+    Network for Next Item Recommendation. WSDM 2019.
+    """
+
+    requires_sequences: ClassVar[bool] = True
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 100,
+        "batch_size": 64,
+        "lr": 3e-3,
+        "weight_decay": 0.0,
+    }
+
+    def __init__(
+        self,
+        *,
+        max_len: int = 50,
+        embedding_dim: int = 64,
+        kernel_size: int = 3,
+        dilations: list[int] | tuple[int, ...] = (1, 4, 1, 4),
+        dropout: float = 0.2,
+        loss_type: str = "ce",
+        crop: bool = False,
+        trainer: Trainer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.max_len = max_len
+        self.embedding_dim = embedding_dim
+        self.kernel_size = kernel_size
+        self.dilations = dilations
+        self.dropout = dropout
+        self.loss_type = loss_type
+        self.crop = crop
+        self.trainer = trainer
+        self.seed = seed
+
+    def build_network(self, train: Interactions) -> NextItNetNet:
+        """A fresh :class:`NextItNetNet` for ``train.n_items``."""
+        check_option("NextItNet", "loss_type", self.loss_type, LOSS_TYPES)
+        check_positive(
+            "NextItNet", max_len=self.max_len, embedding_dim=self.embedding_dim, kernel_size=self.kernel_size
+        )
+        dilations = [int(d) for d in self.dilations]
+        if not dilations or min(dilations) < 1:
+            raise ConfigError(
+                f"model.dilations={list(self.dilations)!r} must be a non-empty list of integers >= 1 "
+                "for NextItNet (configs/model/nextitnet.yaml or `model.dilations=[1,4,1,4]`)."
+            )
+        return NextItNetNet(train.n_items, self.embedding_dim, self.kernel_size, dilations, self.dropout)
+
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """One row per user: ``max_len`` inputs and their next items (see :func:`next_item_batches`)."""
+        return next_item_batches(
+            train, self.max_len, batch_size, rng, crop=self.crop, negatives=self.loss_type == "bce"
+        )
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Next-item loss at every non-padding position."""
+        return next_item_loss(net(batch["seqs"]), batch, net.token_weight, self.n_items_, self.loss_type)
+
+    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+        """Scores of every item from the output after each user's last ``history`` item."""
+        seqs = history_sequences(history, self.max_len)[users.cpu().numpy()]
+        hidden = net(torch.as_tensor(seqs, device=users.device))[:, -1]
+        return item_logits(hidden, net.token_weight, self.n_items_)

@@ -1,0 +1,136 @@
+"""SASRec: next-item recommendation with causal self-attention (Kang & McAuley, ICDM 2018)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from recbench.data.interactions import Interactions
+from recbench.models.base import TorchRecommender
+from recbench.models.sequential.data import history_sequences, next_item_batches, trim_padding
+from recbench.models.sequential.layers import (
+    LOSS_TYPES,
+    TransformerEncoder,
+    check_option,
+    check_positive,
+    item_logits,
+    next_item_loss,
+)
+from recbench.training.trainer import Trainer
+
+
+class SASRecNet(nn.Module):
+    """Causal transformer over item tokens; item embeddings are shared with the output layer."""
+
+    def __init__(
+        self, n_items: int, max_len: int, dim: int, n_layers: int, n_heads: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.encoder = TransformerEncoder(
+            n_items + 1, max_len, dim, n_layers, n_heads, dropout, dim, causal=True, activation="relu"
+        )
+
+    @property
+    def token_weight(self) -> torch.Tensor:
+        """``[n_items + 1, dim]`` token embeddings (row 0 = padding), also the output weights."""
+        return self.encoder.tokens.weight
+
+    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
+        """``seqs[B, T]`` -> ``[B, T, dim]``; position ``t`` summarises tokens ``<= t`` only."""
+        return self.encoder(seqs)
+
+
+class SASRec(TorchRecommender):
+    """Self-attentive sequential recommendation.
+
+    A stack of causal transformer layers with learned position embeddings reads the user's most
+    recent ``max_len`` items; the hidden state at each position scores the next item by a dot
+    product with the (shared) item embeddings. Training uses every position of each user's
+    sequence at once.
+
+    Parameters
+    ----------
+    max_len: most recent items the model reads (and trains on, per user and epoch).
+    hidden_dim: embedding and hidden size.
+    n_layers, n_heads: transformer depth and attention heads.
+    dropout: dropout on embeddings, attention weights and residual branches.
+    loss_type: ``ce`` = full softmax cross-entropy over all items (the stronger choice in recent
+        replications) or ``bce`` = binary cross-entropy with one sampled negative per position
+        (the original paper).
+    crop: train on a random window of ``max_len + 1`` items per long history each epoch instead of
+        always the most recent one.
+    trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
+    seed: initialisation, dropout and sampling seed.
+
+    References
+    ----------
+    W.-C. Kang and J. McAuley. Self-Attentive Sequential Recommendation. ICDM 2018.
+    """
+
+    requires_sequences: ClassVar[bool] = True
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 50,
+        "batch_size": 32,
+        "lr": 2e-3,
+        "weight_decay": 0.0,
+    }
+
+    def __init__(
+        self,
+        *,
+        max_len: int = 50,
+        hidden_dim: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 1,
+        dropout: float = 0.2,
+        loss_type: str = "ce",
+        crop: bool = False,
+        trainer: Trainer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.max_len = max_len
+        self.hidden_dim = hidden_dim
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.loss_type = loss_type
+        self.crop = crop
+        self.trainer = trainer
+        self.seed = seed
+
+    def build_network(self, train: Interactions) -> SASRecNet:
+        """A fresh :class:`SASRecNet` for ``train.n_items``."""
+        check_option("SASRec", "loss_type", self.loss_type, LOSS_TYPES)
+        check_positive("SASRec", max_len=self.max_len, hidden_dim=self.hidden_dim, n_heads=self.n_heads)
+        return SASRecNet(
+            train.n_items, self.max_len, self.hidden_dim, self.n_layers, self.n_heads, self.dropout
+        )
+
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """One row per user: ``max_len`` inputs and their next items (see :func:`next_item_batches`)."""
+        return next_item_batches(
+            train,
+            self.max_len,
+            batch_size,
+            rng,
+            crop=self.crop,
+            negatives=self.loss_type == "bce",
+            trim=True,  # masked attention + right-aligned positions: left padding changes nothing
+        )
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Next-item loss at every non-padding position."""
+        return next_item_loss(net(batch["seqs"]), batch, net.token_weight, self.n_items_, self.loss_type)
+
+    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+        """Scores of every item from the hidden state after each user's last ``history`` item."""
+        seqs = trim_padding(history_sequences(history, self.max_len)[users.cpu().numpy()])
+        hidden = net(torch.as_tensor(seqs, device=users.device))[:, -1]
+        return item_logits(hidden, net.token_weight, self.n_items_)

@@ -1,0 +1,259 @@
+"""Sequential models: contract, learning a deterministic next item, causality, padding, caching."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from recbench.data.interactions import Interactions
+from recbench.errors import ConfigError
+from recbench.models.sequential.bert4rec import BERT4Rec
+from recbench.models.sequential.caser import Caser
+from recbench.models.sequential.data import history_sequences, next_item_batches, trim_padding, windows
+from recbench.models.sequential.gru4rec import GRU4Rec
+from recbench.models.sequential.nextitnet import NextItNet
+from recbench.models.sequential.sasrec import SASRec
+from recbench.training.trainer import Trainer
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
+
+SMALL = {
+    "sasrec": (SASRec, {"max_len": 12, "hidden_dim": 16, "n_heads": 2, "dropout": 0.0}),
+    "gru4rec": (GRU4Rec, {"max_len": 12, "embedding_dim": 16, "hidden_dim": 16, "dropout": 0.0}),
+    "nextitnet": (NextItNet, {"max_len": 12, "embedding_dim": 16, "dilations": [1, 2], "dropout": 0.0}),
+    "caser": (Caser, {"window": 3, "targets": 1, "embedding_dim": 16, "n_h": 4, "n_v": 2, "dropout": 0.0}),
+    "bert4rec": (
+        BERT4Rec,
+        {"max_len": 12, "hidden_dim": 16, "n_layers": 1, "n_heads": 2, "dropout": 0.0, "mask_prob": 0.5},
+    ),
+}
+CAUSAL = ["sasrec", "gru4rec", "nextitnet"]
+
+
+def cycles(
+    n_users: int = 32, n_loops: int = 4, loop_len: int = 5, length: int = 12, seed: int = 0
+) -> Interactions:
+    """Users walk closed loops of items: a user of loop ``g`` repeats ``gL -> gL+1 -> ... -> gL+L-1 -> gL``.
+
+    The next item is deterministic and already in the user's history, so the right answer is never
+    excluded by negative sampling; items of other loops are natural negatives. Rows are shuffled.
+    """
+    rng = np.random.default_rng(seed)
+    loop = np.arange(n_users) % n_loops
+    start = rng.integers(0, loop_len, n_users)
+    start[:n_loops] = loop_len - length % loop_len  # some users end on the loop's last item
+    users = np.repeat(np.arange(n_users), length)
+    steps = np.tile(np.arange(length), n_users)
+    items = loop[users] * loop_len + (start[users] + steps) % loop_len
+    ts = users * 1000 + steps * 7
+    perm = rng.permutation(len(users))
+    return Interactions(users[perm], items[perm], n_users, n_loops * loop_len, timestamps=ts[perm])
+
+
+def make(name: str, epochs: int = 2, **overrides: object):
+    cls, params = SMALL[name]
+    batch_size = 32 if name == "caser" else 8  # caser: one example per position, others: per user
+    trainer = Trainer(epochs=epochs, batch_size=batch_size, lr=1e-2, device="cpu", progress=False)
+    return cls(**{**params, **overrides}, trainer=trainer, seed=0)
+
+
+def next_items(data: Interactions, loop_len: int = 5) -> np.ndarray:
+    last = data.sequences(1)[:, 0] - 1
+    return last - last % loop_len + (last + 1) % loop_len
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids synchronisation overhead on small, shared machines."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data() -> Interactions:
+    return cycles()
+
+
+_FITTED: dict[str, object] = {}
+
+
+def trained(name: str, data: Interactions):
+    """The model ``name`` trained on ``data`` long enough to learn the cycle (fitted once per run)."""
+    if name not in _FITTED:
+        _FITTED[name] = make(name, epochs=120 if name == "bert4rec" else 30).fit(data)
+    return _FITTED[name]
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_contract(name: str, data: Interactions) -> None:
+    model = make(name)
+    assert model.requires_sequences
+    assert model.fit(data) is model
+    users = np.arange(data.n_users)
+    scores = model.score(users, data)
+    assert scores.shape == (data.n_users, data.n_items) and scores.dtype == np.float32
+    assert np.isfinite(scores).all()
+    # a user without any history (all padding) still gets finite scores
+    empty = data.select(data.users != 0)
+    assert np.isfinite(model.score(np.array([0]), empty)).all()
+    # a user's scores do not depend on the other users of the batch (padding trimmed per batch)
+    mixed = data.select((data.users != 1) | (data.timestamps < 1000 + 3 * 7))
+    single = np.vstack([model.score(np.array([u]), mixed) for u in (0, 1)])
+    np.testing.assert_allclose(model.score(np.array([0, 1]), mixed), single, rtol=1e-4, atol=1e-5)
+    again = make(name).fit(data).score(users, data)
+    np.testing.assert_array_equal(scores, again)
+    clone = model.clone()
+    assert not clone.is_fitted and clone.get_params().keys() == model.get_params().keys()
+    assert not np.array_equal(model.clone(seed=1).fit(data).score(users, data), scores)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_learns_the_deterministic_next_item(name: str, data: Interactions) -> None:
+    model = trained(name, data)
+    top1 = model.score(np.arange(data.n_users), data).argmax(axis=1)
+    assert (top1 == next_items(data)).mean() >= 0.9
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "nextitnet", "caser"])
+def test_bce_objective_learns(name: str, data: Interactions) -> None:
+    """With negatives drawn outside the user's history, BCE can only learn which loop comes next.
+
+    (Items of the user's own loop are all positives, so their order is not identifiable under BCE.)
+    """
+    model = make(name, epochs=20, loss_type="bce").fit(data)
+    top5 = np.argsort(-model.score(np.arange(data.n_users), data), axis=1)[:, :5]
+    assert (top5 == next_items(data)[:, None]).any(axis=1).mean() >= 0.9
+    assert model.history_.rows[-1]["loss"] < model.history_.rows[0]["loss"]
+
+
+def test_caser_predicts_the_next_targets_items(data: Interactions) -> None:
+    """With ``targets=2`` both of the next two items share the top two scores."""
+    model = make("caser", epochs=30, targets=2).fit(data)
+    top2 = np.sort(np.argsort(-model.score(np.arange(data.n_users), data), axis=1)[:, :2], axis=1)
+    first = next_items(data)
+    second = first - first % 5 + (first + 1) % 5
+    want = np.sort(np.stack([first, second], axis=1), axis=1)
+    assert (top2 == want).all(axis=1).mean() >= 0.9
+
+
+def test_scores_follow_the_given_history(data: Interactions) -> None:
+    """Dropping each user's last item moves the prediction one step back along the cycle."""
+    model = trained("sasrec", data)
+    order = data.chronological_order()
+    last = np.zeros(len(data), dtype=bool)
+    last[order[np.r_[np.flatnonzero(np.diff(data.users[order])), len(order) - 1]]] = True
+    shorter = data.select(~last)
+    top1 = model.score(np.arange(data.n_users), shorter).argmax(axis=1)
+    assert (top1 == next_items(shorter)).mean() >= 0.9
+    assert (top1 != next_items(data)).all()
+
+
+@pytest.mark.parametrize("name", CAUSAL)
+def test_causal_representation(name: str, data: Interactions) -> None:
+    net = make(name, dropout=0.3).fit(data).network_.eval()
+    seqs = torch.as_tensor(data.sequences(12))
+    seqs[:, :3] = 0  # some left padding
+    changed = seqs.clone()
+    changed[:, 8] = (changed[:, 8] % data.n_items) + 1
+    with torch.no_grad():
+        a, b = net(seqs), net(changed)
+    torch.testing.assert_close(a[:, :8], b[:, :8])
+    assert not torch.allclose(a[:, 8:], b[:, 8:])
+
+
+def test_bert4rec_is_bidirectional(data: Interactions) -> None:
+    net = make("bert4rec").fit(data).network_.eval()
+    seqs = torch.as_tensor(data.sequences(12))
+    changed = seqs.clone()
+    changed[:, 8] = (changed[:, 8] % data.n_items) + 1
+    with torch.no_grad():
+        assert not torch.allclose(net(seqs)[:, :8], net(changed)[:, :8])
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_padding_and_special_tokens_are_never_scored(name: str, data: Interactions) -> None:
+    """Scores cover exactly the real items; item 0 (token 1) is reachable as the top item."""
+    model = trained(name, data)
+    scores = model.score(np.arange(data.n_users), data)
+    assert scores.shape[1] == data.n_items
+    wants_zero = next_items(data) == 0
+    assert wants_zero.any() and (scores[wants_zero].argmax(axis=1) == 0).mean() >= 0.8
+
+
+def test_padding_only_changes_nothing_in_the_last_position(data: Interactions) -> None:
+    """Left padding is invisible to attention: more padding in front gives the same last state."""
+    net = make("sasrec").fit(data).network_.eval()
+    short = torch.as_tensor(data.sequences(6))
+    padded = torch.cat([torch.zeros(len(short), 4, dtype=short.dtype), short], dim=1)
+    with torch.no_grad():
+        a = net(short)[:, -1]
+        b = net(padded)[:, -1]
+    torch.testing.assert_close(a, b)
+
+
+def test_trim_padding_drops_only_all_padding_columns() -> None:
+    seqs = np.array([[0, 0, 0, 5, 6], [0, 0, 4, 5, 6]])
+    np.testing.assert_array_equal(trim_padding(seqs), seqs[:, 2:])
+    np.testing.assert_array_equal(trim_padding(np.zeros((2, 3), dtype=np.int64)), np.zeros((2, 1)))
+
+
+def test_history_sequences_are_cached(data: Interactions) -> None:
+    first = history_sequences(data, 7)
+    assert history_sequences(data, 7) is first
+    np.testing.assert_array_equal(first, data.sequences(7))
+
+
+def test_windows_crop_contiguous_slices() -> None:
+    rng = np.random.default_rng(0)
+    seqs = np.array([[0, 0, 0, 0, 1, 2], [1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]])
+    np.testing.assert_array_equal(windows(seqs, 3, rng, crop=False), seqs[:, 3:])
+    seen = set()
+    for _ in range(50):
+        win = windows(seqs, 3, rng, crop=True)
+        np.testing.assert_array_equal(win[0], [0, 1, 2])  # short rows keep their whole sequence
+        assert (np.diff(win[1:], axis=1) == 1).all()  # full, contiguous windows of long rows
+        seen.add(int(win[1, -1]))
+    assert seen == {3, 4, 5, 6}
+
+
+def test_next_item_batches_skip_the_first_item_as_target(data: Interactions) -> None:
+    batch = next(next_item_batches(data, 20, 64, np.random.default_rng(0), crop=False, negatives=True))
+    seqs, targets, negs = batch["seqs"].numpy(), batch["targets"].numpy(), batch["negatives"].numpy()
+    assert ((seqs == 0) == (targets == 0)).all()
+    items = seqs[seqs != 0] - 1
+    assert (targets[seqs != 0] - 1 == items - items % 5 + (items + 1) % 5).all()
+    assert negs.shape == seqs.shape and negs.min() >= 1 and negs.max() <= data.n_items
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_config_keys_match_constructor(name: str) -> None:
+    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    cls = SMALL[name][0]
+    assert cfg["_target_"] == f"{cls.__module__}.{cls.__name__}"
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    assert sorted(k for k in cfg if k != "_target_") == sorted(params)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "nextitnet", "caser"])
+def test_bad_loss_type_is_a_config_error(name: str, data: Interactions) -> None:
+    with pytest.raises(ConfigError, match="loss_type"):
+        make(name, loss_type="hinge").fit(data)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", list(SMALL))
+def test_trains_and_scores_on_gpu(name: str, data: Interactions) -> None:
+    cls, params = SMALL[name]
+    trainer = Trainer(epochs=40, batch_size=16, lr=1e-2, device="cuda", progress=False)
+    model = cls(**params, trainer=trainer, seed=0).fit(data)
+    assert next(model.network_.parameters()).is_cuda
+    scores = model.score(np.arange(data.n_users), data)
+    assert scores.dtype == np.float32 and np.isfinite(scores).all()
