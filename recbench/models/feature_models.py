@@ -1,0 +1,593 @@
+"""Feature-aware models: FM, Wide&Deep and DeepFM over user/item ids and side features.
+
+Every (user, item) pair is the sparse row ``[user id | user features | item id | item features]``
+(features from :attr:`Interactions.user_features` / ``item_features``, see
+:mod:`recbench.data.features`). It is laid out per side as padded *slots* (column, weight), grouped
+by *field*: the id is one field, each feature field another (multi-hot fields pool their columns
+with weights ``1/len``). :class:`FeatureEmbeddings` holds one embedding and one linear weight per
+column, shared by every part of a model.
+
+Cold start: an entity without training interactions gets weight 0 on its id slot (set in ``fit``),
+so it is scored from its features alone, never from an untrained id embedding. ``id_dropout``
+zeroes the id slot of a random share of the users and items of each training batch (in the spirit
+of DropoutNet, Volkovs et al., NeurIPS 2017), so that the feature part learns to stand on its own.
+``use_ids=False`` drops the id fields entirely.
+
+Full ranking keeps memory bounded: the user and item sides are computed separately and combined
+by a matrix product (FM, wide part) or, for the MLP, by splitting its first layer into a user and
+an item projection and evaluating the rest on chunks of users x all items.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbench.data.interactions import FeatureTable, Interactions
+from recbench.errors import ConfigError, DataError
+from recbench.models.base import TorchRecommender
+from recbench.training.losses import bce_loss, bpr_loss, mse_loss
+from recbench.training.samplers import PositiveSet, uniform_negatives
+from recbench.training.trainer import Trainer
+
+LOSSES = ("bce", "bpr", "mse")
+_CHUNK_FLOATS = 1 << 23  # bound of the [users x items x hidden] block evaluated at once
+
+
+def _field_slots(mat: sp.csr_matrix, offset: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Padded ``(columns + offset, weights)`` of every row of one field's sub-matrix (>= 1 slot)."""
+    mat = mat.tocsr()
+    counts = np.diff(mat.indptr)
+    width = max(int(counts.max(initial=0)), 1)
+    rows = np.repeat(np.arange(mat.shape[0]), counts)
+    pos = np.arange(mat.nnz) - mat.indptr[rows]
+    cols = np.full((mat.shape[0], width), pad, dtype=np.int64)
+    weights = np.zeros((mat.shape[0], width), dtype=np.float32)
+    cols[rows, pos] = mat.indices + offset
+    weights[rows, pos] = mat.data
+    return cols, weights
+
+
+def side_layout(
+    n: int, table: FeatureTable | None, use_ids: bool, seen: np.ndarray, col_offset: int, pad: int
+) -> dict[str, Any]:
+    """Slots of one side: ``cols``/``weights`` ``[n, L]``, ``slot_field`` ``[L]`` (local field),
+    ``local`` (feature column within the side's features, ``n_features`` for id/pad slots) and sizes.
+
+    The id slot (slot 0, when ``use_ids``) has weight 1 for entities in ``seen`` and 0 otherwise.
+    """
+    cols, weights, fields = [], [], []
+    feat_offset = col_offset + (n if use_ids else 0)
+    if use_ids:
+        cols.append(np.arange(n, dtype=np.int64)[:, None] + col_offset)
+        weights.append(seen.astype(np.float32)[:, None])
+        fields.append(0)
+    n_feat = 0 if table is None else table.n_columns
+    if table is not None:
+        mat = table.matrix.tocsc()
+        for f in range(len(table.fields)):
+            idx = np.flatnonzero(table.column_field == f)
+            c, w = _field_slots(mat[:, idx].tocsr(), 0, -1)
+            c = np.where(c >= 0, idx[np.maximum(c, 0)] + feat_offset, pad)
+            cols.append(c)
+            weights.append(w)
+            fields += [len(set(fields))] * c.shape[1]
+    cols_arr = np.concatenate(cols, axis=1)
+    is_feat = (cols_arr >= feat_offset) & (cols_arr != pad)
+    return {
+        "cols": cols_arr,
+        "weights": np.concatenate(weights, axis=1),
+        "slot_field": np.asarray(fields, dtype=np.int64),
+        "local": np.where(is_feat, cols_arr - feat_offset, n_feat),
+        "n_columns": (n if use_ids else 0) + n_feat,
+        "n_features": n_feat,
+        "n_fields": len(set(fields)),
+        "has_id": use_ids,
+    }
+
+
+class FeatureEmbeddings(nn.Module):
+    """Embeddings (``dim``) and linear weights of every column of both sides, plus the slot buffers.
+
+    ``pooled(side, idx)`` gives the field embeddings ``[..., n_fields, dim]`` (sum of the weighted
+    column embeddings of each field); ``bag(side, idx)`` the FM sums over all the side's columns.
+    """
+
+    def __init__(
+        self, user: dict[str, Any], item: dict[str, Any], dim: int, id_dropout: float, init_std: float
+    ) -> None:
+        super().__init__()
+        n_cols = user["n_columns"] + item["n_columns"]
+        self.embed = nn.Embedding(n_cols + 1, dim)
+        self.linear = nn.Embedding(n_cols + 1, 1)
+        nn.init.normal_(self.embed.weight, std=init_std)
+        nn.init.zeros_(self.linear.weight)
+        self.id_dropout = id_dropout
+        self.has_id = {}
+        for side, lay in (("user", user), ("item", item)):
+            self.register_buffer(f"{side}_cols", torch.from_numpy(lay["cols"]))
+            self.register_buffer(f"{side}_weights", torch.from_numpy(lay["weights"]))
+            self.register_buffer(f"{side}_local", torch.from_numpy(lay["local"]))
+            onehot = F.one_hot(torch.from_numpy(lay["slot_field"]), lay["n_fields"]).float()
+            self.register_buffer(f"{side}_pool", onehot)
+            self.has_id[side] = bool(lay["has_id"])
+
+    def slots(self, side: str, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(columns, weights)`` of the entities ``idx``; the id weight is dropped at random in training."""
+        cols = getattr(self, f"{side}_cols")[idx]
+        w = getattr(self, f"{side}_weights")[idx]
+        if self.training and self.id_dropout > 0 and self.has_id[side]:
+            keep = (torch.rand(w.shape[:-1], device=w.device) >= self.id_dropout).to(w.dtype)
+            w = torch.cat([w[..., :1] * keep.unsqueeze(-1), w[..., 1:]], dim=-1)
+        return cols, w
+
+    def pooled(self, side: str, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Field embeddings ``[..., F, dim]`` and the first-order term ``[...]``."""
+        cols, w = self.slots(side, idx)
+        emb = self.embed(cols) * w.unsqueeze(-1)
+        fields = torch.einsum("...lk,lf->...fk", emb, getattr(self, f"{side}_pool"))
+        return fields, (self.linear(cols).squeeze(-1) * w).sum(-1)
+
+    def bag(self, side: str, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """FM terms of the side's own columns: ``(sum_j x_j v_j [..., dim], own [...])`` where ``own``
+        is the linear term plus the pairwise interactions among the side's columns."""
+        cols, w = self.slots(side, idx)
+        emb = self.embed(cols) * w.unsqueeze(-1)
+        s = emb.sum(-2)
+        pairs = 0.5 * (s.pow(2).sum(-1) - emb.pow(2).sum((-2, -1)))
+        return s, (self.linear(cols).squeeze(-1) * w).sum(-1) + pairs
+
+
+def fm_pairwise_naive(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``sum_{i<j} <v_i, v_j> x_i x_j`` by the O(k n^2) double sum (reference for tests)."""
+    gram = v @ v.T
+    inter = (x.unsqueeze(-1) * x.unsqueeze(-2)) * gram
+    return torch.triu(inter, diagonal=1).sum((-2, -1))
+
+
+def fm_pairwise(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The same sum in O(k n): ``0.5 * sum_f ((sum_i v_if x_i)^2 - sum_i v_if^2 x_i^2)`` (Rendle 2010)."""
+    return 0.5 * ((x @ v).pow(2) - (x.pow(2) @ v.pow(2))).sum(-1)
+
+
+class PairMLP(nn.Module):
+    """MLP over ``[user fields | item fields]``, its first layer split into a user and an item projection.
+
+    ``forward(hu, hi)`` takes the projections (broadcastable) and returns one logit per pair.
+    """
+
+    def __init__(self, in_user: int, in_item: int, hidden: tuple[int, ...], dropout: float) -> None:
+        super().__init__()
+        sizes = [int(h) for h in hidden] or [1]
+        self.user_proj = nn.Linear(in_user, sizes[0], bias=False)
+        self.item_proj = nn.Linear(in_item, sizes[0])
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes, [*sizes[1:], 1]):
+            layers += [nn.ReLU(), nn.Dropout(dropout), nn.Linear(a, b)]
+        self.tail = nn.Sequential(*layers)
+
+    def forward(self, hu: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        """Logits of the pairs ``hu + hi`` (first hidden layer before its activation)."""
+        return self.tail(hu + hi).squeeze(-1)
+
+    def all_pairs(self, hu: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        """``[len(hu), len(hi)]`` logits, evaluated on chunks of users to bound memory."""
+        step = max(1, _CHUNK_FLOATS // max(hi.shape[0] * hi.shape[1], 1))
+        return torch.cat([self(hu[s : s + step, None], hi[None]) for s in range(0, len(hu), step)])
+
+
+def _expand(rows: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """``rows[inverse]`` through ``index_select``, whose backward (``index_add``) is deterministic on CPU."""
+    out = rows.index_select(0, inverse.reshape(-1))
+    return out.reshape(*inverse.shape, *rows.shape[1:])
+
+
+class PairNet(nn.Module):
+    """A score that splits into a user side and an item side combined term by term.
+
+    ``side(side, idx)`` returns a list of ``(kind, tensor)`` terms with the same kinds on both
+    sides: ``add`` (one number per entity, summed), ``dot`` (vectors, dot product) and ``mlp``
+    (first-layer projections of :class:`PairMLP`). Training pairs compute each distinct user and
+    item of a batch once; full ranking combines all items by matrix products (and MLP chunks).
+    """
+
+    def __init__(self, emb: FeatureEmbeddings, bias: float, mlp: PairMLP | None = None) -> None:
+        super().__init__()
+        self.emb = emb
+        self.mlp = mlp
+        self.bias = nn.Parameter(torch.tensor(float(bias)))
+
+    def side(self, side: str, idx: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        raise NotImplementedError  # abstract: each network defines its terms
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits of ``(users[b], items[b, ...])``; ``items`` is ``[B]`` or ``[B, m]``."""
+        u_ids, u_inv = torch.unique(users, return_inverse=True)
+        i_ids, i_inv = torch.unique(items, return_inverse=True)
+        wide = items.dim() == 2
+        out = self.bias
+        for (kind, u), (_, i) in zip(self.side("user", u_ids), self.side("item", i_ids)):
+            u, i = _expand(u, u_inv), _expand(i, i_inv)
+            u = u.unsqueeze(1) if wide else u
+            if kind == "add":
+                out = out + u + i
+            elif kind == "dot":
+                out = out + (u * i).sum(-1)
+            else:
+                out = out + self.mlp(u, i)
+        return out
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """``[len(users), n_items]`` logits: every item's side once, combined by matrix products."""
+        items = torch.arange(self.emb.item_cols.shape[0], device=users.device)
+        out = self.bias
+        for (kind, u), (_, i) in zip(self.side("user", users), self.side("item", items)):
+            if kind == "add":
+                out = out + u[:, None] + i[None]
+            elif kind == "dot":
+                out = out + u @ i.T
+            else:
+                out = out + self.mlp.all_pairs(u, i)
+        return out
+
+
+def _mlp(emb: FeatureEmbeddings, hidden: tuple[int, ...], dropout: float) -> PairMLP:
+    """The :class:`PairMLP` over all field embeddings of both sides."""
+    dim = emb.embed.embedding_dim
+    return PairMLP(emb.user_pool.shape[1] * dim, emb.item_pool.shape[1] * dim, tuple(hidden), float(dropout))
+
+
+class FMNet(PairNet):
+    """Factorization machine over the concatenated row: ``w0 + own(user) + own(item) + s_u . s_i``."""
+
+    def side(self, side: str, idx: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """The side's own linear and pairwise terms, and its embedding sum."""
+        s, own = self.emb.bag(side, idx)
+        return [("add", own), ("dot", s)]
+
+
+def _fm_fields(fields: torch.Tensor, lin: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """FM over field embeddings: within-side terms and the side's sum (crossed by a dot product)."""
+    s = fields.sum(-2)
+    return [("add", lin + 0.5 * (s.pow(2).sum(-1) - fields.pow(2).sum((-2, -1)))), ("dot", s)]
+
+
+class DeepFMNet(PairNet):
+    """DeepFM: FM over field embeddings (first and second order) plus the MLP, sharing embeddings."""
+
+    def side(self, side: str, idx: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """FM terms of the side's fields and its MLP projection."""
+        assert self.mlp is not None
+        fields, lin = self.emb.pooled(side, idx)
+        proj = self.mlp.user_proj if side == "user" else self.mlp.item_proj
+        return [*_fm_fields(fields, lin), ("mlp", proj(fields.flatten(-2)))]
+
+
+class WideDeepNet(PairNet):
+    """Wide & Deep: a linear model over all columns plus user-feature x item-feature crosses
+    (``x_u^T C x_i``), and the MLP over field embeddings."""
+
+    def __init__(
+        self, emb: FeatureEmbeddings, bias: float, mlp: PairMLP, cross: tuple[int, int] | None
+    ) -> None:
+        super().__init__(emb, bias, mlp)
+        self.cross = None if cross is None else nn.Parameter(torch.zeros(cross))
+
+    def side(self, side: str, idx: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """First-order term, MLP projection and (with crosses) ``x_u^T C`` or the dense ``x_i``."""
+        assert self.mlp is not None
+        fields, lin = self.emb.pooled(side, idx)
+        proj = self.mlp.user_proj if side == "user" else self.mlp.item_proj
+        terms = [("add", lin), ("mlp", proj(fields.flatten(-2)))]
+        if self.cross is not None:
+            local = getattr(self.emb, f"{side}_local")[idx]  # id and padding slots -> the last column
+            w = getattr(self.emb, f"{side}_weights")[idx]
+            width = self.cross.shape[0 if side == "user" else 1] + 1
+            x = torch.zeros(len(idx), width, device=w.device).scatter_add_(1, local, w)[:, :-1]
+            terms.append(("dot", x @ self.cross if side == "user" else x))
+        return terms
+
+
+class _FeatureModel(TorchRecommender):
+    """Shared fit/batches/loss/scoring of :class:`FM`, :class:`WideDeep` and :class:`DeepFM`.
+
+    Subclasses set the hyperparameters and implement :meth:`_network` from the embeddings.
+    """
+
+    factors: int
+    use_ids: bool
+    loss_type: str
+    num_negatives: int
+    id_dropout: float
+    init_std: float
+
+    @abstractmethod
+    def _network(self, emb: FeatureEmbeddings, bias: float, sizes: dict[str, int]) -> nn.Module:
+        """The model's network on the shared embeddings (``sizes``: feature columns per side)."""
+
+    def _check(self, train: Interactions) -> None:
+        name = type(self).__name__
+        if self.loss_type not in LOSSES:
+            raise ConfigError(f"model.loss_type={self.loss_type!r} must be one of {list(LOSSES)}.")
+        if self.loss_type == "mse" and train.ratings is None:
+            raise DataError(
+                f"{name} with loss_type=mse regresses ratings, but the data has none; "
+                "use loss_type=bce (implicit feedback) or a dataset with ratings."
+            )
+        if self.loss_type != "mse" and (isinstance(self.num_negatives, bool) or int(self.num_negatives) < 1):
+            raise ConfigError(f"model.num_negatives={self.num_negatives!r} must be an integer >= 1.")
+        if not 0.0 <= float(self.id_dropout) < 1.0:
+            raise ConfigError(f"model.id_dropout={self.id_dropout!r} must lie in [0, 1).")
+        for side, table in (("user", train.user_features), ("item", train.item_features)):
+            if table is None and not self.use_ids:
+                raise DataError(
+                    f"{name} with use_ids=false has nothing to describe the {side}s: the data carries no "
+                    f"{side} features. Add a features: node to the dataset config (see "
+                    "recbench.data.features.FeatureSpec) or set model.use_ids=true."
+                )
+
+    def fit(self, train: Interactions, val: Interactions | None = None) -> _FeatureModel:
+        """Check the data, index the training positives for negative sampling, then train."""
+        self._check(train)
+        if self.loss_type == "mse":
+            assert train.ratings is not None
+            self.rating_range_ = (float(train.ratings.min()), float(train.ratings.max()))
+        else:
+            # negatives come from the items training knows: unseen (cold) items stay neutral
+            self.sample_items_ = np.flatnonzero(train.item_counts() > 0)
+            self.positives_ = PositiveSet(train.binary_csr[:, self.sample_items_])
+        try:
+            super().fit(train, val)
+        finally:
+            self.__dict__.pop("positives_", None)  # sampling state only
+        return self
+
+    def build_network(self, train: Interactions) -> nn.Module:
+        """Slot layouts of both sides, the shared :class:`FeatureEmbeddings` and the model's network.
+
+        Users and items without interactions in ``train`` (``seen_users_`` / ``seen_items_`` false)
+        get weight 0 on their id slot, here and in every later score.
+        """
+        self.seen_users_ = train.user_counts() > 0
+        self.seen_items_ = train.item_counts() > 0
+        uf, itf = train.user_features, train.item_features
+        n_ucols = (train.n_users if self.use_ids else 0) + (uf.n_columns if uf is not None else 0)
+        pad = n_ucols + (train.n_items if self.use_ids else 0) + (itf.n_columns if itf is not None else 0)
+        user = side_layout(train.n_users, uf, self.use_ids, self.seen_users_, 0, pad)
+        item = side_layout(train.n_items, itf, self.use_ids, self.seen_items_, n_ucols, pad)
+        emb = FeatureEmbeddings(user, item, int(self.factors), float(self.id_dropout), float(self.init_std))
+        bias = float(train.ratings.mean()) if self.loss_type == "mse" and train.ratings is not None else 0.0
+        return self._network(
+            emb, bias, {"user_features": user["n_features"], "item_features": item["n_features"]}
+        )
+
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Shuffled positives with ``num_negatives`` sampled items each (``items`` ``[B, 1 + n]``),
+        or shuffled ``(user, item, rating)`` rows for ``loss_type=mse``."""
+        order = rng.permutation(len(train))
+        for start in range(0, len(train), batch_size):
+            idx = order[start : start + batch_size]
+            users, items = train.users[idx], train.items[idx]
+            if self.loss_type == "mse":
+                assert train.ratings is not None
+                yield {
+                    "users": torch.from_numpy(users),
+                    "items": torch.from_numpy(items),
+                    "ratings": torch.from_numpy(train.ratings[idx]),
+                }
+                continue
+            neg = self.sample_items_[uniform_negatives(self.positives_, users, int(self.num_negatives), rng)]
+            yield {
+                "users": torch.from_numpy(users),
+                "items": torch.from_numpy(np.concatenate([items[:, None], neg], axis=1)),
+            }
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """BCE (positives vs sampled negatives), BPR, or squared error on ratings."""
+        out = net(batch["users"], batch["items"])
+        if self.loss_type == "mse":
+            return mse_loss(out, batch["ratings"])
+        if self.loss_type == "bpr":
+            return bpr_loss(out[:, 0], out[:, 1:])
+        return bce_loss(out[:, 0], out[:, 1:])
+
+    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+        """Logits (or predicted ratings) of every item, computed side by side (see the module docstring)."""
+        return net.score_all(users)
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``float32[n]`` predicted ratings, clipped to the training range (only with ``loss_type=mse``)."""
+        if self.loss_type != "mse":
+            raise ConfigError(
+                f"{type(self).__name__} predicts ratings only with model.loss_type=mse "
+                f"(it was trained with {self.loss_type!r})."
+            )
+        net = self.network_
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.no_grad():
+                u = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device_)
+                i = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device_)
+                out = net(u, i).float().cpu().numpy()
+        finally:
+            net.train(was_training)
+        return np.clip(out, *self.rating_range_).astype(np.float32)
+
+
+class FM(_FeatureModel):
+    r"""Factorization machine (Rendle, "Factorization Machines", ICDM 2010).
+
+    Over the sparse row :math:`x = [\text{user id} \mid \text{user features} \mid \text{item id}
+    \mid \text{item features}]`,
+
+    .. math:: \hat y(x) = w_0 + \sum_j w_j x_j + \sum_{j<l} \langle v_j, v_l \rangle x_j x_l,
+
+    with the pairwise term computed in :math:`O(kn)` as
+    :math:`\tfrac12 \sum_f [(\sum_j v_{jf} x_j)^2 - \sum_j v_{jf}^2 x_j^2]`. It separates into a user
+    part, an item part and :math:`s_u^\top s_i`, so full ranking is one matrix product. With ids only
+    it is biased matrix factorisation.
+
+    Parameters
+    ----------
+    factors: latent dimension :math:`k`.
+    use_ids: include the user and item id columns (``False``: features only).
+    loss_type: ``bce`` (sampled negatives), ``bpr`` (pairwise ranking) or ``mse`` (ratings).
+    num_negatives: sampled negatives per positive and epoch (``bce``/``bpr``).
+    id_dropout: probability of zeroing a training example's id columns (cold-start robustness).
+    init_std: standard deviation of the factor initialisation.
+    trainer: the shared :class:`~recbench.training.Trainer` (``None``: tuned defaults).
+    seed: seed of initialisation, batch order and sampling.
+    """
+
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 20,
+        "batch_size": 1024,
+        "lr": 2e-3,
+        "weight_decay": 0.0,
+    }
+
+    def __init__(
+        self,
+        *,
+        factors: int = 64,
+        use_ids: bool = True,
+        loss_type: str = "bce",
+        num_negatives: int = 4,
+        id_dropout: float = 0.0,
+        init_std: float = 0.05,
+        trainer: Trainer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.use_ids = use_ids
+        self.loss_type = loss_type
+        self.num_negatives = num_negatives
+        self.id_dropout = id_dropout
+        self.init_std = init_std
+        self.trainer = trainer
+        self.seed = seed
+
+    def _network(self, emb: FeatureEmbeddings, bias: float, sizes: dict[str, int]) -> nn.Module:
+        return FMNet(emb, bias)
+
+
+class DeepFM(_FeatureModel):
+    r"""DeepFM (Guo, Tang, Ye, Li & He, "DeepFM: A Factorization-Machine based Neural Network for
+    CTR Prediction", IJCAI 2017).
+
+    Each field (user id, each user feature field, item id, each item feature field) has one
+    embedding :math:`e_f` (multi-valued fields pool their columns with weights ``1/len``). The FM
+    component adds first-order weights and :math:`\sum_{f<g} \langle e_f, e_g \rangle`; the deep
+    component is an MLP over the concatenated :math:`[e_1, \ldots, e_F]`; both share the
+    embeddings, and the logit is their sum.
+
+    Parameters
+    ----------
+    factors: embedding dimension of every field.
+    hidden: sizes of the MLP's hidden layers.
+    dropout: dropout after each hidden layer.
+    use_ids, loss_type, num_negatives, id_dropout, init_std, trainer, seed: as in :class:`FM`.
+    """
+
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 20,
+        "batch_size": 1024,
+        "lr": 2e-3,
+        "weight_decay": 0.0,
+    }
+
+    def __init__(
+        self,
+        *,
+        factors: int = 32,
+        hidden: tuple[int, ...] = (128, 64),
+        dropout: float = 0.2,
+        use_ids: bool = True,
+        loss_type: str = "bce",
+        num_negatives: int = 4,
+        id_dropout: float = 0.1,
+        init_std: float = 0.05,
+        trainer: Trainer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.hidden = hidden
+        self.dropout = dropout
+        self.use_ids = use_ids
+        self.loss_type = loss_type
+        self.num_negatives = num_negatives
+        self.id_dropout = id_dropout
+        self.init_std = init_std
+        self.trainer = trainer
+        self.seed = seed
+
+    def _network(self, emb: FeatureEmbeddings, bias: float, sizes: dict[str, int]) -> nn.Module:
+        return DeepFMNet(emb, bias, _mlp(emb, self.hidden, self.dropout))
+
+
+class WideDeep(_FeatureModel):
+    r"""Wide & Deep (Cheng et al., "Wide & Deep Learning for Recommender Systems", DLRS 2016).
+
+    The wide part is a linear model over every column plus cross-product transformations of the
+    user and item features, :math:`x_u^\top C\, x_i` (every user-feature x item-feature pair gets a
+    weight); the deep part is an MLP over the field embeddings (as in :class:`DeepFM`). Both are
+    trained jointly on the summed logit (with one optimiser, where the paper used FTRL for the wide
+    and AdaGrad for the deep part).
+
+    Parameters
+    ----------
+    factors: embedding dimension of every field.
+    hidden: sizes of the MLP's hidden layers.
+    dropout: dropout after each hidden layer.
+    cross: add the user-feature x item-feature cross products to the wide part.
+    use_ids, loss_type, num_negatives, id_dropout, init_std, trainer, seed: as in :class:`FM`.
+    """
+
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 20,
+        "batch_size": 1024,
+        "lr": 2e-3,
+        "weight_decay": 0.0,
+    }
+
+    def __init__(
+        self,
+        *,
+        factors: int = 32,
+        hidden: tuple[int, ...] = (128, 64),
+        dropout: float = 0.2,
+        cross: bool = True,
+        use_ids: bool = True,
+        loss_type: str = "bce",
+        num_negatives: int = 4,
+        id_dropout: float = 0.1,
+        init_std: float = 0.05,
+        trainer: Trainer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.hidden = hidden
+        self.dropout = dropout
+        self.cross = cross
+        self.use_ids = use_ids
+        self.loss_type = loss_type
+        self.num_negatives = num_negatives
+        self.id_dropout = id_dropout
+        self.init_std = init_std
+        self.trainer = trainer
+        self.seed = seed
+
+    def _network(self, emb: FeatureEmbeddings, bias: float, sizes: dict[str, int]) -> nn.Module:
+        shape = (sizes["user_features"], sizes["item_features"])
+        cross = shape if bool(self.cross) and min(shape) > 0 else None
+        return WideDeepNet(emb, bias, _mlp(emb, self.hidden, self.dropout), cross)
