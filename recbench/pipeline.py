@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import recbench
 from recbench.config import build, flatten
 from recbench.data.cache import load_cached
+from recbench.data.features import FeatureSpec, source_folder
 from recbench.data.interactions import Interactions
 from recbench.data.splits import Split
 from recbench.errors import ConfigError
@@ -41,7 +42,7 @@ from recbench.validation import check_splits
 log = logging.getLogger(__name__)
 
 #: Config groups whose chosen option names are recorded (and become report columns).
-RECORDED_GROUPS = ("dataset", "split", "model", "trainer", "eval", "experiment", "tuned")
+RECORDED_GROUPS = ("dataset", "split", "model", "features", "trainer", "eval", "experiment", "search")
 RATING_METRICS = ("rmse", "mae")
 
 
@@ -84,19 +85,22 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
     t_all = time.perf_counter()
     try:
         seed_everything(int(cfg.seed))
+        if "trainer" in cfg and cfg.trainer.get("checkpoint_dir", "unset") is None:
+            with open_dict(cfg):
+                cfg.trainer.checkpoint_dir = str(out)
+        model: Recommender = build(cfg.model, "model")
+        spec: EvalSpec = build(cfg.eval, "eval")
         with _timer(timings, "load_s"):
             source = build(cfg.dataset, "dataset")
             data, ids = load_cached(source, cfg.paths.get("cache_dir"))
+            features = _feature_spec(cfg, model)
+            if features is not None:
+                data = data.with_features(*features.load(source_folder(source), ids))
         extra["dataset"] = _data_stats(data)
         with _timer(timings, "split_s"):
             splitter = build(cfg.split, "split")
             folds = splitter.folds(data, seed=int(cfg.seed), ids=ids)
             check_splits(folds, splitter)
-        spec: EvalSpec = build(cfg.eval, "eval")
-        if "trainer" in cfg and cfg.trainer.get("checkpoint_dir", "unset") is None:
-            with open_dict(cfg):
-                cfg.trainer.checkpoint_dir = str(out)
-        model: Recommender = build(cfg.model, "model")
         _check_compatible(model, data, spec, cfg)
         metrics, per_user, history = _run_folds(model, folds, spec, timings, extra)
         timings["total_s"] = time.perf_counter() - t_all
@@ -194,6 +198,15 @@ def _per_user(result: EvalResult) -> dict[str, np.ndarray]:
     return {"users": result.users, **result.per_user}
 
 
+def _feature_spec(cfg: DictConfig, model: Recommender) -> FeatureSpec | None:
+    """The side features to load: the ``features`` config, else the defaults for models that need them."""
+    if cfg.get("features") and "_target_" in cfg.features:
+        return build(cfg.features, "features")
+    if getattr(model, "requires_features", False):
+        return FeatureSpec(cache_dir=cfg.paths.get("cache_dir"))
+    return None
+
+
 def _check_compatible(model: Recommender, data: Interactions, spec: EvalSpec, cfg: DictConfig) -> None:
     name = type(model).__name__
     if getattr(model, "requires_sequences", False) and not data.has_timestamps:
@@ -221,7 +234,7 @@ def _check_compatible(model: Recommender, data: Interactions, spec: EvalSpec, cf
 
 def _params(cfg: DictConfig) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for group in ("dataset", "split", "model", "trainer", "eval"):
+    for group in ("dataset", "split", "model", "features", "trainer", "eval"):
         node = cfg.get(group)
         if node is None:
             continue

@@ -35,6 +35,8 @@ class Recommender(ABC):
     requires_sequences: ClassVar[bool] = False
     #: ``True`` for models that need explicit ratings (e.g. rating-only factorisations).
     requires_ratings: ClassVar[bool] = False
+    #: ``True`` for feature-aware models: the pipeline then loads the dataset's side features.
+    requires_features: ClassVar[bool] = False
 
     @abstractmethod
     def fit(self, train: Interactions, val: Interactions | None = None) -> Recommender:

@@ -301,6 +301,7 @@ class _FeatureModel(TorchRecommender):
     Subclasses set the hyperparameters and implement :meth:`_network` from the embeddings.
     """
 
+    requires_features = True
     factors: int
     use_ids: bool
     loss_type: str
