@@ -5,7 +5,8 @@ The three models are composed from shared blocks: :class:`GMFBranch` (``p_u * q_
 :class:`~recbench.models.mlp.PairNet`, which fuses the branches with one linear predict layer.
 Training is pointwise: every positive comes with ``num_negatives`` sampled unobserved items and
 the loss is binary cross-entropy on logits. Full ranking scores users in chunks of at most
-``max_score_pairs`` (user, item) pairs.
+``max_score_pairs`` (user, item) pairs. The three models share these training and scoring hooks as
+plain functions (``batches = _pointwise_batches``...), not through an intermediate base class.
 
 :func:`save_network` / :func:`load_state` write and read a network's state dict (``model.pt`` in a
 run directory); NeuMF uses them to start from trained GMF and NCF-MLP runs.
@@ -108,6 +109,23 @@ def _normal_init(weight: torch.Tensor) -> None:
     nn.init.normal_(weight, std=EMBEDDING_INIT_STD)
 
 
+def _pointwise_batches(
+    self: Any, train: Interactions, batch_size: int, rng: np.random.Generator
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Pointwise batches with ``num_negatives`` sampled items per positive (:func:`pointwise_batches`)."""
+    return pointwise_batches(train, batch_size, rng, int(self.num_negatives), self.negative_sampling)
+
+
+def _pointwise_loss(self: Any, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Binary cross-entropy on logits (:func:`pointwise_loss`)."""
+    return pointwise_loss(net, batch)
+
+
+def _score_users(self: Any, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+    """Logits of every item, users in chunks of at most ``max_score_pairs`` pairs."""
+    return score_all_items(net, users, self.n_items_, self.max_score_pairs)
+
+
 class GMF(TorchRecommender):
     """Generalised matrix factorisation: ``sigmoid(h^T (p_u * q_i))`` (He et al., WWW 2017, §3.2).
 
@@ -144,19 +162,9 @@ class GMF(TorchRecommender):
         net = PairNet({"gmf": GMFBranch(train.n_users, train.n_items, int(self.embedding_dim))})
         return init_embeddings(net, _normal_init)
 
-    def batches(
-        self, train: Interactions, batch_size: int, rng: np.random.Generator
-    ) -> Iterator[dict[str, torch.Tensor]]:
-        """Pointwise batches (:func:`pointwise_batches`)."""
-        return pointwise_batches(train, batch_size, rng, int(self.num_negatives), self.negative_sampling)
-
-    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Binary cross-entropy on logits."""
-        return pointwise_loss(net, batch)
-
-    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
-        """Logits of every item."""
-        return score_all_items(net, users, self.n_items_, self.max_score_pairs)
+    batches = _pointwise_batches
+    loss = _pointwise_loss
+    score_users = _score_users
 
 
 class NCFMLP(TorchRecommender):
@@ -179,7 +187,7 @@ class NCFMLP(TorchRecommender):
         embedding_dim: int = 64,
         mlp_layers: Sequence[int] = (128, 64, 32),
         dropout: float = 0.0,
-        num_negatives: int = 4,
+        num_negatives: int = 8,
         negative_sampling: str = "uniform",
         trainer: Trainer | None = None,
         seed: int = 0,
@@ -200,19 +208,9 @@ class NCFMLP(TorchRecommender):
         )
         return init_embeddings(PairNet({"mlp": branch}), _normal_init)
 
-    def batches(
-        self, train: Interactions, batch_size: int, rng: np.random.Generator
-    ) -> Iterator[dict[str, torch.Tensor]]:
-        """Pointwise batches (:func:`pointwise_batches`)."""
-        return pointwise_batches(train, batch_size, rng, int(self.num_negatives), self.negative_sampling)
-
-    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Binary cross-entropy on logits."""
-        return pointwise_loss(net, batch)
-
-    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
-        """Logits of every item, users in chunks of at most ``max_score_pairs`` pairs."""
-        return score_all_items(net, users, self.n_items_, self.max_score_pairs)
+    batches = _pointwise_batches
+    loss = _pointwise_loss
+    score_users = _score_users
 
 
 class NeuMF(TorchRecommender):
@@ -283,19 +281,9 @@ class NeuMF(TorchRecommender):
                     start += width
         return net
 
-    def batches(
-        self, train: Interactions, batch_size: int, rng: np.random.Generator
-    ) -> Iterator[dict[str, torch.Tensor]]:
-        """Pointwise batches (:func:`pointwise_batches`)."""
-        return pointwise_batches(train, batch_size, rng, int(self.num_negatives), self.negative_sampling)
-
-    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Binary cross-entropy on logits."""
-        return pointwise_loss(net, batch)
-
-    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
-        """Logits of every item, users in chunks of at most ``max_score_pairs`` pairs."""
-        return score_all_items(net, users, self.n_items_, self.max_score_pairs)
+    batches = _pointwise_batches
+    loss = _pointwise_loss
+    score_users = _score_users
 
 
 def _load_branch(net: PairNet, name: str, path: str, weight: float, cols: slice) -> None:
@@ -303,15 +291,30 @@ def _load_branch(net: PairNet, name: str, path: str, weight: float, cols: slice)
     key = f"model.pretrained_{name}"
     state = load_state(path, key=key)
     prefix = f"branches.{name}."
-    try:
-        net.branches[name].load_state_dict(
-            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    saved = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    saved_shapes = {k: tuple(v.shape) for k, v in saved.items()}
+    wanted = {k: tuple(v.shape) for k, v in net.branches[name].state_dict().items()}
+    saved_shapes["predict.weight"] = (
+        tuple(state["predict.weight"].shape) if "predict.weight" in state else None
+    )
+    wanted["predict.weight"] = (1, cols.stop - cols.start)
+    if not saved:
+        problem = (
+            f"it holds no {name} branch, so it is not a run of model={'gmf' if name == 'gmf' else 'ncf_mlp'}"
         )
+    elif saved_shapes != wanted:
+        diff = [
+            f"{k}: saved {saved_shapes.get(k)}, needed {wanted.get(k)}"
+            for k in sorted(set(saved_shapes) | set(wanted))
+            if saved_shapes.get(k) != wanted.get(k)
+        ]
+        problem = "its sizes differ (" + "; ".join(diff[:3]) + ")"
+    else:
+        net.branches[name].load_state_dict(saved)
         net.predict.weight[:, cols] = weight * state["predict.weight"]
         net.predict.bias += weight * state["predict.bias"]
-    except (RuntimeError, KeyError) as exc:
-        raise ConfigError(
-            f"{key}={path!r} does not fit this NeuMF: the saved {name} network has other sizes or keys "
-            f"({str(exc).splitlines()[0]}). Pretrain on the same dataset with the same embedding size "
-            "(and mlp_layers) as this model."
-        ) from exc
+        return
+    raise ConfigError(
+        f"{key}={path!r} does not fit this NeuMF: {problem}. Pretrain on the same dataset with the "
+        "same embedding size (and mlp_layers) as this model."
+    )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from recbench.data.interactions import Interactions
@@ -24,6 +26,15 @@ CHANGES = {
     "negative_sampling": "popularity",
     "mode": "rating",
 }
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors gain nothing from intra-op threads, and on a busy machine they cost a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def make(epochs: int = 3, lr: float = 0.01, batch_size: int = 64, **params: object) -> MLPClassifier:
