@@ -58,3 +58,14 @@ def block_interactions(
 def blocks() -> Interactions:
     """Block-diagonal implicit data with ratings and timestamps (see :func:`block_interactions`)."""
     return block_interactions()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Tiny test fits run far faster single-threaded (and never oversubscribe a busy 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
