@@ -101,7 +101,8 @@ class TorchRecommender(Recommender):
 
     trainer: Trainer | None
     seed: int
-    #: Tuned training settings of this model (epochs, batch_size, lr, weight_decay) used where the
+    #: Tuned training settings of this model (epochs, batch_size, lr, weight_decay, validate_every =
+    #: early-stopping evaluation interval) used where the
     #: trainer config leaves them unset; the effective trainer is kept as ``trainer_`` after fit.
     training_defaults: ClassVar[dict[str, Any]] = {}
 

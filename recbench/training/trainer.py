@@ -54,7 +54,7 @@ class EarlyStopping:
     metric: str = "ndcg@10"
     patience: int = 3
     min_delta: float = 0.0
-    every: int = 1
+    every: int | None = None
 
     def __post_init__(self) -> None:
         name, _, k = self.metric.partition("@")
@@ -62,7 +62,7 @@ class EarlyStopping:
             raise ConfigError(
                 f"trainer.early_stopping.metric={self.metric!r} must look like 'ndcg@10' (metric@k, k > 0)."
             )
-        if self.patience < 1 or self.every < 1:
+        if self.patience < 1 or (self.every is not None and self.every < 1):
             raise ConfigError("trainer.early_stopping.patience and .every must be >= 1.")
 
     @property
@@ -83,7 +83,13 @@ class TrainHistory:
 
 
 #: Fallback settings for values neither the config nor the model's ``training_defaults`` set.
-GLOBAL_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 1024, "lr": 1e-3, "weight_decay": 0.0}
+GLOBAL_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "batch_size": 1024,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "validate_every": 1,  # early_stopping.every when the config leaves it unset
+}
 
 
 @dataclass
@@ -146,7 +152,12 @@ class Trainer:
             if getattr(self, name) is not None
             else preferred.get(name, GLOBAL_DEFAULTS[name])
             for name in GLOBAL_DEFAULTS
+            if name != "validate_every"
         }
+        stopper = self.early_stopping
+        if stopper is not None and stopper.every is None:
+            every = preferred.get("validate_every", GLOBAL_DEFAULTS["validate_every"])
+            filled["early_stopping"] = replace(stopper, every=every)
         return replace(self, **filled)
 
     def resolved_device(self) -> torch.device:
@@ -161,7 +172,8 @@ class Trainer:
         With early stopping and a validation set, the weights of the best epoch are restored.
         A non-finite epoch loss raises :class:`~recbench.errors.TrainingError`.
         """
-        if None in (self.epochs, self.batch_size, self.lr, self.weight_decay):
+        unset_every = self.early_stopping is not None and self.early_stopping.every is None
+        if unset_every or None in (self.epochs, self.batch_size, self.lr, self.weight_decay):
             return self.with_defaults().fit(model, train, val, seed=seed)
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))

@@ -25,7 +25,7 @@ CHANGES = {
 }
 
 
-def make(name: str, epochs: int = 10, lr: float = 0.05, **params: object):
+def make(name: str, epochs: int = 10, lr: float = 0.05, **params: object) -> BPR | MF | PMF:
     trainer = Trainer(epochs=epochs, batch_size=64, lr=lr, device="cpu", progress=False)
     return MODELS[name](**{"factors": 16, "seed": 0, **params}, trainer=trainer)
 
@@ -143,3 +143,15 @@ def test_config_keys_match_constructor(name: str) -> None:
     for key, value in cfg.items():
         if key not in ("trainer", "seed"):
             assert value == defaults[key], f"configs/model/{name}.yaml {key} differs from the default"
+
+
+def test_saved_rating_model_predicts_the_same(tmp_path: Path) -> None:
+    from recbench.models.persistence import load_state, save_model
+
+    train, test = explicit()
+    model = make("mf", epochs=3).fit(train)
+    save_model(model, tmp_path)
+    restored = load_state(make("mf", epochs=3), tmp_path, train)
+    np.testing.assert_array_equal(
+        restored.predict(test.users, test.items), model.predict(test.users, test.items)
+    )

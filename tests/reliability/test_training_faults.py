@@ -91,7 +91,7 @@ def make_model(tmp: Path | None = None, resume: Path | None = None) -> BPR:
         lr=0.2,
         device="cpu",
         progress=False,
-        early_stopping=EarlyStopping(metric="ndcg@10", patience=2),
+        early_stopping=EarlyStopping(metric="ndcg@10", patience=2, every=1),
         checkpoint_dir=str(tmp) if tmp else None,
         resume=str(resume) if resume else None,
     )

@@ -117,3 +117,11 @@ def test_early_stopping_stops_and_restores_best(blocks: Interactions) -> None:
 
     restored = evaluate(model, val, train, EvalSpec(metrics=("ndcg",), ks=(5,))).metrics["ndcg@5"]
     assert restored == pytest.approx(best)
+
+
+def test_validation_interval_follows_the_model_unless_configured() -> None:
+    stopper = EarlyStopping(metric="ndcg@10", patience=2)
+    assert Trainer(early_stopping=stopper).with_defaults(validate_every=10).early_stopping.every == 10
+    assert Trainer(early_stopping=stopper).with_defaults().early_stopping.every == 1
+    fixed = EarlyStopping(metric="ndcg@10", patience=2, every=3)
+    assert Trainer(early_stopping=fixed).with_defaults(validate_every=10).early_stopping.every == 3
