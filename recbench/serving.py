@@ -97,7 +97,9 @@ def recommend(run: LoadedRun, users: np.ndarray, k: int = 10, batch_size: int = 
         scores[np.repeat(np.arange(len(batch)), np.diff(rows.indptr)), rows.indices] = -np.inf
         items, top = _top_k(scores, k)
         frames.append(_frame(run, batch, items, top))
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    # a user who already has almost every item gets fewer than k recommendations, never a seen one
+    return out[np.isfinite(out["score"].to_numpy())].reset_index(drop=True)
 
 
 def similar_items(run: LoadedRun, item: int, k: int = 10) -> pd.DataFrame:

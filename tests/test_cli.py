@@ -104,3 +104,42 @@ def test_unknown_model_lists_choices(tmp_path: Path) -> None:
 def test_list_prints_groups(tmp_path: Path) -> None:
     out = recbench("list", "model", cwd=tmp_path).stdout
     assert "model:" in out and "pop" in out
+
+
+@pytest.mark.parametrize("model", ["itemknn", "bpr"])
+def test_recommend_and_similar_from_a_trained_run(tmp_path: Path, model: str) -> None:
+    run_dir = tmp_path / "run"
+    recbench(
+        "train", "dataset=tiny", "trainer=fast", f"model={model}", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    user = json.loads((run_dir / "metrics.json").read_text())["extra"]["dataset"]["n_users"]
+    out = tmp_path / "recs.csv"
+    recbench("recommend", str(run_dir), "--all", "--k", "5", "--out", str(out), cwd=tmp_path)
+    recs = pd.read_csv(out)
+    assert 0 < len(recs) <= user * 5 and set(recs["rank"]) <= {1, 2, 3, 4, 5}
+    first = str(recs["user"].iloc[0])
+    shown = recbench("recommend", str(run_dir), "--user", first, "--k", "3", cwd=tmp_path).stdout
+    assert str(recs["item"].iloc[0]) in shown
+    item = str(recs["item"].iloc[0])
+    similar = recbench("similar", str(run_dir), "--item", item, "--k", "4", cwd=tmp_path).stdout
+    assert "similarity" in similar
+    bad = recbench("recommend", str(run_dir), "--user", "no-such-user", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "no-such-user" in bad.stderr
+
+
+def test_recommend_excludes_items_the_user_has(tmp_path: Path) -> None:
+    from recbench import serving
+
+    run_dir = tmp_path / "run"
+    recbench("train", "dataset=tiny", "model=itemknn", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    os.environ["RECBENCH_CACHE_DIR"] = str(tmp_path / "cache")
+    try:
+        run = serving.load_run(run_dir)
+    finally:
+        os.environ.pop("RECBENCH_CACHE_DIR")
+    import numpy as np
+
+    users = np.arange(run.data.n_users)
+    recs = serving.recommend(run, users, k=5)
+    seen = {(str(run.ids.users[u]), str(run.ids.items[i])) for u, i in zip(run.data.users, run.data.items)}
+    assert not any((str(u), str(i)) in seen for u, i in zip(recs["user"], recs["item"]))
