@@ -204,8 +204,9 @@ class PairNet(nn.Module):
         self.mlp = mlp
         self.bias = nn.Parameter(torch.tensor(float(bias)))
 
+    @abstractmethod
     def side(self, side: str, idx: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-        raise NotImplementedError  # abstract: each network defines its terms
+        """The ``(kind, tensor)`` terms of ``side`` (``"user"`` or ``"item"``) for ids ``idx``."""
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits of ``(users[b], items[b, ...])``; ``items`` is ``[B]`` or ``[B, m]``."""
