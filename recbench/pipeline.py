@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import recbench
 from recbench.config import build, flatten
 from recbench.data.cache import load_cached
+from recbench.data.cold import CandidateScorer
 from recbench.data.features import FeatureSpec, source_folder
 from recbench.data.interactions import Interactions
 from recbench.data.splits import Split
@@ -102,7 +104,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
             folds = splitter.folds(data, seed=int(cfg.seed), ids=ids)
             check_splits(folds, splitter)
         _check_compatible(model, data, spec, cfg)
-        metrics, per_user, history = _run_folds(model, folds, spec, timings, extra)
+        cold = getattr(splitter, "cold_candidates", None)
+        metrics, per_user, history = _run_folds(model, folds, spec, timings, extra, cold)
         timings["total_s"] = time.perf_counter() - t_all
         record = RunRecord(**base, metrics=metrics, timings=timings, status="ok", extra=extra)
         write_run(record, out, history=history, per_user=per_user)
@@ -157,9 +160,19 @@ def _cap_threads() -> None:
 
 
 def _run_folds(
-    model: Recommender, folds: list[Split], spec: EvalSpec, timings: dict[str, float], extra: dict[str, Any]
+    model: Recommender,
+    folds: list[Split],
+    spec: EvalSpec,
+    timings: dict[str, float],
+    extra: dict[str, Any],
+    cold: Callable[[Split], np.ndarray] | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]], list[dict[str, float]] | None]:
-    """Fit and evaluate on every fold; k-fold runs get ``foldJ/`` keys plus mean and std."""
+    """Fit and evaluate on every fold; k-fold runs get ``foldJ/`` keys plus mean and std.
+
+    With a cold-start splitter (``cold`` gives the cold items of a split), the test set is also
+    evaluated ranking only the cold items among themselves, under ``test/cold/...`` keys: the usual
+    cold-start measure, since id-only models cannot rank unseen items against known ones.
+    """
     metrics: dict[str, float] = {}
     per_user: dict[str, dict[str, np.ndarray]] = {}
     history: list[dict[str, float]] | None = None
@@ -169,11 +182,15 @@ def _run_folds(
         with _timer(timings, "fit_s"):
             fold_model.fit(split.train, split.val)
         with _timer(timings, "eval_s"):
-            parts = [("test", split.test, split.test_history)]
+            parts: list[tuple[Any, ...]] = [("test", split.test, split.test_history)]
             if split.val is not None and len(split.val):
                 parts.insert(0, ("val", split.val, split.train))
-            for part, target, seen in parts:
-                result = evaluate(fold_model, target, seen, spec)
+            if cold is not None:
+                items = cold(split)
+                target = split.test.select(np.isin(split.test.items, items))
+                parts.append(("test/cold", target, split.test_history, CandidateScorer(fold_model, items)))
+            for part, target, seen, *scorer in parts:
+                result = evaluate(scorer[0] if scorer else fold_model, target, seen, spec)
                 metrics.update({f"{prefix}{part}/{k}": v for k, v in result.metrics.items()})
                 per_user[f"{prefix}{part}"] = _per_user(result)
                 extra[f"{prefix}{part}_skipped_users"] = result.n_skipped_users

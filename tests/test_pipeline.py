@@ -69,3 +69,10 @@ def test_kfold_reports_each_fold_and_the_mean(tmp_path: Path) -> None:
     folds = [record.metrics[f"fold{j}/test/rmse"] for j in range(3)]
     assert record.metrics["test/rmse"] == pytest.approx(sum(folds) / 3)
     assert "test/rmse_std" in record.metrics
+
+
+def test_cold_items_split_also_ranks_cold_items_among_themselves(tmp_path: Path) -> None:
+    record = run(cfg_for("model=pop", "split=cold_items", tmp_path=tmp_path), RunContext(tmp_path / "r"))
+    assert "test/ndcg@10" in record.metrics and "test/cold/ndcg@10" in record.metrics
+    assert 0.0 <= record.metrics["test/cold/ndcg@10"] <= 1.0
+    assert "test/cold_skipped_users" in record.extra

@@ -63,6 +63,10 @@ class ColdItems(Splitter):
         _fraction(fraction, "split.fraction", allow_zero=False)
         _fraction(val_fraction, "split.val_fraction", allow_zero=True)
 
+    def cold_candidates(self, split: Split) -> np.ndarray:
+        """Items to rank in the cold-start evaluation: the test items unseen in training."""
+        return cold_items(split)
+
     def __call__(self, data: Interactions, *, seed: int, ids: IdMaps | None = None) -> Split:
         rng = np.random.default_rng(seed)
         cold = _pick(np.flatnonzero(data.item_counts() > 0), float(self.fraction), rng)
