@@ -1,7 +1,7 @@
 """Benchmark the sequential recommenders and write one CSV of quality and speed numbers.
 
     python scripts/bench_sequential.py [--out outputs/bench_sequential.csv] [--models sasrec,gru4rec,...]
-                                       [--datasets ml-100k,beauty] [--patience 3] [--seed 0]
+                                       [--datasets ml-100k,beauty] [--patience 3] [--seed 0] [--update]
 
 Everything runs on one thread with project code only: ``MovieLens`` / ``SequenceFile`` load the shared
 copies, ``LeaveOneOut`` splits them (last item test, second-to-last validation), every model uses its
@@ -177,15 +177,21 @@ def main() -> None:
     )
     parser.add_argument("--patience", type=int, default=3, help="early-stopping patience (epochs)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--update", action="store_true", help="keep the rows of --out for (model, dataset) pairs not run now"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     models, datasets = args.models.split(","), args.datasets.split(",")
     runs = [(d, m) for d, m in DEFAULT_RUNS if d in datasets and m in models]
     root = Path(args.data_dir)
-    rows: list[dict[str, object]] = []
-    splits: dict[str, tuple[Split, float, float]] = {}
     out = Path(args.out)
+    rows: list[dict[str, object]] = []
+    if args.update and out.is_file():
+        with open(out, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if (r["dataset"], r["model"]) not in runs]
+    splits: dict[str, tuple[Split, float, float]] = {}
     out.parent.mkdir(parents=True, exist_ok=True)
     for dataset, model in runs:
         if dataset not in splits:

@@ -29,7 +29,15 @@ SMALL = {
     "caser": (Caser, {"window": 3, "targets": 1, "embedding_dim": 16, "n_h": 4, "n_v": 2, "dropout": 0.0}),
     "bert4rec": (
         BERT4Rec,
-        {"max_len": 12, "hidden_dim": 16, "n_layers": 1, "n_heads": 2, "dropout": 0.0, "mask_prob": 0.5},
+        {
+            "max_len": 12,
+            "hidden_dim": 16,
+            "n_layers": 1,
+            "n_heads": 2,
+            "dropout": 0.0,
+            "mask_prob": 0.5,
+            "dupe_factor": 4,
+        },
     ),
 }
 CAUSAL = ["sasrec", "gru4rec", "nextitnet"]
@@ -87,7 +95,7 @@ _FITTED: dict[str, object] = {}
 def trained(name: str, data: Interactions):
     """The model ``name`` trained on ``data`` long enough to learn the cycle (fitted once per run)."""
     if name not in _FITTED:
-        _FITTED[name] = make(name, epochs=120 if name == "bert4rec" else 30).fit(data)
+        _FITTED[name] = make(name, epochs=30).fit(data)
     return _FITTED[name]
 
 

@@ -16,6 +16,7 @@ from recbench.models.base import TorchRecommender
 from recbench.models.sequential.data import (
     full_sequences,
     history_sequences,
+    length_sorted_chunks,
     memo,
     rows_with,
     shuffled_batches,
@@ -64,6 +65,8 @@ class BERT4Rec(TorchRecommender):
     n_layers, n_heads: transformer depth and attention heads.
     dropout: dropout on embeddings, attention weights and residual branches.
     mask_prob: probability that a training item is masked.
+    dupe_factor: differently masked copies of each user's sequence per epoch (the original
+        implementation's ``dupe_factor``); more copies make an epoch longer and less noisy.
     crop: train on a random window of ``max_len`` items per long history each epoch.
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
     seed: initialisation, dropout and masking seed.
@@ -76,7 +79,7 @@ class BERT4Rec(TorchRecommender):
 
     requires_sequences: ClassVar[bool] = True
     training_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 200,
+        "epochs": 60,
         "batch_size": 64,
         "lr": 1e-3,
         "weight_decay": 0.0,
@@ -91,6 +94,7 @@ class BERT4Rec(TorchRecommender):
         n_heads: int = 2,
         dropout: float = 0.2,
         mask_prob: float = 0.2,
+        dupe_factor: int = 5,
         crop: bool = False,
         trainer: Trainer | None = None,
         seed: int = 0,
@@ -101,13 +105,20 @@ class BERT4Rec(TorchRecommender):
         self.n_heads = n_heads
         self.dropout = dropout
         self.mask_prob = mask_prob
+        self.dupe_factor = dupe_factor
         self.crop = crop
         self.trainer = trainer
         self.seed = seed
 
     def build_network(self, train: Interactions) -> BERT4RecNet:
         """A fresh :class:`BERT4RecNet` for ``train.n_items``."""
-        check_positive("BERT4Rec", hidden_dim=self.hidden_dim, n_heads=self.n_heads, mask_prob=self.mask_prob)
+        check_positive(
+            "BERT4Rec",
+            hidden_dim=self.hidden_dim,
+            n_heads=self.n_heads,
+            mask_prob=self.mask_prob,
+            dupe_factor=self.dupe_factor,
+        )
         if self.max_len < 2 or self.mask_prob > 1:
             raise ConfigError(
                 f"BERT4Rec needs model.max_len >= 2 (got {self.max_len}) and model.mask_prob in (0, 1] "
@@ -120,9 +131,13 @@ class BERT4Rec(TorchRecommender):
     def batches(
         self, train: Interactions, batch_size: int, rng: np.random.Generator
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """Masked user sequences: ``seqs`` with [MASK], ``targets`` the hidden items (0 elsewhere)."""
+        """Masked user sequences: ``seqs`` with [MASK], ``targets`` the hidden items (0 elsewhere).
+
+        Every user appears ``dupe_factor`` times per epoch, each time with a fresh mask (and window).
+        """
         seqs = full_sequences(train, self.max_len)
         rows = memo(train, ("rows", seqs.shape[1], 2), lambda: rows_with(seqs, 2))
+        rows = np.tile(rows, int(self.dupe_factor))
         mask_token = train.n_items + 1
         for idx in shuffled_batches(len(rows), batch_size, rng):
             win = windows(seqs[rows[idx]], self.max_len, rng, crop=self.crop)
@@ -145,10 +160,13 @@ class BERT4Rec(TorchRecommender):
 
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
         """Item scores at a ``[MASK]`` appended after each user's last ``max_len - 1`` ``history`` items."""
-        seqs = torch.as_tensor(
-            trim_padding(history_sequences(history, self.max_len - 1)[users.cpu().numpy()]),
-            device=users.device,
-        )
-        mask = torch.full((len(seqs), 1), self.n_items_ + 1, dtype=seqs.dtype, device=seqs.device)
-        hidden = net(torch.cat([seqs, mask], dim=1))[:, -1]
-        return item_logits(hidden, net.token_weight, self.n_items_)
+        seqs = history_sequences(history, self.max_len - 1)[users.cpu().numpy()]
+        out = torch.empty(len(seqs), self.n_items_, device=users.device)
+        for rows, chunk in length_sorted_chunks(seqs):  # left padding changes nothing: skip most of it
+            chunk = torch.as_tensor(chunk, device=users.device)
+            mask = torch.full((len(chunk), 1), self.n_items_ + 1, dtype=chunk.dtype, device=chunk.device)
+            hidden = net(torch.cat([chunk, mask], dim=1))[:, -1]
+            out[torch.as_tensor(rows, device=users.device)] = item_logits(
+                hidden, net.token_weight, self.n_items_
+            )
+        return out

@@ -87,6 +87,18 @@ def trim_padding(seqs: np.ndarray) -> np.ndarray:
     return seqs[:, first:]
 
 
+def length_sorted_chunks(seqs: np.ndarray, size: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(rows, trim_padding(seqs[rows]))`` for chunks of ``size`` rows of similar history length.
+
+    For padding-invariant models at scoring time: short histories are then run without the padding
+    that the longest history of a batch would otherwise impose on all of them.
+    """
+    order = np.argsort((seqs != 0).sum(axis=1), kind="stable")
+    for start in range(0, len(order), size):
+        rows = order[start : start + size]
+        yield rows, trim_padding(seqs[rows])
+
+
 def shuffled_batches(n_rows: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Row indices ``0..n_rows-1`` in a random order, cut into batches of ``batch_size``."""
     order = rng.permutation(n_rows)
