@@ -7,11 +7,8 @@ import scipy.sparse as sp
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
+from recbench.models import kernels
 from recbench.models.base import Recommender
-
-_BLOCK_ENTRIES = 1 << 21  # dense entries per block of the blocked (user x item) dot products
-# Above this density a blocked dense GEMM + gather beats gathering factor rows per interaction.
-_DENSE_SDDMM_DENSITY = 0.0125
 
 
 class ImplicitALS(Recommender):
@@ -145,35 +142,28 @@ class ImplicitALS(Recommender):
 class ObservedDots:
     """``x[r] . y[c]`` for every stored entry ``(r, c)`` of a fixed CSR structure (an SDDMM).
 
-    When the structure is dense enough, row blocks of ``x @ y.T`` are computed with BLAS and the
-    entries gathered (positions inside a block are precomputed once); otherwise factor rows are
-    gathered per entry, in chunks.
+    One pass over the entries with the compiled loop of :mod:`recbench.models.kernels`: each row
+    of ``x`` is read once for all its entries, so the cost is one ``d``-length dot per entry.
     """
 
     def __init__(self, indptr: np.ndarray, cols: np.ndarray, n_cols: int) -> None:
-        n_rows = len(indptr) - 1
-        self.indptr, self.cols, self.n_cols = indptr, cols, n_cols
-        self.rows = np.repeat(np.arange(n_rows), np.diff(indptr))
-        self.dense = len(cols) > _DENSE_SDDMM_DENSITY * n_rows * max(n_cols, 1)
-        self.block = max(1, _BLOCK_ENTRIES // max(n_cols, 1))
-        if self.dense:
-            self.flat = (self.rows % self.block) * n_cols + cols  # entry position inside its row block
+        self.indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+        self.cols = np.ascontiguousarray(cols, dtype=np.int64)
+        self.n_cols = n_cols
+        if len(self.cols) and (self.cols.min() < 0 or self.cols.max() >= n_cols):
+            raise IndexError(f"ObservedDots: column index out of range [0, {n_cols})")
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        out = np.empty(len(self.cols), dtype=np.result_type(x, y))
-        if self.dense:
-            y_t = np.ascontiguousarray(y.T)
-            buf = np.empty((min(self.block, x.shape[0]), self.n_cols), dtype=out.dtype)  # reused per block
-            for lo in range(0, x.shape[0], self.block):
-                hi = min(x.shape[0], lo + self.block)
-                a, b = self.indptr[lo], self.indptr[hi]
-                prod = np.matmul(x[lo:hi], y_t, out=buf[: hi - lo])
-                out[a:b] = prod.ravel()[self.flat[a:b]]
-        else:
-            chunk = max(1, _BLOCK_ENTRIES // max(x.shape[1], 1))
-            for a in range(0, len(out), chunk):
-                b = a + chunk
-                out[a:b] = np.einsum("ij,ij->i", x[self.rows[a:b]], y[self.cols[a:b]])
+        dtype = np.result_type(x, y)
+        x = np.ascontiguousarray(x, dtype=dtype)
+        y = np.ascontiguousarray(y, dtype=dtype)
+        if x.shape[0] != len(self.indptr) - 1 or y.shape[0] != self.n_cols or x.shape[1] != y.shape[1]:
+            raise ValueError(
+                f"ObservedDots: factor shapes {x.shape} and {y.shape} do not fit a "
+                f"{len(self.indptr) - 1} x {self.n_cols} structure"
+            )
+        out = np.empty(len(self.cols), dtype=dtype)
+        kernels.observed_dots(self.indptr, self.cols, x, y, out)
         return out
 
 

@@ -180,7 +180,7 @@ class Trainer:
         device = self.resolved_device()
         net = model.network_
         rng = np.random.default_rng(seed)
-        opt = self.optimizer(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = self._make_optimizer(net)
         history = TrainHistory()
         stopper = self.early_stopping if val is not None and len(val) > 0 else None
         best_state: dict[str, Any] | None = None
@@ -260,6 +260,29 @@ class Trainer:
         if best_state is not None:
             net.load_state_dict(best_state)
         return history
+
+    def _make_optimizer(self, net: nn.Module) -> torch.optim.Optimizer:
+        """``optimizer(params, lr=..., weight_decay=...)``; Adam and AdamW get their fused kernel.
+
+        The fused implementation (one kernel over all parameters, on CPU and CUDA) computes the same
+        update as the default per-tensor loop, about four times faster on CPU, which matters for
+        models whose step is a large share of the work (BPR with big batches). It is used unless the
+        config already chose (``fused``/``foreach`` given) or a parameter is not a dense float tensor.
+        """
+        params = list(net.parameters())
+        kwargs: dict[str, Any] = {"lr": self.lr, "weight_decay": self.weight_decay}
+        target = getattr(self.optimizer, "func", self.optimizer)
+        chosen = set(getattr(self.optimizer, "keywords", {}) or {}) & {"fused", "foreach"}
+        if (
+            target in (torch.optim.Adam, torch.optim.AdamW)
+            and not chosen
+            and params
+            and all(
+                p.is_floating_point() and not p.is_sparse and p.device.type in ("cpu", "cuda") for p in params
+            )
+        ):
+            kwargs["fused"] = True
+        return self.optimizer(params, **kwargs)
 
     @staticmethod
     def _validate(

@@ -35,9 +35,7 @@ def test_select_and_concat_round_trip() -> None:
     a, b = x.select(mask), x.select(~mask)
     both = a.concat(b)
     assert len(both) == len(x)
-    assert sorted(zip(both.users, both.items, both.timestamps)) == sorted(
-        zip(x.users, x.items, x.timestamps)
-    )
+    assert sorted(zip(both.users, both.items, both.timestamps)) == sorted(zip(x.users, x.items, x.timestamps))
 
 
 def test_sequences_are_time_ordered_left_padded_and_shifted() -> None:

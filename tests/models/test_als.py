@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import recbench.models.als as als
 from recbench.data.interactions import Interactions
@@ -106,15 +107,21 @@ def test_enough_cg_steps_give_the_exact_als_solution() -> None:
     np.testing.assert_allclose(model.item_factors_, y, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("density", [0.0, 2.0])  # dense GEMM + gather, or per-entry gathers
-def test_product_paths_agree(density: float, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = random_data(seed=4)
-    ref = make().fit(data)
-    monkeypatch.setattr(als, "_DENSE_SDDMM_DENSITY", density)
-    monkeypatch.setattr(als, "_BLOCK_ENTRIES", 40)  # several blocks / chunks
-    other = make().fit(data)
-    np.testing.assert_allclose(other.user_factors_, ref.user_factors_, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(other.item_factors_, ref.item_factors_, rtol=1e-4, atol=1e-6)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_observed_dots_match_dense_products(dtype: type) -> None:
+    rng = np.random.default_rng(0)
+    mat = sp.random(9, 7, density=0.4, format="csr", random_state=1)
+    mat.indptr[4:] = mat.indptr[4]  # rows 4.. lose their entries: empty rows are fine
+    mat = sp.csr_matrix((mat.data[: mat.indptr[4]], mat.indices[: mat.indptr[4]], mat.indptr), shape=(9, 7))
+    x, y = rng.standard_normal((9, 5)).astype(dtype), rng.standard_normal((7, 5)).astype(dtype)
+    rows = np.repeat(np.arange(9), np.diff(mat.indptr))
+    got = als.ObservedDots(mat.indptr, mat.indices, 7)(x, y)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, (x @ y.T)[rows, mat.indices], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="do not fit"):
+        als.ObservedDots(mat.indptr, mat.indices, 7)(x, y[:6])
+    with pytest.raises(IndexError, match="out of range"):
+        als.ObservedDots(mat.indptr, mat.indices, 3)
 
 
 def test_users_without_interactions_get_zero_factors() -> None:

@@ -130,8 +130,9 @@ def test_dot_product_forward_and_gradient() -> None:
     torch.testing.assert_close(net(users, torch.arange(4).expand(4, 4)), full)
     torch.testing.assert_close(net(users, torch.tensor([1, 0, 3, 0])), full[torch.arange(4), [1, 0, 3, 0]])
     items = torch.tensor([[1, 0], [3, 3], [2, 1], [0, 0]])
-    tables = (net.user.detach().clone().requires_grad_(), net.item.detach().clone().requires_grad_())
-    assert torch.autograd.gradcheck(lambda p, q: _GatherDot.apply(p, q, users, items), tables)
+    tables = tuple(t.detach().clone().requires_grad_() for t in (net.user, net.item, net.item_bias))
+    assert torch.autograd.gradcheck(lambda p, q, b: _GatherDot.apply(p, q, b, users, items), tables)
+    assert torch.autograd.gradcheck(lambda p, q: _GatherDot.apply(p, q, None, users, items), tables[:2])
 
 
 @pytest.mark.parametrize("name", list(MODELS))

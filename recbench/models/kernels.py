@@ -1,0 +1,98 @@
+"""Compiled CPU kernels for the gathered dot products of the factorisation models.
+
+Two shapes of the same operation: :func:`gather_dot` (and its backward) for the mini-batches of
+BPR, MF and PMF, and :func:`observed_dots` (an SDDMM) for the observed entries of a sparse matrix
+in ALS and NMF.
+
+``out[b, k] = P[users[b]] . Q[items[b, k]]`` is the inner loop of BPR, MF and PMF. Expressed with
+torch operations it walks memory several times (gather the rows into a ``[B, k, d]`` block, multiply,
+reduce, and the same again in the backward pass, then scatter); with the tables small enough to stay
+in the CPU cache, a loop that reads each table row once and accumulates in registers is several times
+faster. These kernels are that loop, compiled by numba (single-threaded, ``nogil``); the float type
+follows the tables (``float32`` or ``float64``). ``fastmath`` lets the compiler vectorise the
+``d``-length reductions, so sums may differ from torch's in the last bits.
+
+Compilation is lazy (first call) and cached on disk next to this module (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def gather_dot(
+    P: np.ndarray, Q: np.ndarray, bias: np.ndarray, users: np.ndarray, items: np.ndarray, out: np.ndarray
+) -> None:
+    """``out[b, k] = P[users[b]] . Q[items[b, k]] + bias[items[b, k]]``.
+
+    ``users`` is ``[B]``, ``items`` ``[B, K]``; an empty ``bias`` means none.
+    """
+    n_rows, n_cols = items.shape
+    dim = P.shape[1]
+    has_bias = bias.shape[0] > 0
+    for b in range(n_rows):
+        p = P[users[b]]
+        for k in range(n_cols):
+            j = items[b, k]
+            q = Q[j]
+            acc = bias[j] if has_bias else P.dtype.type(0.0)
+            for f in range(dim):
+                acc += p[f] * q[f]
+            out[b, k] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def gather_dot_backward(
+    P: np.ndarray,
+    Q: np.ndarray,
+    bias: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
+    grad: np.ndarray,
+    grad_p: np.ndarray,
+    grad_q: np.ndarray,
+    grad_bias: np.ndarray,
+) -> None:
+    """Accumulate the gradients of :func:`gather_dot` given ``grad = dL/dout``.
+
+    ``grad_p[users[b]] += sum_k grad[b, k] * Q[items[b, k]]`` and
+    ``grad_q[items[b, k]] += grad[b, k] * P[users[b]]`` and ``grad_bias[items[b, k]] += grad[b, k]``
+    (when ``bias`` is not empty); repeated ids accumulate, as a scatter-add does.
+    """
+    n_rows, n_cols = items.shape
+    dim = P.shape[1]
+    has_bias = bias.shape[0] > 0
+    for b in range(n_rows):
+        u = users[b]
+        p = P[u]
+        gp = grad_p[u]
+        for k in range(n_cols):
+            g = grad[b, k]
+            if g == 0.0:
+                continue
+            j = items[b, k]
+            if has_bias:
+                grad_bias[j] += g
+            q = Q[j]
+            gq = grad_q[j]
+            for f in range(dim):
+                gp[f] += g * q[f]
+                gq[f] += g * p[f]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def observed_dots(
+    indptr: np.ndarray, cols: np.ndarray, x: np.ndarray, y: np.ndarray, out: np.ndarray
+) -> None:
+    """``out[e] = x[r] . y[cols[e]]`` for every stored entry ``e`` of row ``r`` of a CSR structure."""
+    dim = x.shape[1]
+    for r in range(len(indptr) - 1):
+        xr = x[r]
+        for e in range(indptr[r], indptr[r + 1]):
+            yc = y[cols[e]]
+            acc = x.dtype.type(0.0)
+            for f in range(dim):
+                acc += xr[f] * yc[f]
+            out[e] = acc
