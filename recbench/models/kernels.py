@@ -2,7 +2,7 @@
 
 Two shapes of the same operation: :func:`gather_dot` (and its backward) for the mini-batches of
 BPR, MF and PMF, and :func:`observed_dots` (an SDDMM) for the observed entries of a sparse matrix
-in ALS and NMF.
+in ALS and NMF. :func:`sparse_product_dense` is the scoring product of the neighbourhood models.
 
 ``out[b, k] = P[users[b]] . Q[items[b, k]]`` is the inner loop of BPR, MF and PMF. Expressed with
 torch operations it walks memory several times (gather the rows into a ``[B, k, d]`` block, multiply,
@@ -96,3 +96,28 @@ def observed_dots(
             for f in range(dim):
                 acc += xr[f] * yc[f]
             out[e] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def sparse_product_dense(
+    l_indptr: np.ndarray,
+    l_indices: np.ndarray,
+    l_data: np.ndarray,
+    r_indptr: np.ndarray,
+    r_indices: np.ndarray,
+    r_data: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out += L @ R`` for CSR matrices ``L`` and ``R`` and a dense, C-ordered ``out``.
+
+    Row ``r`` of ``out`` accumulates ``L[r, j] * R[j]`` over the stored ``j`` of row ``r``: one
+    multiply-add per pair of stored entries, into a row that stays in the CPU cache, with none of
+    the sparse-result bookkeeping of a sparse x sparse product (whose result is near dense here).
+    """
+    for r in range(len(l_indptr) - 1):
+        row = out[r]
+        for e in range(l_indptr[r], l_indptr[r + 1]):
+            j = l_indices[e]
+            w = l_data[e]
+            for f in range(r_indptr[j], r_indptr[j + 1]):
+                row[r_indices[f]] += w * r_data[f]

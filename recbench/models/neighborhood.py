@@ -34,40 +34,35 @@ import scipy.sparse as sp
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
+from recbench.models import kernels
 from recbench.models.base import Recommender
 
 Similarity = Literal["cosine", "jaccard", "pearson", "adjusted_cosine"]
 SIMILARITIES: tuple[str, ...] = ("cosine", "jaccard", "pearson", "adjusted_cosine")
 _BLOCK_ENTRIES = 1 << 22  # dense entries per similarity block (16 MiB of float32)
-_DENSE_LIMIT = 1 << 25  # largest dense operand (entries) built to speed up a product
+_DENSE_LIMIT = 1 << 25  # largest dense operand (entries) built to speed up the Gram product
 _PREDICT_CHUNK = 8192  # (user, item) pairs per vectorised predict step
-# Single-core cost model (seconds) used to split products between scipy.sparse and BLAS: one
-# multiply-add of a sparse-sparse product, and one GEMM flop as measured for the near-dense Gram
-# of the similarity and for the scoring product (ml-100k and a 6000 x 4000 x 1M synthetic set).
-_SPARSE_OP_S, _GRAM_FLOP_S, _PRODUCT_FLOP_S = 5e-9, 4e-12, 2e-11
+# Single-core cost model (seconds) used to split the Gram product between scipy.sparse and BLAS:
+# one multiply-add of a sparse-sparse product, and one GEMM flop as measured for the near-dense
+# Gram of the similarity (ml-100k and a 6000 x 4000 x 1M synthetic set).
+_SPARSE_OP_S, _GRAM_FLOP_S = 5e-9, 4e-12
 
 
-def hybrid_product(left: sp.csr_matrix, right: sp.csr_matrix, right_dense: np.ndarray | None) -> np.ndarray:
-    """``left @ right`` as dense ``float32``, splitting the inner dimension between BLAS and sparse.
-
-    Inner index ``j`` costs ``c_j * r_j`` sparse multiply-adds (``c_j`` entries in column ``j`` of
-    ``left``, ``r_j`` in row ``j`` of ``right``) or ``2 * n_rows * n_cols`` dense flops; the popular
-    indices, where the sparse product spends most of its time, go through one GEMM (rows taken
-    from ``right_dense`` when given). The dense slab stays within ``_DENSE_LIMIT`` entries.
-    """
-    n_rows, n_cols = left.shape[0], right.shape[1]
-    work = np.bincount(left.indices, minlength=left.shape[1]) * np.diff(right.indptr).astype(np.float64)
-    heavy = work * _SPARSE_OP_S > 2.0 * n_rows * n_cols * _PRODUCT_FLOP_S
-    budget = _DENSE_LIMIT // max(n_rows, n_cols, 1)
-    if heavy.sum() > budget:
-        heavy[:] = False
-        heavy[np.argsort(-work, kind="stable")[:budget]] = True
-    if not heavy.any():
-        return np.asarray((left @ right).toarray(), dtype=np.float32)
-    dense_part = right_dense[heavy] if right_dense is not None else right[heavy].toarray()
-    out = np.asarray(left[:, heavy].toarray() @ dense_part, dtype=np.float32)
-    if not heavy.all():
-        out += (left[:, ~heavy] @ right[~heavy]).toarray()
+def sparse_times_sparse(left: sp.csr_matrix, right: sp.csr_matrix) -> np.ndarray:
+    """``left @ right`` as a dense ``float32`` array (the compiled loop of :mod:`recbench.models.kernels`)."""
+    left, right = left.tocsr(), right.tocsr()
+    if left.shape[1] != right.shape[0]:
+        raise ValueError(f"cannot multiply {left.shape} by {right.shape}")
+    out = np.zeros((left.shape[0], right.shape[1]), dtype=np.float32)
+    kernels.sparse_product_dense(
+        left.indptr,
+        left.indices,
+        left.data.astype(np.float32, copy=False),
+        right.indptr,
+        right.indices,
+        right.data.astype(np.float32, copy=False),
+        out,
+    )
     return out
 
 
@@ -357,17 +352,12 @@ class ItemKNN(_Neighbourhood):
         """Item-item top-``k`` similarities (and rating baselines); returns ``self``."""
         super().fit(train, val)
         self.weights_ = self.similarity_.T.tocsr()  # weights_[i, j] = s_ji for i in N(j)
-        n = self.weights_.shape[0]
-        # dense copy for the BLAS path of hybrid_product; an empty array when it would be too big
-        small = n * n <= _DENSE_LIMIT
-        self.dense_weights_ = self.weights_.toarray() if small else np.zeros((0, 0), dtype=np.float32)
         return self
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """``float32[len(users), n_items]``: history rows times the neighbour weights."""
         hist = self._history(history)[np.asarray(users, dtype=np.int64)]
-        dense = self.dense_weights_ if self.dense_weights_.size else None
-        return hybrid_product(hist, self.weights_, dense)
+        return sparse_times_sparse(hist, self.weights_)
 
 
 class UserKNN(_Neighbourhood):
@@ -405,11 +395,4 @@ class UserKNN(_Neighbourhood):
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """``float32[len(users), n_items]``: similarity rows times the neighbours' histories."""
         sims = self.similarity_[np.asarray(users, dtype=np.int64)]
-        neighbours = np.unique(sims.indices)  # only these users' histories are needed
-        local = sp.csr_matrix(
-            (sims.data, np.searchsorted(neighbours, sims.indices), sims.indptr),
-            shape=(sims.shape[0], len(neighbours)),
-        )
-        hist = self._history(history)[neighbours]
-        dense = hist.toarray() if hist.shape[0] * hist.shape[1] <= _DENSE_LIMIT else None
-        return hybrid_product(local, hist, dense)
+        return sparse_times_sparse(sims, self._history(history))

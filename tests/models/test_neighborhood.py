@@ -129,7 +129,7 @@ def test_topk_keeps_the_k_largest_per_row(name: str) -> None:
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize(
-    ("flop_cost", "dense_limit"),  # force the dense (BLAS) or sparse product paths, or a tiny memory budget
+    ("flop_cost", "dense_limit"),  # force the dense (BLAS) or sparse Gram paths, or a tiny memory budget
     [(0.0, 1 << 25), (1.0, 1 << 25), (0.0, 60)],
 )
 def test_product_paths_and_blocks_agree(
@@ -139,7 +139,6 @@ def test_product_paths_and_blocks_agree(
     model = MODELS[name](k=6, shrink=2.0, implicit=False, similarity="pearson")
     sim, scores = model.fit(data).similarity_.toarray(), model.score(np.arange(data.n_users), data)
     monkeypatch.setattr(nb, "_GRAM_FLOP_S", flop_cost)
-    monkeypatch.setattr(nb, "_PRODUCT_FLOP_S", flop_cost)
     monkeypatch.setattr(nb, "_DENSE_LIMIT", dense_limit)
     monkeypatch.setattr(nb, "_BLOCK_ENTRIES", 50)  # several row blocks
     other = model.clone().fit(data)
