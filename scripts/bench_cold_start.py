@@ -10,7 +10,9 @@ Protocols (same seed for every model):
 
 Torch models train on the train part for their tuned default number of epochs (no early stopping),
 with side features from :func:`recbench.data.features.load_features` (ml-100k: age, gender,
-occupation, zip | genre, year). Example::
+occupation, zip | genre, year). ``ncf+features`` / ``mlp+features`` are NeuMF and the MLP classifier
+with ``use_features=True`` (feature embeddings concatenated with the id embeddings), against the
+id-only ``ncf`` / ``mlp``. Example::
 
     python scripts/bench_cold_start.py --out outputs/bench_cold_start.csv --seeds 0,1,2
 """
@@ -35,6 +37,8 @@ from recbench.evaluation.evaluator import EvalSpec, evaluate
 from recbench.models.baselines import Popularity
 from recbench.models.factorization import BPR
 from recbench.models.feature_models import FM, DeepFM, WideDeep
+from recbench.models.mlp import MLPClassifier
+from recbench.models.ncf import NeuMF
 from recbench.models.neighborhood import ItemKNN
 from recbench.training.trainer import Trainer
 
@@ -52,6 +56,10 @@ def models(seed: int) -> dict[str, object]:
         "fm": FM(trainer=trainer, seed=seed),
         "widedeep": WideDeep(trainer=trainer, seed=seed),
         "deepfm": DeepFM(trainer=trainer, seed=seed),
+        "ncf": NeuMF(trainer=trainer, seed=seed),
+        "ncf+features": NeuMF(use_features=True, trainer=trainer, seed=seed),
+        "mlp": MLPClassifier(trainer=trainer, seed=seed),
+        "mlp+features": MLPClassifier(use_features=True, trainer=trainer, seed=seed),
     }
 
 
@@ -96,7 +104,9 @@ def main() -> None:
         "--data", type=Path, default=default_data(), help="folder holding u.data, u.user, u.item"
     )
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (split and models)")
-    parser.add_argument("--models", default="pop,itemknn,bpr,fm,widedeep,deepfm")
+    parser.add_argument(
+        "--models", default="pop,itemknn,bpr,fm,widedeep,deepfm,ncf,ncf+features,mlp,mlp+features"
+    )
     parser.add_argument("--protocols", default="cold,warm")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
     args = parser.parse_args()

@@ -145,6 +145,32 @@ class FeatureEmbeddings(nn.Module):
         return s, (self.linear(cols).squeeze(-1) * w).sum(-1) + pairs
 
 
+def feature_embeddings(
+    train: Interactions,
+    seen_users: np.ndarray,
+    seen_items: np.ndarray,
+    *,
+    use_ids: bool,
+    dim: int,
+    id_dropout: float,
+    init_std: float,
+) -> tuple[FeatureEmbeddings, dict[str, int]]:
+    """The :class:`FeatureEmbeddings` of the row ``[user id | user features | item id | item features]``
+    of ``train`` (a side without a :class:`FeatureTable` has its id slot only), and the number of
+    feature columns per side (``user_features`` / ``item_features``).
+
+    ``seen_users`` / ``seen_items`` (``bool[n]``): entities whose id slot has weight 1; the others
+    get weight 0, so they are described by their features alone.
+    """
+    uf, itf = train.user_features, train.item_features
+    n_ucols = (train.n_users if use_ids else 0) + (uf.n_columns if uf is not None else 0)
+    pad = n_ucols + (train.n_items if use_ids else 0) + (itf.n_columns if itf is not None else 0)
+    user = side_layout(train.n_users, uf, use_ids, seen_users, 0, pad)
+    item = side_layout(train.n_items, itf, use_ids, seen_items, n_ucols, pad)
+    emb = FeatureEmbeddings(user, item, dim, id_dropout, init_std)
+    return emb, {"user_features": user["n_features"], "item_features": item["n_features"]}
+
+
 def fm_pairwise_naive(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``sum_{i<j} <v_i, v_j> x_i x_j`` by the O(k n^2) double sum (reference for tests)."""
     gram = v @ v.T
@@ -359,16 +385,17 @@ class _FeatureModel(TorchRecommender):
         """
         self.seen_users_ = train.user_counts() > 0
         self.seen_items_ = train.item_counts() > 0
-        uf, itf = train.user_features, train.item_features
-        n_ucols = (train.n_users if self.use_ids else 0) + (uf.n_columns if uf is not None else 0)
-        pad = n_ucols + (train.n_items if self.use_ids else 0) + (itf.n_columns if itf is not None else 0)
-        user = side_layout(train.n_users, uf, self.use_ids, self.seen_users_, 0, pad)
-        item = side_layout(train.n_items, itf, self.use_ids, self.seen_items_, n_ucols, pad)
-        emb = FeatureEmbeddings(user, item, int(self.factors), float(self.id_dropout), float(self.init_std))
-        bias = float(train.ratings.mean()) if self.loss_type == "mse" and train.ratings is not None else 0.0
-        return self._network(
-            emb, bias, {"user_features": user["n_features"], "item_features": item["n_features"]}
+        emb, sizes = feature_embeddings(
+            train,
+            self.seen_users_,
+            self.seen_items_,
+            use_ids=bool(self.use_ids),
+            dim=int(self.factors),
+            id_dropout=float(self.id_dropout),
+            init_std=float(self.init_std),
         )
+        bias = float(train.ratings.mean()) if self.loss_type == "mse" and train.ratings is not None else 0.0
+        return self._network(emb, bias, sizes)
 
     def batches(
         self, train: Interactions, batch_size: int, rng: np.random.Generator

@@ -8,6 +8,12 @@ chunks of at most ``max_pairs`` pairs).
 
 The MLP's first layer on ``concat(p_u, q_i)`` equals ``W_u p_u + W_i q_i + b``; both halves are
 computed once per user and per item and broadcast, which makes full ranking cheap.
+
+With side features, :class:`FeatureMLPBranch` feeds the tower
+``[user id emb, pooled user feature embs, item id emb, pooled item feature embs]``, built from the
+:class:`~recbench.models.feature_models.FeatureEmbeddings` of the feature-aware models (the same
+layout, field pooling and cold-id handling): an id without training interactions gets a zero
+embedding, so an unseen item (or user) is scored from its features alone.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from torch import nn
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
 from recbench.models.base import TorchRecommender
+from recbench.models.feature_models import FeatureEmbeddings, feature_embeddings
 from recbench.training.losses import bce_loss
 from recbench.training.samplers import PositiveSet, popularity_negatives, uniform_negatives
 from recbench.training.trainer import Trainer
@@ -88,6 +95,112 @@ class MLPBranch(nn.Module):
             v = F.linear(lookup(self.item, items), first.weight[:, d:])
         return self.tower.from_first(u + v) @ weight
 
+    def l2(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Sum of the squared user and item embeddings used by a batch (the MLP classifier's penalty)."""
+        return lookup(self.user, users).pow(2).sum() + lookup(self.item, items).pow(2).sum()
+
+
+class FeatureMLPBranch(nn.Module):
+    """An :class:`MLPTower` on ``[user id emb, user feature embs, item id emb, item feature embs]``.
+
+    ``emb`` (:class:`~recbench.models.feature_models.FeatureEmbeddings`, built with ids) gives each
+    side's field embeddings: the id (weight 0, i.e. a zero vector, for ids without training
+    interactions) and one pooled embedding per feature field (multi-hot fields average their
+    columns). The tower's input has ``dim * (n_user_fields + n_item_fields)`` columns, ids
+    included. As in :class:`MLPBranch`, the first layer is split into a user and an item
+    projection, each computed once per distinct entity of a batch (or of the catalogue when
+    ranking) and broadcast. ``keep`` (boolean masks shaped like ``users`` / ``items``, from
+    :class:`PairNet`'s id dropout) zeroes the id embedding of the other occurrences.
+    """
+
+    def __init__(self, emb: FeatureEmbeddings, widths: Sequence[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        self.emb = emb
+        self.dim = emb.embed.embedding_dim
+        self.user_width = int(emb.user_pool.shape[1]) * self.dim
+        self.item_width = int(emb.item_pool.shape[1]) * self.dim
+        self.tower = MLPTower(self.user_width + self.item_width, widths, dropout)
+        self.out_dim = self.tower.out_dim
+
+    def _project(
+        self, side: str, idx: torch.Tensor, weight: torch.Tensor, keep: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``fields(idx) @ weight.T`` for ids of any shape, each distinct id computed once; the id
+        field's share is taken out where ``keep`` is false."""
+        ids, inverse = torch.unique(idx, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        fields, _ = self.emb.pooled(side, ids)
+        out = F.linear(fields.flatten(-2), weight).index_select(0, inverse)
+        if keep is not None:  # field 0 is the id (FeatureEmbeddings built with ids)
+            id_part = F.linear(fields[:, 0], weight[:, : self.dim]).index_select(0, inverse)
+            out = out - id_part * (~keep).reshape(-1, 1).to(out.dtype)
+        return out.reshape(*idx.shape, -1)
+
+    def forward(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        weight: torch.Tensor,
+        keep: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``users[B]`` with ``items[B, m]`` (or ``items[m]`` shared by all) -> ``[B, m]``."""
+        first = self.tower.linears[0]
+        keep_u, keep_i = (None, None) if keep is None else keep
+        u = self._project("user", users, first.weight[:, : self.user_width], keep_u) + first.bias
+        v = self._project("item", items, first.weight[:, self.user_width :], keep_i)
+        return self.tower.from_first(u.unsqueeze(1) + v) @ weight
+
+    def l2(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Sum of the squared weighted embedding rows (ids and feature columns) a batch uses."""
+        total = torch.zeros((), device=users.device)
+        for side, idx in (("user", users), ("item", items)):
+            ids, counts = torch.unique(idx, return_counts=True)  # each distinct id once, times its count
+            cols = getattr(self.emb, f"{side}_cols")[ids]  # the stored weights: no id dropout here
+            w = getattr(self.emb, f"{side}_weights")[ids]
+            squares = (self.emb.embed(cols) * w.unsqueeze(-1)).pow(2).sum((-2, -1))
+            total = total + (squares * counts).sum()
+        return total
+
+
+def feature_branch(
+    model: Any, train: Interactions, dim: int, widths: Sequence[int], dropout: float
+) -> FeatureMLPBranch:
+    """The :class:`FeatureMLPBranch` of a model with ``use_features`` and ``id_dropout`` options.
+
+    Sets ``model.seen_users_`` / ``model.seen_items_`` (ids with training interactions; the others
+    get zero id embeddings). Raises :class:`DataError` when ``train`` carries no side features and
+    :class:`ConfigError` for an ``id_dropout`` outside ``[0, 1)``.
+    """
+    if train.user_features is None and train.item_features is None:
+        raise DataError(
+            f"model.use_features=true concatenates side-feature embeddings with the id embeddings of "
+            f"{type(model).__name__}, but the training data carries no user or item features. Add "
+            "features=default to the command line (or a features: node to the dataset config), use a "
+            "dataset with side features (e.g. ml-100k), or set model.use_features=false."
+        )
+    if isinstance(model.id_dropout, bool) or not 0.0 <= float(model.id_dropout) < 1.0:
+        raise ConfigError(f"model.id_dropout={model.id_dropout!r} must lie in [0, 1).")
+    model.seen_users_ = train.user_counts() > 0
+    model.seen_items_ = train.item_counts() > 0
+    emb, _ = feature_embeddings(
+        train,
+        model.seen_users_,
+        model.seen_items_,
+        use_ids=True,
+        dim=int(dim),
+        id_dropout=0.0,  # PairNet drops ids, jointly for all branches
+        init_std=0.01,  # replaced by the model's own embedding initialisation
+    )
+    return FeatureMLPBranch(emb, widths, dropout)
+
+
+def negative_pool(model: Any) -> np.ndarray | None:
+    """Items that negatives are drawn from: with ``use_features``, only those with training
+    interactions (unseen items stay neutral, as in the feature-aware models); else ``None`` (all)."""
+    if getattr(model, "use_features", False):
+        return np.flatnonzero(model.seen_items_)
+    return None
+
 
 class PairNet(nn.Module):
     """One logit per (user, item) from branches fused by one linear predict layer.
@@ -95,18 +208,29 @@ class PairNet(nn.Module):
     The predict layer acts on the concatenation of the branches' outputs (NeuMF's fusion); it is
     computed as a sum, each branch applying its own slice of the weights: a branch is called as
     ``branch(users[B], items[B, m] or items[m], weight[out_dim]) -> [B, m]``.
+
+    ``id_dropout > 0`` (feature-aware branches only): in training, each occurrence of a user or
+    item in a batch loses its id embedding with that probability, in every branch at once (the
+    branches get ``keep=(keep_users, keep_items)`` boolean masks), so that the features have to
+    carry the score on their own, as they must for cold ids (in the spirit of DropoutNet, Volkovs
+    et al., NeurIPS 2017).
     """
 
-    def __init__(self, branches: Mapping[str, nn.Module]) -> None:
+    def __init__(self, branches: Mapping[str, nn.Module], id_dropout: float = 0.0) -> None:
         super().__init__()
         self.branches = nn.ModuleDict(branches)
         self.predict = nn.Linear(sum(b.out_dim for b in self.branches.values()), 1)
+        self.id_dropout = float(id_dropout)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, m]``."""
         weight, logits, start = self.predict.weight[0], self.predict.bias, 0
+        extra: dict[str, Any] = {}
+        if self.training and self.id_dropout > 0:
+            p = self.id_dropout
+            extra["keep"] = tuple(torch.rand(x.shape, device=x.device) >= p for x in (users, items))
         for branch in self.branches.values():
-            logits = logits + branch(users, items, weight[start : start + branch.out_dim])
+            logits = logits + branch(users, items, weight[start : start + branch.out_dim], **extra)
             start += branch.out_dim
         return logits
 
@@ -120,22 +244,31 @@ def init_embeddings(net: nn.Module, init: Callable[[torch.Tensor], Any]) -> nn.M
 
 
 def pointwise_batches(
-    train: Interactions, batch_size: int, rng: np.random.Generator, num_negatives: int, sampling: str
+    train: Interactions,
+    batch_size: int,
+    rng: np.random.Generator,
+    num_negatives: int,
+    sampling: str,
+    pool: np.ndarray | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Shuffled ``users[B]`` and ``items[B, 1 + num_negatives]`` batches (column 0 the positive).
 
     ``batch_size`` counts positives. Negatives are drawn once per epoch, excluding each user's
-    training items, uniformly or by popularity (``(count + 1) ** 0.75``).
+    training items, uniformly or by popularity (``(count + 1) ** 0.75``), among the items ``pool``
+    (``None``: the whole catalogue).
     """
     order = rng.permutation(len(train))
     users, items = train.users[order], train.items[order][:, None]
     if num_negatives > 0:
-        positives = PositiveSet(train.binary_csr)
+        csr, counts = train.binary_csr, train.item_counts()
+        if pool is not None:
+            csr, counts = csr[:, pool], counts[pool]
+        positives = PositiveSet(csr)
         if sampling == "popularity":
-            neg = popularity_negatives(positives, train.item_counts(), users, num_negatives, rng)
+            neg = popularity_negatives(positives, counts, users, num_negatives, rng)
         else:
             neg = uniform_negatives(positives, users, num_negatives, rng)
-        items = np.concatenate([items, neg], axis=1)
+        items = np.concatenate([items, neg if pool is None else pool[neg]], axis=1)
     for start in range(0, len(users), batch_size):
         yield {
             "users": torch.from_numpy(users[start : start + batch_size]),
@@ -194,6 +327,14 @@ class MLPClassifier(TorchRecommender):
         returns ratings on the original scale).
     num_negatives, negative_sampling: negatives per positive in implicit mode, ``uniform`` or
         ``popularity``.
+    use_features: concatenate the pooled side-feature embeddings (one per user and item feature
+        field, same ``embedding_dim``) with the id embeddings at the tower's input
+        (:class:`FeatureMLPBranch`). Ids without training interactions then get a zero embedding, so
+        cold items (users) are scored from their features; negatives are drawn among the items with
+        training interactions only; ``reg`` covers the feature embeddings used too. Needs side
+        features (the pipeline loads the dataset's defaults when the ``features`` group is unset).
+    id_dropout: with ``use_features``, the probability of zeroing a training example's user and
+        item id embeddings (so that the tower learns to score from features alone; ignored otherwise).
     trainer, seed: the shared Trainer (``None`` = defaults) and the seed.
     """
 
@@ -209,6 +350,8 @@ class MLPClassifier(TorchRecommender):
         mode: str = "implicit",
         num_negatives: int = 4,
         negative_sampling: str = "uniform",
+        use_features: bool = False,
+        id_dropout: float = 0.1,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -218,8 +361,15 @@ class MLPClassifier(TorchRecommender):
         self.mode = mode
         self.num_negatives = num_negatives
         self.negative_sampling = negative_sampling
+        self.use_features = use_features
+        self.id_dropout = id_dropout
         self.trainer = trainer
         self.seed = seed
+
+    @property
+    def requires_features(self) -> bool:  # type: ignore[override]
+        """Whether the pipeline must load side features (``use_features``)."""
+        return bool(self.use_features)
 
     def build_network(self, train: Interactions) -> nn.Module:
         """Embeddings, the ReLU tower and a one-logit output layer; records ``max_rating_``."""
@@ -239,8 +389,13 @@ class MLPClassifier(TorchRecommender):
             self.max_rating_ = float(train.ratings.max())
         elif int(self.num_negatives) < 1:
             raise ConfigError(f"model.num_negatives={self.num_negatives!r} must be >= 1 in implicit mode.")
-        branch = MLPBranch(train.n_users, train.n_items, int(self.embedding_dim), self.hidden_layers)
-        return init_embeddings(PairNet({"mlp": branch}), nn.init.kaiming_normal_)
+        if self.use_features:
+            branch = feature_branch(self, train, int(self.embedding_dim), self.hidden_layers, 0.0)
+            net = PairNet({"mlp": branch}, id_dropout=float(self.id_dropout))
+        else:
+            branch = MLPBranch(train.n_users, train.n_items, int(self.embedding_dim), self.hidden_layers)
+            net = PairNet({"mlp": branch})
+        return init_embeddings(net, nn.init.kaiming_normal_)
 
     def batches(
         self, train: Interactions, batch_size: int, rng: np.random.Generator
@@ -248,7 +403,7 @@ class MLPClassifier(TorchRecommender):
         """Implicit: :func:`pointwise_batches`; rating: shuffled pairs with ``rating / max`` targets."""
         if self.mode == "implicit":
             yield from pointwise_batches(
-                train, batch_size, rng, int(self.num_negatives), self.negative_sampling
+                train, batch_size, rng, int(self.num_negatives), self.negative_sampling, negative_pool(self)
             )
             return
         assert train.ratings is not None
@@ -272,9 +427,7 @@ class MLPClassifier(TorchRecommender):
         else:
             loss = pointwise_loss(net, batch)
         if self.reg:
-            branch = net.branches["mlp"]
-            l2 = lookup(branch.user, users).pow(2).sum() + lookup(branch.item, items).pow(2).sum()
-            loss = loss + float(self.reg) * l2 / len(users)
+            loss = loss + float(self.reg) * net.branches["mlp"].l2(users, items) / len(users)
         return loss
 
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:

@@ -11,6 +11,10 @@ plain functions (``batches = _pointwise_batches``...), not through an intermedia
 :func:`save_network` / :func:`load_state` write and read a network's state dict (``model.pt`` in a
 run directory); NeuMF uses them to start from trained GMF and NCF-MLP runs.
 
+``NeuMF(use_features=True)`` feeds side features to the MLP branch
+(:class:`~recbench.models.mlp.FeatureMLPBranch`); ids without training interactions then get zero
+embeddings in both branches, so cold items are ranked by their features.
+
 References
 ----------
 He, X., Liao, L., Zhang, H., Nie, L., Hu, X. and Chua, T.-S. (2017). Neural Collaborative
@@ -35,8 +39,10 @@ from recbench.models.mlp import (
     MLPBranch,
     PairNet,
     check_choice,
+    feature_branch,
     init_embeddings,
     lookup,
+    negative_pool,
     pointwise_batches,
     pointwise_loss,
     score_all_items,
@@ -48,21 +54,46 @@ EMBEDDING_INIT_STD = 0.01
 
 
 class GMFBranch(nn.Module):
-    """Generalised matrix factorisation: the element-wise product ``p_u * q_i``."""
+    """Generalised matrix factorisation: the element-wise product ``p_u * q_i``.
 
-    def __init__(self, n_users: int, n_items: int, dim: int) -> None:
+    With ``known`` (``bool`` masks of the users and items that have training interactions), the
+    other ids get zero embeddings, so the branch adds nothing for them (the masks are rebuilt from
+    the training data, not saved with the weights).
+    """
+
+    def __init__(
+        self, n_users: int, n_items: int, dim: int, known: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> None:
         super().__init__()
         self.user = nn.Embedding(n_users, int(dim))
         self.item = nn.Embedding(n_items, int(dim))
         self.out_dim = int(dim)
+        self.masked = known is not None
+        if known is not None:
+            for side, mask in zip(("user", "item"), known):
+                tensor = torch.as_tensor(np.asarray(mask), dtype=torch.float32).unsqueeze(-1)
+                self.register_buffer(f"{side}_known", tensor, persistent=False)
 
-    def forward(self, users: torch.Tensor, items: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        weight: torch.Tensor,
+        keep: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """``h^T (p_u * q_i)`` -> ``[B, m]`` for ``users[B]`` and ``items[B, m]`` (or ``items[m]``).
 
-        Computed as ``q_i . (h * p_u)``, without the ``[B, m, dim]`` product.
+        Computed as ``q_i . (h * p_u)``, without the ``[B, m, dim]`` product. ``keep`` (boolean
+        masks shaped like ``users`` / ``items``): id dropout, zeroing the other embeddings.
         """
         user = lookup(self.user, users) * weight
         item = lookup(self.item, items)
+        if self.masked:
+            user = user * self.user_known.index_select(0, users)
+            item = item * self.item_known.index_select(0, items.reshape(-1)).reshape(*items.shape, 1)
+        if keep is not None:
+            user = user * keep[0].unsqueeze(-1).to(user.dtype)
+            item = item * keep[1].unsqueeze(-1).to(item.dtype)
         if items.dim() == 1:
             return user @ item.T
         return (item * user.unsqueeze(1)).sum(-1)
@@ -113,7 +144,9 @@ def _pointwise_batches(
     self: Any, train: Interactions, batch_size: int, rng: np.random.Generator
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Pointwise batches with ``num_negatives`` sampled items per positive (:func:`pointwise_batches`)."""
-    return pointwise_batches(train, batch_size, rng, int(self.num_negatives), self.negative_sampling)
+    return pointwise_batches(
+        train, batch_size, rng, int(self.num_negatives), self.negative_sampling, negative_pool(self)
+    )
 
 
 def _pointwise_loss(self: Any, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -226,6 +259,22 @@ class NeuMF(TorchRecommender):
         and :class:`NCFMLP` models with matching sizes; their weights initialise the branches and
         the predict layer becomes ``[alpha * h_gmf, (1 - alpha) * h_mlp]`` (§3.4.1).
     alpha: the trade-off between the two pretrained predict layers (0.5 in the paper).
+    use_features: feed side features to the MLP branch: its tower's input becomes
+        ``[user id emb, pooled user feature embs, item id emb, pooled item feature embs]`` (one
+        ``mlp_embedding_dim`` embedding per feature field; :class:`~recbench.models.mlp.FeatureMLPBranch`).
+        The GMF branch stays an id-only ``p_u * q_i`` (an element-wise product needs one vector per
+        side, not a list of fields). Ids without training interactions get zero embeddings in both
+        branches, so a cold item is scored from its features (by the MLP branch) and never from an
+        untrained id embedding; negatives are drawn among the items with training interactions only.
+        The MLP branch's embeddings (ids and features) then start He-normal (std
+        ``sqrt(2 / mlp_embedding_dim)``, as in :class:`~recbench.models.mlp.MLPClassifier`) rather
+        than N(0, 0.01): from that small start the GMF branch fits the ids first and the tower never
+        learns to read the features (cold items then rank alike for every user).
+        Needs side features (the pipeline loads the dataset's defaults when the ``features`` group is
+        unset); cannot be combined with ``pretrained_mlp`` (NCF-MLP has no feature embeddings).
+    id_dropout: with ``use_features``, the probability of zeroing the user (item) id embeddings of a
+        training example in both branches at once, so that the features learn to carry the score
+        alone (DropoutNet style; ignored otherwise).
     trainer, seed: as in :class:`GMF`.
     """
 
@@ -244,6 +293,8 @@ class NeuMF(TorchRecommender):
         pretrained_gmf: str | None = None,
         pretrained_mlp: str | None = None,
         alpha: float = 0.5,
+        use_features: bool = False,
+        id_dropout: float = 0.1,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -256,8 +307,15 @@ class NeuMF(TorchRecommender):
         self.pretrained_gmf = pretrained_gmf
         self.pretrained_mlp = pretrained_mlp
         self.alpha = alpha
+        self.use_features = use_features
+        self.id_dropout = id_dropout
         self.trainer = trainer
         self.seed = seed
+
+    @property
+    def requires_features(self) -> bool:  # type: ignore[override]
+        """Whether the pipeline must load side features (``use_features``)."""
+        return bool(self.use_features)
 
     def build_network(self, train: Interactions) -> nn.Module:
         """Both branches and the fused predict layer, initialised from pretrained runs if given."""
@@ -265,9 +323,25 @@ class NeuMF(TorchRecommender):
         if not 0.0 <= float(self.alpha) <= 1.0:
             raise ConfigError(f"model.alpha={self.alpha!r} must lie in [0, 1].")
         n_users, n_items = train.n_users, train.n_items
-        mlp = MLPBranch(n_users, n_items, int(self.mlp_embedding_dim), self.mlp_layers, float(self.dropout))
-        net = PairNet({"gmf": GMFBranch(n_users, n_items, int(self.embedding_dim)), "mlp": mlp})
+        dim, drop = int(self.mlp_embedding_dim), float(self.dropout)
+        mlp: nn.Module
+        if self.use_features:
+            if self.pretrained_mlp:
+                raise ConfigError(
+                    f"model.pretrained_mlp={self.pretrained_mlp!r} cannot initialise the MLP branch of "
+                    "NeuMF with model.use_features=true: an NCF-MLP run has no feature embeddings. Drop "
+                    "pretrained_mlp (pretrained_gmf still works) or set model.use_features=false."
+                )
+            mlp = feature_branch(self, train, dim, self.mlp_layers, drop)
+            known = (self.seen_users_, self.seen_items_)
+        else:
+            mlp = MLPBranch(n_users, n_items, dim, self.mlp_layers, drop)
+            known = None
+        p = float(self.id_dropout) if self.use_features else 0.0
+        net = PairNet({"gmf": GMFBranch(n_users, n_items, int(self.embedding_dim), known), "mlp": mlp}, p)
         init_embeddings(net, _normal_init)
+        if self.use_features:  # see the class docstring: the tower must see the features from the start
+            nn.init.kaiming_normal_(mlp.emb.embed.weight)
         alpha = float(self.alpha)
         sources = {"gmf": (self.pretrained_gmf, alpha), "mlp": (self.pretrained_mlp, 1.0 - alpha)}
         if any(path for path, _ in sources.values()):

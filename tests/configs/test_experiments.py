@@ -112,7 +112,7 @@ def test_rating_ml_100k_is_five_fold_rmse() -> None:
     cfg = compose_train("experiment=rating_ml-100k")
     assert cfg.hydra.runtime.choices.split == "kfold" and cfg.split.folds == 5
     assert "rmse" in cfg.eval.metrics
-    assert sorted(sweep_values(cfg)["model"]) == sorted(["mf", "pmf", "nmf", "userknn", "itemknn"])
+    assert sorted(sweep_values(cfg)["model"]) == sorted(["mf", "pmf", "nmf", "userknn_rating", "itemknn"])
 
 
 @pytest.mark.parametrize("name", SEARCHES)

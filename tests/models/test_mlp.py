@@ -75,7 +75,10 @@ def test_every_hyperparameter_matters(blocks: Interactions) -> None:
     for key, value in CHANGES.items():
         changed = make(epochs=2, **{key: value}).fit(blocks).score(users, blocks)
         assert not np.allclose(changed, base, atol=1e-5), f"mlp.{key} has no effect"
-    assert set(MLPClassifier().get_params()) - {"seed", "trainer"} == set(CHANGES)
+    # use_features / id_dropout need side features: tests/models/test_id_feature_models.py
+    assert set(MLPClassifier().get_params()) - {"seed", "trainer", "use_features", "id_dropout"} == set(
+        CHANGES
+    )
 
 
 def explicit(n_users: int = 80, n_items: int = 40, density: float = 0.5, seed: int = 0):

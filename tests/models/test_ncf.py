@@ -93,7 +93,14 @@ def test_every_hyperparameter_matters(name: str, blocks: Interactions) -> None:
         changed = make(name, epochs=2, **{key: value}).fit(blocks).score(users, blocks)
         assert not np.allclose(changed, base, atol=1e-5), f"{name}.{key} has no effect"
     tunable = {k for k in MODELS[name]().get_params() if k not in ("seed", "trainer")}
-    assert tunable - set(CHANGES[name]) <= {"pretrained_gmf", "pretrained_mlp", "alpha"}
+    # use_features / id_dropout need side features: tests/models/test_id_feature_models.py
+    assert tunable - set(CHANGES[name]) <= {
+        "pretrained_gmf",
+        "pretrained_mlp",
+        "alpha",
+        "use_features",
+        "id_dropout",
+    }
 
 
 def test_chunked_scoring_matches_unchunked(blocks: Interactions, monkeypatch: pytest.MonkeyPatch) -> None:
