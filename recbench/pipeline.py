@@ -171,7 +171,10 @@ def _run_folds(
 
     With a cold-start splitter (``cold`` gives the cold items of a split), the test set is also
     evaluated ranking only the cold items among themselves, under ``test/cold/...`` keys: the usual
-    cold-start measure, since id-only models cannot rank unseen items against known ones.
+    cold-start measure, since id-only models cannot rank unseen items against known ones. Only
+    models that read side features get these keys; for the others the cold items have no trained
+    parameters (random embeddings, zero counts), so ``extra["test/cold"]`` says they are unable
+    rather than reporting a number that would only measure initialisation or tie-breaking.
     """
     metrics: dict[str, float] = {}
     per_user: dict[str, dict[str, np.ndarray]] = {}
@@ -185,10 +188,13 @@ def _run_folds(
             parts: list[tuple[Any, ...]] = [("test", split.test, split.test_history)]
             if split.val is not None and len(split.val):
                 parts.insert(0, ("val", split.val, split.train))
-            if cold is not None:
+            if cold is not None and _uses_features(fold_model):
                 items = cold(split)
                 target = split.test.select(np.isin(split.test.items, items))
                 parts.append(("test/cold", target, split.test_history, CandidateScorer(fold_model, items)))
+            elif cold is not None and j == 0:
+                extra["test/cold"] = _COLD_UNABLE.format(model=type(fold_model).__name__)
+                log.warning(extra["test/cold"])
             for part, target, seen, *scorer in parts:
                 result = evaluate(scorer[0] if scorer else fold_model, target, seen, spec)
                 metrics.update({f"{prefix}{part}/{k}": v for k, v in result.metrics.items()})
@@ -199,6 +205,18 @@ def _run_folds(
     if len(folds) > 1:
         metrics.update(_fold_summary(metrics, len(folds)))
     return metrics, per_user, history
+
+
+_COLD_UNABLE = (
+    "unable: {model} scores items by id only and the cold items have no training interactions, so "
+    "there are no test/cold/... metrics (the test/... metrics rank the cold items among all items). "
+    "Feature-aware models (fm, widedeep, deepfm, ncf/mlp with model.use_features=true) rank cold items."
+)
+
+
+def _uses_features(model: Recommender) -> bool:
+    """Whether ``model`` scores items from side features (and so can rank items it never trained on)."""
+    return bool(getattr(model, "requires_features", False))
 
 
 def _fold_summary(metrics: dict[str, float], n_folds: int) -> dict[str, float]:

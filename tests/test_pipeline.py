@@ -71,8 +71,13 @@ def test_kfold_reports_each_fold_and_the_mean(tmp_path: Path) -> None:
     assert "test/rmse_std" in record.metrics
 
 
-def test_cold_items_split_also_ranks_cold_items_among_themselves(tmp_path: Path) -> None:
-    record = run(cfg_for("model=pop", "split=cold_items", tmp_path=tmp_path), RunContext(tmp_path / "r"))
-    assert "test/ndcg@10" in record.metrics and "test/cold/ndcg@10" in record.metrics
-    assert 0.0 <= record.metrics["test/cold/ndcg@10"] <= 1.0
-    assert "test/cold_skipped_users" in record.extra
+def test_cold_items_split_reports_id_only_models_as_unable(tmp_path: Path) -> None:
+    """pop and bpr have nothing trained for cold items: no test/cold numbers, a stated reason instead."""
+    for name in ("pop", "bpr"):
+        overrides = [f"model={name}", "split=cold_items", "trainer.epochs=1"]
+        record = run(cfg_for(*overrides, tmp_path=tmp_path), RunContext(tmp_path / name))
+        assert "test/ndcg@10" in record.metrics
+        assert not any(k.startswith("test/cold/") for k in record.metrics)
+        assert record.extra["test/cold"].startswith("unable:")
+        saved = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert saved["extra"]["test/cold"] == record.extra["test/cold"]
