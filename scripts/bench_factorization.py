@@ -140,6 +140,7 @@ def speed(data: Interactions, synthetic: Interactions, seed: int, repeats: int, 
     # per-epoch wall time from the trainer's history (best epoch after a warm-up one); CPU time per
     # epoch as the difference between a (1 + n)-epoch and a 1-epoch fit, divided by n
     n = 5 * repeats
+    BPR(trainer=trainer(epochs=1), seed=seed).fit(train)  # warm-up: loads (or compiles) the kernels
     short = timed(lambda: BPR(trainer=trainer(epochs=1), seed=seed).fit(train))
     model, _, cpu = timed(lambda: BPR(trainer=trainer(epochs=1 + n), seed=seed).fit(train))
     wall = min(r["seconds"] for r in model.history_.rows[1:])
