@@ -33,7 +33,8 @@ from recbench.data.features import FeatureSpec, source_folder
 from recbench.data.interactions import Interactions
 from recbench.data.splits import Split
 from recbench.errors import ConfigError
-from recbench.evaluation.evaluator import EvalResult, EvalSpec, evaluate
+from recbench.evaluation.evaluator import EvalResult, EvalSpec, evaluate, has_probabilities, probability_error
+from recbench.evaluation.metrics import PROBABILITY_METRICS
 from recbench.models.base import RatingPredictor, Recommender
 from recbench.models.persistence import save_model
 from recbench.reporting.records import SCHEMA_VERSION, RunRecord, write_run
@@ -264,6 +265,15 @@ def _check_compatible(model: Recommender, data: Interactions, spec: EvalSpec, cf
         raise ConfigError(
             f"eval.metrics asks for {', '.join(wants_rating)}, but the dataset has no ratings. "
             "Use eval=default, or keep ratings (dataset.preprocess.implicit=false)."
+        )
+    wants_probs = [m for m in spec.metrics if m in PROBABILITY_METRICS]
+    if wants_probs and not has_probabilities(model):
+        raise probability_error(wants_probs, name)
+    if spec.ctr_metrics and spec.ctr_threshold is not None and not data.has_ratings:
+        raise ConfigError(
+            f"eval.ctr_threshold={spec.ctr_threshold:g} labels the test interactions by their ratings for "
+            f"{', '.join(spec.ctr_metrics)}, but the dataset has no ratings. Set eval.ctr_threshold=null "
+            "(label by sampled negatives) or keep ratings (dataset.preprocess.implicit=false)."
         )
 
 

@@ -122,6 +122,17 @@ class CandidateScorer:
         self.model = model
         self.candidates = np.asarray(candidates, dtype=np.int64)
 
+    @property
+    def predicts_probabilities(self) -> bool:
+        """Whether the wrapped model predicts click probabilities (the evaluator's CTR metrics)."""
+        return callable(getattr(self.model, "predict_proba", None)) and bool(
+            getattr(self.model, "predicts_probabilities", True)
+        )
+
+    def predict_proba(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The wrapped model's ``predict_proba`` (CTR pairs are drawn among ``candidates`` already)."""
+        return self.model.predict_proba(users, items)  # type: ignore[attr-defined]
+
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """The wrapped model's scores with the non-candidate items set to ``-inf``."""
         scores = np.array(self.model.score(users, history), dtype=np.float32)  # type: ignore[attr-defined]

@@ -10,6 +10,10 @@ imports models or training code. Ranking conventions, shared by every model:
 * Top-k lists are ordered by score, ties broken by the lower item id first, so results are
   deterministic and do not depend on ``batch_size``. Masked (seen) items never count as
   recommended: when fewer than ``K`` items remain, the list is padded with ``-1``.
+
+CTR metrics (``auc``, ``logloss``, ``accuracy``) score labelled (user, item) pairs instead of
+rankings; :class:`EvalSpec` describes how the pairs are labelled. Probabilities come from an optional
+``predict_proba(users, items)`` method (see :func:`has_probabilities`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, TrainingError
 from recbench.evaluation.metrics import (
     CATALOGUE_METRICS,
+    CTR_METRICS,
+    PROBABILITY_METRICS,
     RATING_METRICS,
     TOPK_METRICS,
     CatalogueStats,
@@ -33,7 +39,9 @@ from recbench.evaluation.ranking import sample_negatives, top_k
 
 log = logging.getLogger(__name__)
 
-VALID_METRICS: tuple[str, ...] = (*TOPK_METRICS, *CATALOGUE_METRICS, *RATING_METRICS)
+VALID_METRICS: tuple[str, ...] = (*TOPK_METRICS, *CATALOGUE_METRICS, *RATING_METRICS, *CTR_METRICS)
+#: The models of this package that predict click probabilities (named in error messages).
+PROBABILITY_MODELS = "gmf, ncf_mlp, ncf, mlp, and fm, widedeep, deepfm with loss_type=bce"
 
 
 class Scorer(Protocol):
@@ -42,6 +50,28 @@ class Scorer(Protocol):
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """Scores of ``users`` over all items. The evaluator masks seen items in the returned array in
         place when it owns its memory, so return a fresh array (not a cached one)."""
+
+
+def has_probabilities(model: object) -> bool:
+    """Whether ``model`` predicts click probabilities for logloss and accuracy.
+
+    True when it has a callable ``predict_proba(users, items) -> float32[n]`` and does not set a
+    false ``predicts_probabilities`` attribute (a model whose ``predict_proba`` depends on a setting,
+    e.g. an FM trained with a BPR or squared loss, says so through that attribute).
+    """
+    return callable(getattr(model, "predict_proba", None)) and bool(
+        getattr(model, "predicts_probabilities", True)
+    )
+
+
+def probability_error(metrics: tuple[str, ...] | list[str], model_name: str) -> ConfigError:
+    """The :class:`ConfigError` for probability metrics asked of a model without probabilities."""
+    return ConfigError(
+        f"eval.metrics asks for {', '.join(metrics)}, which need click probabilities, but "
+        f"model={model_name} has no predict_proba(users, items) (or, with its settings, its output is "
+        f"not a probability, e.g. loss_type=bpr or mse). Use a model trained with binary cross-entropy "
+        f"({PROBABILITY_MODELS}), or keep only auc, which every model has (it needs only scores)."
+    )
 
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:
@@ -57,8 +87,9 @@ class EvalSpec:
     Parameters
     ----------
     metrics: names from :data:`TOPK_METRICS` (reported at every k), :data:`CATALOGUE_METRICS`
-        (at every k, full ranking only) and :data:`RATING_METRICS` (``rmse``/``mae``: needs a model
-        with ``predict(users, items)`` and rated targets).
+        (at every k, full ranking only), :data:`RATING_METRICS` (``rmse``/``mae``: needs a model
+        with ``predict(users, items)`` and rated targets) and :data:`CTR_METRICS` (``auc``,
+        ``logloss``, ``accuracy``; see below).
     ks: cut-offs; a k larger than the catalogue is allowed (the lists are then shorter).
     batch_size: users per ``model.score`` call; bounds memory to ``batch_size x n_items`` floats.
     exclude_seen: mask the items of ``history`` from each user's ranking.
@@ -68,6 +99,23 @@ class EvalSpec:
         same negatives for the same data, split and seed.
     also_full_ranking: with ``sampled_negatives > 0``, also rank all items in the same call, so one
         run reports ``ndcg@10_sampled100`` beside ``ndcg@10`` (the paper protocol next to full ranking).
+    ctr_negatives: for the CTR metrics, sampled negatives (label 0) per positive.
+    ctr_threshold: ``None`` labels by sampled negatives; a number labels the rated target
+        interactions instead (``rating >= ctr_threshold`` -> 1, else 0; no sampled negatives).
+
+    CTR protocol. Positives (label 1) are the relevant target pairs (as for ranking: the distinct
+    target items of each user, minus the history with ``exclude_seen``). Each positive gets
+    ``ctr_negatives`` items drawn uniformly, with replacement, among the items its user has not
+    interacted with (history and target), from ``numpy.random.default_rng(sample_seed)``: the
+    labelled pairs depend only on the data, the split and the seed, never on the model. A scorer
+    with a ``candidates`` attribute (the cold-start
+    :class:`~recbench.data.cold.CandidateScorer`) gets its negatives from those items only. With
+    ``ctr_threshold`` set, every target interaction (minus seen pairs with ``exclude_seen``) is one
+    example labelled by its rating (the usual "rating >= 4 is a click" setup). All labelled pairs
+    of all users are pooled into one AUC (not a per-user mean), one log-loss and one accuracy
+    (predicted 1 when the probability is >= 0.5). AUC ranks ``predict_proba`` when the model has
+    it (:func:`has_probabilities`), else the model's ``score`` rows, so every model has an AUC;
+    logloss and accuracy need probabilities. A metric whose labels hold one class only is NaN.
     """
 
     metrics: tuple[str, ...] = ("ndcg", "recall", "hit")
@@ -77,6 +125,8 @@ class EvalSpec:
     sampled_negatives: int = 0
     sample_seed: int = 0
     also_full_ranking: bool = False
+    ctr_negatives: int = 1
+    ctr_threshold: float | None = None
 
     def __post_init__(self) -> None:
         metrics = tuple(dict.fromkeys(str(m) for m in _as_tuple(self.metrics)))
@@ -93,7 +143,7 @@ class EvalSpec:
             raise ConfigError(
                 f"eval.ks={list(ks)} must be a non-empty list of positive integers, e.g. [10, 20]."
             )
-        for name in ("batch_size", "sampled_negatives", "sample_seed"):
+        for name in ("batch_size", "sampled_negatives", "sample_seed", "ctr_negatives"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ConfigError(f"eval.{name}={value!r} must be an integer.")
@@ -102,6 +152,27 @@ class EvalSpec:
         if self.sampled_negatives < 0:
             raise ConfigError(
                 f"eval.sampled_negatives={self.sampled_negatives} must be >= 0 (0 = full ranking)."
+            )
+        if self.ctr_negatives < 0:
+            raise ConfigError(
+                f"eval.ctr_negatives={self.ctr_negatives} must be >= 0 (negatives per positive)."
+            )
+        threshold = self.ctr_threshold
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)):
+                raise ConfigError(
+                    f"eval.ctr_threshold={threshold!r} must be a rating (a number such as 4) or null "
+                    "(label by sampled negatives)."
+                )
+            if not np.isfinite(float(threshold)):
+                raise ConfigError(f"eval.ctr_threshold={threshold!r} must be a finite rating, such as 4.")
+            object.__setattr__(self, "ctr_threshold", float(threshold))
+        ctr = [m for m in metrics if m in CTR_METRICS]
+        if ctr and self.ctr_threshold is None and self.ctr_negatives == 0:
+            raise ConfigError(
+                f"eval.metrics asks for {ctr}, but eval.ctr_negatives=0 and eval.ctr_threshold=null leave "
+                "only positive labels. Set eval.ctr_negatives >= 1 (e.g. 1), or eval.ctr_threshold to a "
+                "rating (e.g. 4) on a rated dataset."
             )
         object.__setattr__(self, "metrics", metrics)
         object.__setattr__(self, "ks", tuple(dict.fromkeys(int(k) for k in ks)))
@@ -122,14 +193,20 @@ class EvalSpec:
         """Requested rating-error metrics (rmse, mae)."""
         return tuple(m for m in self.metrics if m in RATING_METRICS)
 
+    @property
+    def ctr_metrics(self) -> tuple[str, ...]:
+        """Requested CTR metrics (auc, logloss, accuracy)."""
+        return tuple(m for m in self.metrics if m in CTR_METRICS)
+
 
 @dataclass
 class EvalResult:
     """Outcome of :func:`evaluate`.
 
-    ``metrics`` maps keys such as ``ndcg@10``, ``coverage@10``, ``rmse`` or ``ndcg@10_sampled100`` to
-    the mean over evaluated users (run-level values for catalogue and rating metrics). ``per_user``
-    holds the per-user values of the top-k metrics, aligned with ``users``.
+    ``metrics`` maps keys such as ``ndcg@10``, ``coverage@10``, ``rmse``, ``auc`` or
+    ``ndcg@10_sampled100`` to the mean over evaluated users (run-level values for catalogue, rating
+    and CTR metrics). ``per_user`` holds the per-user values of the top-k metrics, aligned with
+    ``users``.
     """
 
     metrics: dict[str, float]
@@ -188,7 +265,8 @@ def evaluate(model: Scorer, target: Interactions, history: Interactions, spec: E
 
     Parameters
     ----------
-    model: any :class:`Scorer`; rating metrics also need ``predict(users, items)``.
+    model: any :class:`Scorer`; rating metrics also need ``predict(users, items)``, logloss and
+        accuracy ``predict_proba(users, items)`` (:func:`has_probabilities`).
     target: held-out interactions (validation or test).
     history: interactions the model may use at inference and that are masked with ``exclude_seen``
         (train for validation, train + validation for test).
@@ -220,6 +298,8 @@ def evaluate(model: Scorer, target: Interactions, history: Interactions, spec: E
         metrics.update(catalogue)
     if spec.rating_metrics:
         metrics.update(_rating(model, target, history, spec))
+    if spec.ctr_metrics:
+        metrics.update(_ctr(model, rel, target, history, spec))
     return EvalResult(metrics=metrics, per_user=per_user, users=users, n_skipped_users=n_skipped)
 
 
@@ -319,3 +399,150 @@ def _rating(model: Scorer, target: Interactions, history: Interactions, spec: Ev
         )
     pred = np.clip(pred, float(history.ratings.min()), float(history.ratings.max()))
     return {name: RATING_METRICS[name](pred, target.ratings) for name in spec.rating_metrics}
+
+
+def _member(csr: sp.csr_matrix, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``bool[n]``: whether each pair ``(users[j], items[j])`` is stored in ``csr`` (sorted indices)."""
+    if csr.nnz == 0:
+        return np.zeros(len(users), dtype=bool)
+    n_items = csr.shape[1]
+    rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+    keys = rows * n_items + csr.indices
+    query = np.asarray(users, dtype=np.int64) * n_items + np.asarray(items, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+    return keys[pos] == query
+
+
+def uniform_unseen(
+    excluded: sp.csr_matrix, users: np.ndarray, rng: np.random.Generator, pool: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One item per entry of ``users``, uniform among the items of that user's row not in ``excluded``.
+
+    Exact and without rejection: with the row's excluded items ``e_0 < e_1 < ...``, the ``k``-th
+    allowed item (``k`` uniform below the number allowed) is ``k + #{j : e_j - j <= k}``, one
+    ``searchsorted`` for all entries. ``pool`` (item ids) restricts the draw to those items. Returns
+    ``(items int64[n], ok bool[n])``; ``ok`` is false (and the item meaningless) for a user with no
+    allowed item left.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    if pool is not None:
+        pool = np.unique(np.asarray(pool, dtype=np.int64))
+        excluded = excluded[:, pool]
+    excl = sp.csr_matrix(excluded)  # a copy: canonical form below must not touch the caller's matrix
+    excl.sum_duplicates()
+    excl.eliminate_zeros()
+    n_items = excl.shape[1]
+    counts = np.diff(excl.indptr)
+    allowed = n_items - counts[users]
+    ok = allowed > 0
+    k = np.zeros(len(users), dtype=np.int64)
+    k[ok] = rng.integers(0, allowed[ok])
+    rows = np.repeat(np.arange(excl.shape[0], dtype=np.int64), counts)
+    below = excl.indices - (np.arange(excl.nnz) - excl.indptr[rows])  # allowed items below each e_j
+    keys = rows * (n_items + 1) + below  # sorted: rows ascending, ``below`` non-decreasing in a row
+    count = np.searchsorted(keys, users * (n_items + 1) + k, side="right") - excl.indptr[users]
+    items = k + count
+    if pool is not None:
+        items = pool[np.minimum(items, len(pool) - 1)] if len(pool) else items
+    return items, ok
+
+
+def _ctr_pairs(
+    model: Scorer, rel: sp.csr_matrix, target: Interactions, history: Interactions, spec: EvalSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labelled pairs ``(users, items, labels)`` sorted by user (protocol: :class:`EvalSpec`)."""
+    if spec.ctr_threshold is not None:
+        if target.ratings is None:
+            raise ConfigError(
+                f"eval.ctr_threshold={spec.ctr_threshold:g} labels the test interactions by their ratings, "
+                "but the data has no explicit ratings. Set eval.ctr_threshold=null (label by sampled "
+                "negatives) or choose a rated dataset (e.g. ml-100k, dataset.preprocess.implicit=false)."
+            )
+        keep = _member(rel, target.users, target.items)
+        users, items, ratings = target.users[keep], target.items[keep], target.ratings[keep]
+        order = np.lexsort((items, users))
+        labels = (ratings[order] >= spec.ctr_threshold).astype(np.int8)
+        return users[order].astype(np.int64), items[order].astype(np.int64), labels
+    n_neg = spec.ctr_negatives
+    pos_users = np.repeat(np.arange(rel.shape[0], dtype=np.int64), np.diff(rel.indptr))
+    pos_items = rel.indices.astype(np.int64)
+    excluded = (history.binary_csr + target.binary_csr) if len(history) else target.binary_csr
+    rng = np.random.default_rng(spec.sample_seed)
+    negatives, ok = uniform_unseen(
+        excluded, np.repeat(pos_users, n_neg), rng, getattr(model, "candidates", None)
+    )
+    if not ok.all():
+        log.warning(
+            "evaluate: %d CTR negatives not drawn: their users have interacted with every candidate item",
+            int(np.count_nonzero(~ok)),
+        )
+    # row j: positive j, then its negatives; row-major order keeps the pairs sorted by user
+    items = np.concatenate([pos_items[:, None], negatives.reshape(-1, n_neg)], axis=1).ravel()
+    users = np.repeat(pos_users, 1 + n_neg)
+    labels = np.zeros((len(pos_items), 1 + n_neg), dtype=np.int8)
+    labels[:, 0] = 1
+    valid = np.concatenate([np.ones((len(pos_items), 1), dtype=bool), ok.reshape(-1, n_neg)], axis=1).ravel()
+    return users[valid], items[valid], labels.ravel()[valid]
+
+
+def _pair_scores(
+    model: Scorer, users: np.ndarray, items: np.ndarray, history: Interactions, spec: EvalSpec
+) -> np.ndarray:
+    """``model.score`` at the pairs (``users`` sorted), ``spec.batch_size`` users per call."""
+    out = np.empty(len(users), dtype=np.float64)
+    distinct = np.unique(users)
+    bounds = np.append(np.searchsorted(users, distinct), len(users))  # pairs of distinct[j]: bounds[j:j+2]
+    for start in range(0, len(distinct), spec.batch_size):
+        batch = distinct[start : start + spec.batch_size]
+        lo, hi = bounds[start], bounds[start + len(batch)]
+        scores = _checked_scores(model, batch, history)
+        out[lo:hi] = scores[np.searchsorted(batch, users[lo:hi]), items[lo:hi]]
+    return out
+
+
+def _pair_probabilities(model: Scorer, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``model.predict_proba`` at the pairs, shape, finiteness and range checked."""
+    probs = np.asarray(model.predict_proba(users, items), dtype=np.float64)  # type: ignore[attr-defined]
+    if probs.shape != (len(users),):
+        raise ValueError(
+            f"{_model_name(model)}.predict_proba returned shape {probs.shape}; expected ({len(users)},), "
+            "one probability per (user, item) pair."
+        )
+    if not np.isfinite(probs).all():
+        raise TrainingError(
+            f"{_model_name(model)}.predict_proba returned {int(np.count_nonzero(~np.isfinite(probs)))} "
+            "non-finite probabilities, so it cannot be evaluated. The model probably diverged (lower "
+            "trainer.lr or set trainer.grad_clip_norm)."
+        )
+    if probs.size and (probs.min() < 0.0 or probs.max() > 1.0):
+        raise ValueError(
+            f"{_model_name(model)}.predict_proba returned values in [{probs.min():g}, {probs.max():g}]; "
+            "probabilities must lie in [0, 1]."
+        )
+    return probs
+
+
+def _ctr(
+    model: Scorer, rel: sp.csr_matrix, target: Interactions, history: Interactions, spec: EvalSpec
+) -> dict[str, float]:
+    """CTR metrics over the labelled pairs of :func:`_ctr_pairs`, pooled over all users."""
+    names = spec.ctr_metrics
+    with_probs = has_probabilities(model)
+    wants_probs = [m for m in names if m in PROBABILITY_METRICS]
+    if wants_probs and not with_probs:
+        raise probability_error(wants_probs, _model_name(model))
+    users, items, labels = _ctr_pairs(model, rel, target, history, spec)
+    if len(labels) == 0:
+        log.warning("evaluate: no labelled CTR pair (no user has a target item); CTR metrics are NaN")
+        return {name: float("nan") for name in names}
+    one_class = bool(labels.all() or not labels.any())
+    if one_class and "auc" in names:
+        log.warning("evaluate: all %d CTR pairs have label %d; auc is NaN", len(labels), int(labels[0]))
+    if with_probs:
+        values = _pair_probabilities(model, users, items)
+    else:
+        values = _pair_scores(model, users, items, history, spec)
+    return {
+        name: float("nan") if name == "auc" and one_class else CTR_METRICS[name](labels, values)
+        for name in names
+    }

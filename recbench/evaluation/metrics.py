@@ -12,7 +12,9 @@ Three families, each with a literal name -> function dict that the evaluator and
   (``-1`` marks an empty slot) and :class:`CatalogueStats` of the training data.
 * :data:`RATING_METRICS`: ``rmse`` and ``mae`` of rating predictions.
 
-:func:`auc` and :func:`log_loss` score pointwise click-through predictions.
+* :data:`CTR_METRICS`: ``auc``, ``logloss`` and ``accuracy`` of pointwise click-through predictions,
+  each ``(labels, values) -> float`` over labelled (user, item) pairs: ``labels`` are 0/1, ``values``
+  are scores (``auc``: any monotone score) or probabilities (``logloss``, ``accuracy``).
 """
 
 from __future__ import annotations
@@ -221,3 +223,23 @@ def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-15) -> float
     if y.size == 0:
         raise ValueError("cannot compute log-loss over zero predictions")
     return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+
+
+def accuracy(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:
+    """Share of pairs whose predicted class, 1 when ``probs >= threshold`` else 0, equals the 0/1 label."""
+    y = np.asarray(labels).astype(bool).ravel()
+    p = np.asarray(probs, dtype=np.float64).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"labels have shape {y.shape} but probabilities have shape {p.shape}")
+    if y.size == 0:
+        raise ValueError("cannot compute accuracy over zero predictions")
+    return float(np.mean((p >= threshold) == y))
+
+
+CTR_METRICS: Final[Mapping[str, Callable[[np.ndarray, np.ndarray], float]]] = {
+    "auc": auc,
+    "logloss": log_loss,
+    "accuracy": accuracy,
+}
+#: The CTR metrics that read probabilities, not just an ordering (a model needs ``predict_proba``).
+PROBABILITY_METRICS: Final[tuple[str, ...]] = ("logloss", "accuracy")

@@ -88,6 +88,24 @@ class RatingPredictor(Protocol):
         ...
 
 
+@runtime_checkable
+class ProbabilityPredictor(Protocol):
+    """Models that predict click probabilities (trained with binary cross-entropy on labels or sampled
+    negatives: fm, widedeep, deepfm, gmf, ncf_mlp, ncf, mlp); the evaluator's logloss and accuracy
+    need them. A model whose output is a probability only under some settings also has a
+    ``predicts_probabilities`` attribute (see :func:`recbench.evaluation.evaluator.has_probabilities`).
+    """
+
+    def predict_proba(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``float32[n]`` probabilities in ``[0, 1]`` that ``users[j]`` interacts with ``items[j]``."""
+        ...
+
+
+#: Default bound of the (user, item) pairs :meth:`TorchRecommender.pair_outputs` sends through the
+#: network at once (a model's ``max_score_pairs`` overrides it).
+PAIR_CHUNK = 1 << 16
+
+
 class TorchRecommender(Recommender):
     """Template for torch models: :meth:`fit` and :meth:`score` are written once, here.
 
@@ -157,3 +175,40 @@ class TorchRecommender(Recommender):
         finally:
             net.train(was_training)
         return out.float().cpu().numpy()
+
+    def pair_outputs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``float32[n]``: ``network_(users, items[:, None])[:, 0]`` for the pairs (eval mode, no grad).
+
+        For networks that take ``users[B]`` with ``items[B, m]`` and return ``[B, m]`` (the pointwise
+        models' logits); pairs go through in chunks of ``max_score_pairs`` (default :data:`PAIR_CHUNK`).
+        """
+        import torch
+
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        if users.shape != items.shape or users.ndim != 1:
+            raise ValueError(f"users {users.shape} and items {items.shape} must be 1-D of the same length")
+        net, out = self.network_, np.empty(len(users), dtype=np.float32)
+        step = int(getattr(self, "max_score_pairs", PAIR_CHUNK))
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(users), step):
+                    part = slice(start, start + step)
+                    u = torch.from_numpy(users[part]).to(self.device_)
+                    i = torch.from_numpy(items[part, None]).to(self.device_)
+                    out[part] = net(u, i)[:, 0].float().cpu().numpy()
+        finally:
+            net.train(was_training)
+        return out
+
+
+def sigmoid_probabilities(model: TorchRecommender, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``float32[n]`` ``sigmoid(logit)`` of the pairs, for models whose network outputs BCE logits.
+
+    Shared ``predict_proba`` of the pointwise models (``predict_proba = sigmoid_probabilities`` in a
+    class body makes it a method).
+    """
+    logits = model.pair_outputs(users, items).astype(np.float64)
+    return (0.5 * (1.0 + np.tanh(0.5 * logits))).astype(np.float32)  # overflow-free sigmoid

@@ -32,7 +32,7 @@ from torch import nn
 
 from recbench.data.interactions import FeatureTable, Interactions
 from recbench.errors import ConfigError, DataError
-from recbench.models.base import TorchRecommender
+from recbench.models.base import TorchRecommender, sigmoid_probabilities
 from recbench.training.losses import bce_loss, bpr_loss, mse_loss
 from recbench.training.samplers import PositiveSet, uniform_negatives
 from recbench.training.trainer import Trainer
@@ -432,6 +432,22 @@ class _FeatureModel(TorchRecommender):
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
         """Logits (or predicted ratings) of every item, computed side by side (see the module docstring)."""
         return net.score_all(users)
+
+    @property
+    def predicts_probabilities(self) -> bool:
+        """Whether :meth:`predict_proba` gives click probabilities: only with ``loss_type=bce`` (BPR
+        scores are uncalibrated, MSE outputs are ratings)."""
+        return self.loss_type == "bce"
+
+    def predict_proba(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``float32[n]`` click probabilities ``sigmoid(logit)`` of the pairs (``loss_type=bce`` only)."""
+        if not self.predicts_probabilities:
+            raise ConfigError(
+                f"{type(self).__name__} predicts click probabilities only with model.loss_type=bce (it was "
+                f"trained with {self.loss_type!r}, whose output is not a probability). Use "
+                "model.loss_type=bce, or keep only auc in eval.metrics (it ranks the scores)."
+            )
+        return sigmoid_probabilities(self, users, items)
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``float32[n]`` predicted ratings, clipped to the training range (only with ``loss_type=mse``)."""

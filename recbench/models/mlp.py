@@ -29,7 +29,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
-from recbench.models.base import TorchRecommender
+from recbench.models.base import TorchRecommender, sigmoid_probabilities
 from recbench.models.feature_models import FeatureEmbeddings, feature_embeddings
 from recbench.training.losses import bce_loss
 from recbench.training.samplers import PositiveSet, popularity_negatives, uniform_negatives
@@ -433,6 +433,18 @@ class MLPClassifier(TorchRecommender):
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
         """Logits of every item (monotone in the predicted probability or rating)."""
         return score_all_items(net, users, self.n_items_, self.max_score_pairs)
+
+    def predict_proba(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``float32[n]`` ``sigmoid(logit)`` of the pairs: the probability that the BCE loss trained.
+
+        In implicit mode, the probability of an interaction (positives against sampled negatives).
+        In rating mode, the soft label ``rating / max_rating`` the model regressed, i.e.
+        ``predict(users, items) / max_rating_``: a probability-like value in ``[0, 1]`` that the
+        evaluator treats as a click probability too (trained on observed ratings only, it says
+        nothing calibrated about unobserved items, so expect a poor log-loss against sampled
+        negatives; ``eval.ctr_threshold`` labels are the natural match).
+        """
+        return sigmoid_probabilities(self, users, items)
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``float32[n]`` predicted ratings ``sigmoid(logit) * max_rating_`` (rating mode only)."""

@@ -4,7 +4,8 @@ The three models are composed from shared blocks: :class:`GMFBranch` (``p_u * q_
 :class:`~recbench.models.mlp.MLPBranch` tower on ``concat(p_u, q_i)`` and
 :class:`~recbench.models.mlp.PairNet`, which fuses the branches with one linear predict layer.
 Training is pointwise: every positive comes with ``num_negatives`` sampled unobserved items and
-the loss is binary cross-entropy on logits. Full ranking scores users in chunks of at most
+the loss is binary cross-entropy on logits, so ``predict_proba(users, items)`` (the logit's
+sigmoid) is a click probability. Full ranking scores users in chunks of at most
 ``max_score_pairs`` (user, item) pairs. The three models share these training and scoring hooks as
 plain functions (``batches = _pointwise_batches``...), not through an intermediate base class.
 
@@ -33,7 +34,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
-from recbench.models.base import TorchRecommender
+from recbench.models.base import TorchRecommender, sigmoid_probabilities
 from recbench.models.mlp import (
     MAX_SCORE_PAIRS,
     MLPBranch,
@@ -198,6 +199,7 @@ class GMF(TorchRecommender):
     batches = _pointwise_batches
     loss = _pointwise_loss
     score_users = _score_users
+    predict_proba = sigmoid_probabilities  # sigmoid of the BCE logit
 
 
 class NCFMLP(TorchRecommender):
@@ -244,6 +246,7 @@ class NCFMLP(TorchRecommender):
     batches = _pointwise_batches
     loss = _pointwise_loss
     score_users = _score_users
+    predict_proba = sigmoid_probabilities  # sigmoid of the BCE logit
 
 
 class NeuMF(TorchRecommender):
@@ -358,6 +361,7 @@ class NeuMF(TorchRecommender):
     batches = _pointwise_batches
     loss = _pointwise_loss
     score_users = _score_users
+    predict_proba = sigmoid_probabilities  # sigmoid of the BCE logit
 
 
 def _load_branch(net: PairNet, name: str, path: str, weight: float, cols: slice) -> None:

@@ -29,7 +29,7 @@ from recbench.reporting.records import METRICS_FILE, _jsonable, atomic_write_tex
 log = logging.getLogger(__name__)
 
 #: Metric names (the part after ``split/`` and before ``@k``) where lower is better.
-MINIMIZED_METRICS = frozenset({"rmse", "mae", "mse", "loss"})
+MINIMIZED_METRICS = frozenset({"rmse", "mae", "mse", "loss", "logloss"})
 
 
 class AggregateSweep(Callback):

@@ -20,12 +20,12 @@ from recbench.errors import RecbenchError
 
 Agg = Literal["mean", "median", "max", "min", "last"]
 AGGS: tuple[str, ...] = ("mean", "median", "max", "min", "last")
-_LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "loss"})
+_LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "loss", "logloss"})
 
 
 def lower_is_better(metric: str) -> bool:
-    """Whether smaller values of ``metric`` are better: errors (rmse, mae, mse, loss), timings (``*_s``)
-    and spreads (``*_std``)."""
+    """Whether smaller values of ``metric`` are better: errors (rmse, mae, mse, loss, logloss), timings
+    (``*_s``) and spreads (``*_std``)."""
     name = metric.rsplit("/", 1)[-1]
     if name.endswith("_std"):
         return True
