@@ -48,11 +48,13 @@ class EarlyStopping:
     """Stop when the validation metric has not improved by ``min_delta`` for ``patience`` evaluations.
 
     ``metric`` is an evaluator key such as ``ndcg@10`` or ``recall@20`` (higher is better). The best
-    epoch's weights are restored at the end of training.
+    epoch's weights are restored at the end of training. ``patience`` and ``every`` left ``None`` take
+    the model's preferred values (``training_defaults["patience"]`` / ``["validate_every"]``), else
+    :data:`GLOBAL_DEFAULTS` (see :meth:`Trainer.with_defaults`).
     """
 
     metric: str = "ndcg@10"
-    patience: int = 3
+    patience: int | None = None
     min_delta: float = 0.0
     every: int | None = None
 
@@ -62,7 +64,7 @@ class EarlyStopping:
             raise ConfigError(
                 f"trainer.early_stopping.metric={self.metric!r} must look like 'ndcg@10' (metric@k, k > 0)."
             )
-        if self.patience < 1 or (self.every is not None and self.every < 1):
+        if (self.patience is not None and self.patience < 1) or (self.every is not None and self.every < 1):
             raise ConfigError("trainer.early_stopping.patience and .every must be >= 1.")
 
     @property
@@ -89,7 +91,11 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "weight_decay": 0.0,
     "validate_every": 1,  # early_stopping.every when the config leaves it unset
+    "patience": 3,  # early_stopping.patience when the config leaves it unset
 }
+
+#: Keys of :data:`GLOBAL_DEFAULTS` that fill the early-stopping settings, not Trainer fields.
+_STOPPER_DEFAULTS = {"validate_every": "every", "patience": "patience"}
 
 
 @dataclass
@@ -152,12 +158,16 @@ class Trainer:
             if getattr(self, name) is not None
             else preferred.get(name, GLOBAL_DEFAULTS[name])
             for name in GLOBAL_DEFAULTS
-            if name != "validate_every"
+            if name not in _STOPPER_DEFAULTS
         }
         stopper = self.early_stopping
-        if stopper is not None and stopper.every is None:
-            every = preferred.get("validate_every", GLOBAL_DEFAULTS["validate_every"])
-            filled["early_stopping"] = replace(stopper, every=every)
+        if stopper is not None:
+            unset = {
+                field: preferred.get(key, GLOBAL_DEFAULTS[key])
+                for key, field in _STOPPER_DEFAULTS.items()
+                if getattr(stopper, field) is None
+            }
+            filled["early_stopping"] = replace(stopper, **unset)
         return replace(self, **filled)
 
     def resolved_device(self) -> torch.device:
@@ -172,8 +182,11 @@ class Trainer:
         With early stopping and a validation set, the weights of the best epoch are restored.
         A non-finite epoch loss raises :class:`~recbench.errors.TrainingError`.
         """
-        unset_every = self.early_stopping is not None and self.early_stopping.every is None
-        if unset_every or None in (self.epochs, self.batch_size, self.lr, self.weight_decay):
+        stopper_unset = self.early_stopping is not None and None in (
+            self.early_stopping.every,
+            self.early_stopping.patience,
+        )
+        if stopper_unset or None in (self.epochs, self.batch_size, self.lr, self.weight_decay):
             return self.with_defaults().fit(model, train, val, seed=seed)
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))

@@ -14,7 +14,13 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.sequential.bert4rec import BERT4Rec
 from recbench.models.sequential.caser import Caser
-from recbench.models.sequential.data import history_sequences, next_item_batches, trim_padding, windows
+from recbench.models.sequential.data import (
+    history_sequences,
+    length_grouped_batches,
+    next_item_batches,
+    trim_padding,
+    windows,
+)
 from recbench.models.sequential.gru4rec import GRU4Rec
 from recbench.models.sequential.nextitnet import NextItNet
 from recbench.models.sequential.sasrec import SASRec
@@ -238,6 +244,48 @@ def test_next_item_batches_skip_the_first_item_as_target(data: Interactions) -> 
     items = seqs[seqs != 0] - 1
     assert (targets[seqs != 0] - 1 == items - items % 5 + (items + 1) % 5).all()
     assert negs.shape == seqs.shape and negs.min() >= 1 and negs.max() <= data.n_items
+
+
+@pytest.mark.parametrize("name", CAUSAL)
+def test_training_positions_never_see_their_target(name: str) -> None:
+    """On real training batches, position ``t`` is trained on item ``t + 1`` and reads nothing after ``t``.
+
+    Uses the model's own ``batches`` (for SASRec: length-grouped, padding-trimmed) and network, so a
+    wrong target shift or a leaking attention mask in the training path fails here.
+    """
+    data = cycles(n_users=24, length=14)
+    model = make(name, dropout=0.0).fit(data)
+    net = model.network_.eval()
+    for batch in model.batches(data, 8, np.random.default_rng(1)):
+        seqs, targets = batch["seqs"], batch["targets"]
+        real = seqs != 0
+        assert (targets[~real] == 0).all() and (targets[real] != 0).all()
+        # on the cycles the item after ``i`` is known: each target is the successor of its input
+        items = seqs[real] - 1
+        np.testing.assert_array_equal(targets[real] - 1, items - items % 5 + (items + 1) % 5)
+        if name == "sasrec":  # padding-trimmed: some row of each batch is real in the first column
+            assert real[:, 0].any()
+        # changing what comes after position t changes nothing at positions <= t
+        t = seqs.shape[1] // 2
+        changed = seqs.clone()
+        later = changed[:, t + 1 :]
+        changed[:, t + 1 :] = torch.where(later != 0, later % data.n_items + 1, later)
+        with torch.no_grad():
+            torch.testing.assert_close(net(seqs)[:, : t + 1], net(changed)[:, : t + 1])
+
+
+def test_length_grouped_batches_cover_every_row_once_with_little_padding() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 200, 1000)
+    batches = list(length_grouped_batches(lengths, 50, rng))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    assert max(len(b) for b in batches) == 50
+    # a batch is as wide as its longest row: far less padding than random batches
+    grouped = sum(len(b) * lengths[b].max() for b in batches)
+    shuffled = sum(len(b) * lengths[b].max() for b in np.array_split(rng.permutation(1000), 20))
+    assert grouped < 0.7 * shuffled
+    again = list(length_grouped_batches(lengths, 50, rng))
+    assert any(not np.array_equal(np.sort(a), np.sort(b)) for a, b in zip(batches, again, strict=True))
 
 
 @pytest.mark.parametrize("name", list(SMALL))

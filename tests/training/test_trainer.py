@@ -125,3 +125,20 @@ def test_validation_interval_follows_the_model_unless_configured() -> None:
     assert Trainer(early_stopping=stopper).with_defaults().early_stopping.every == 1
     fixed = EarlyStopping(metric="ndcg@10", patience=2, every=3)
     assert Trainer(early_stopping=fixed).with_defaults(validate_every=10).early_stopping.every == 3
+
+
+def test_patience_follows_the_model_unless_configured(blocks: Interactions) -> None:
+    unset = EarlyStopping(metric="ndcg@10")
+    assert Trainer(early_stopping=unset).with_defaults(patience=6).early_stopping.patience == 6
+    assert Trainer(early_stopping=unset).with_defaults().early_stopping.patience == 3
+    fixed = EarlyStopping(metric="ndcg@10", patience=2)
+    assert Trainer(early_stopping=fixed).with_defaults(patience=6).early_stopping.patience == 2
+
+    class PatientBPR(TinyBPR):
+        training_defaults = {**TinyBPR.training_defaults, "patience": 7}
+
+    trainer = Trainer(device="cpu", progress=False, early_stopping=unset)
+    model = PatientBPR(trainer=trainer).fit(blocks, blocks)
+    assert model.trainer_.early_stopping.patience == 7
+    assert "val/ndcg@10" in model.history_.rows[0]
+    assert TinyBPR(trainer=trainer).fit(blocks, blocks).trainer_.early_stopping.patience == 3

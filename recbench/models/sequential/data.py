@@ -106,6 +106,23 @@ def shuffled_batches(n_rows: int, batch_size: int, rng: np.random.Generator) -> 
         yield order[start : start + batch_size]
 
 
+def length_grouped_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, jitter: float = 0.25
+) -> Iterator[np.ndarray]:
+    """Row indices cut into batches of rows of similar ``lengths``, the batches in a random order.
+
+    Rows are sorted by their length times a random factor in ``[1 - jitter, 1 + jitter]`` (drawn
+    anew each call, so batches mix differently every epoch), cut into batches of ``batch_size`` and
+    shuffled. For padding-invariant models this saves most of the work on padding: a batch is only
+    as wide as its own longest row, and attention costs grow with the square of that width.
+    """
+    keys = lengths * (1.0 + jitter * (2.0 * rng.random(len(lengths)) - 1.0))
+    order = np.argsort(keys, kind="stable")
+    starts = np.arange(0, len(order), batch_size)
+    for start in starts[rng.permutation(len(starts))]:
+        yield order[start : start + batch_size]
+
+
 def negative_tokens(
     train: Interactions, users: np.ndarray, n_per_user: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -129,12 +146,19 @@ def next_item_batches(
     Each row is a window of ``max_len + 1`` tokens: ``seqs`` is its first ``max_len`` tokens and
     ``targets`` the same shifted by one (``0`` where the input is padding, so a user's first item is
     never a target). With ``negatives``, ``negatives`` holds one sampled unseen item per position.
-    ``trim`` drops the columns that are padding in every row of a batch (see :func:`trim_padding`).
-    Users with fewer than two training items are skipped.
+    ``trim`` (for padding-invariant models only) groups users of similar history length into batches
+    (see :func:`length_grouped_batches`) and drops the columns that are padding in every row of a
+    batch (see :func:`trim_padding`). Users with fewer than two training items are skipped.
     """
     seqs = full_sequences(train, max_len + 1)
     rows = memo(train, ("rows", seqs.shape[1], 2), lambda: rows_with(seqs, 2))
-    for idx in shuffled_batches(len(rows), batch_size, rng):
+    if trim:
+        lengths = memo(train, ("row_lengths", seqs.shape[1]), lambda: (seqs[rows] != 0).sum(axis=1))
+        lengths = np.minimum(lengths, max_len + 1)  # a window holds at most max_len + 1 items
+        order: Iterator[np.ndarray] = length_grouped_batches(lengths, batch_size, rng)
+    else:
+        order = shuffled_batches(len(rows), batch_size, rng)
+    for idx in order:
         win = windows(seqs[rows[idx]], max_len + 1, rng, crop=crop)
         inputs, targets = win[:, :-1], win[:, 1:]
         if trim:

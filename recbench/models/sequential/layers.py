@@ -103,7 +103,10 @@ class TransformerEncoder(nn.Module):
     """Token + learned position embeddings, ``n_layers`` :class:`TransformerBlock` s, final LayerNorm.
 
     Used causally by SASRec and bidirectionally by BERT4Rec. ``n_tokens`` counts padding (token 0,
-    a zero vector) and any special tokens.
+    a zero vector) and any special tokens. ``scale_tokens`` multiplies the token embeddings by
+    ``sqrt(dim)`` before the position embeddings are added (as in SASRec and the original
+    Transformer): with small initial embeddings it keeps the identity of each position's own item
+    strong in the residual stream, which the blocks' outputs would otherwise drown.
     """
 
     def __init__(
@@ -118,9 +121,11 @@ class TransformerEncoder(nn.Module):
         *,
         causal: bool,
         activation: str = "gelu",
+        scale_tokens: bool = False,
     ) -> None:
         super().__init__()
         self.causal = causal
+        self.token_scale = dim**0.5 if scale_tokens else 1.0
         self.tokens = nn.Embedding(n_tokens, dim, padding_idx=0)
         self.positions = nn.Embedding(max_len, dim)
         self.drop = Dropout(dropout)
@@ -139,7 +144,7 @@ class TransformerEncoder(nn.Module):
         pos = torch.arange(
             self.positions.num_embeddings - t, self.positions.num_embeddings, device=seqs.device
         )
-        x = self.tokens(seqs) + self.positions(pos)
+        x = self.tokens(seqs) * self.token_scale + self.positions(pos)
         x = self.drop(x)
         mask = attention_mask(seqs, causal=self.causal)
         for block in self.blocks:
