@@ -195,6 +195,10 @@ def mae(pred: np.ndarray, true: np.ndarray) -> float:
 
 RATING_METRICS: Final[Mapping[str, Callable[[np.ndarray, np.ndarray], float]]] = {"rmse": rmse, "mae": mae}
 
+#: Metric names (without split prefix or ``@k``) for which smaller values are better: the errors. Every
+#: other metric is maximised (reports mark the best value, searches and early stopping optimise it).
+LOWER_IS_BETTER: Final[frozenset[str]] = frozenset({"rmse", "mae", "mse", "loss", "logloss"})
+
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC of binary ``labels`` (0/1) under ``scores``; tied scores count one half (average ranks).

@@ -24,12 +24,13 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from recbench.evaluation.metrics import LOWER_IS_BETTER
 from recbench.reporting.records import METRICS_FILE, _jsonable, atomic_write_text, read_record, read_runs
 
 log = logging.getLogger(__name__)
 
 #: Metric names (the part after ``split/`` and before ``@k``) where lower is better.
-MINIMIZED_METRICS = frozenset({"rmse", "mae", "mse", "loss", "logloss"})
+MINIMIZED_METRICS = LOWER_IS_BETTER
 
 
 class AggregateSweep(Callback):

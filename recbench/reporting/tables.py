@@ -17,10 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from recbench.errors import RecbenchError
+from recbench.evaluation.metrics import LOWER_IS_BETTER
 
 Agg = Literal["mean", "median", "max", "min", "last"]
 AGGS: tuple[str, ...] = ("mean", "median", "max", "min", "last")
-_LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "loss", "logloss"})
 
 
 def lower_is_better(metric: str) -> bool:
@@ -29,7 +29,7 @@ def lower_is_better(metric: str) -> bool:
     name = metric.rsplit("/", 1)[-1]
     if name.endswith("_std"):
         return True
-    return name.split("@", 1)[0] in _LOWER_IS_BETTER or name.endswith("_s")
+    return name.split("@", 1)[0] in LOWER_IS_BETTER or name.endswith("_s")
 
 
 @dataclass(frozen=True)

@@ -43,14 +43,20 @@ class Trainable(Protocol):
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray: ...
 
 
+#: Validation metrics without a cut-off that early stopping accepts (rating errors and CTR metrics).
+_POINTWISE_METRICS = frozenset({"rmse", "mae", "auc", "logloss", "accuracy"})
+
+
 @dataclass
 class EarlyStopping:
     """Stop when the validation metric has not improved by ``min_delta`` for ``patience`` evaluations.
 
-    ``metric`` is an evaluator key such as ``ndcg@10`` or ``recall@20`` (higher is better). The best
-    epoch's weights are restored at the end of training. ``patience`` and ``every`` left ``None`` take
-    the model's preferred values (``training_defaults["patience"]`` / ``["validate_every"]``), else
-    :data:`GLOBAL_DEFAULTS` (see :meth:`Trainer.with_defaults`).
+    ``metric`` is an evaluator key: a ranking metric at a cut-off such as ``ndcg@10`` or
+    ``recall@20``, or a pointwise one (``rmse``, ``mae``, ``auc``, ``logloss``, ``accuracy``).
+    Errors (:data:`~recbench.evaluation.metrics.LOWER_IS_BETTER`) improve downwards, every other
+    metric upwards. The best epoch's weights are restored at the end of training. ``patience`` and
+    ``every`` left ``None`` take the model's preferred values (``training_defaults["patience"]`` /
+    ``["validate_every"]``), else :data:`GLOBAL_DEFAULTS` (see :meth:`Trainer.with_defaults`).
     """
 
     metric: str = "ndcg@10"
@@ -59,19 +65,34 @@ class EarlyStopping:
     every: int | None = None
 
     def __post_init__(self) -> None:
-        name, _, k = self.metric.partition("@")
-        if not name or not k.isdigit() or int(k) <= 0:
+        name, at, k = self.metric.partition("@")
+        pointwise = not at and name in _POINTWISE_METRICS
+        if not pointwise and (not name or not k.isdigit() or int(k) <= 0):
             raise ConfigError(
-                f"trainer.early_stopping.metric={self.metric!r} must look like 'ndcg@10' (metric@k, k > 0)."
+                f"trainer.early_stopping.metric={self.metric!r} must look like 'ndcg@10' (metric@k, k > 0) "
+                f"or be one of {sorted(_POINTWISE_METRICS)}."
             )
         if (self.patience is not None and self.patience < 1) or (self.every is not None and self.every < 1):
             raise ConfigError("trainer.early_stopping.patience and .every must be >= 1.")
 
     @property
-    def name_and_k(self) -> tuple[str, int]:
-        """``("ndcg", 10)`` for ``ndcg@10``."""
+    def name_and_k(self) -> tuple[str, int | None]:
+        """``("ndcg", 10)`` for ``ndcg@10``; ``("rmse", None)`` for a metric without cut-off."""
         name, _, k = self.metric.partition("@")
-        return name, int(k)
+        return name, int(k) if k else None
+
+    @property
+    def lower_is_better(self) -> bool:
+        """Whether the metric is an error (``rmse``, ``mae``, ``logloss``...), minimised."""
+        from recbench.evaluation.metrics import LOWER_IS_BETTER
+
+        return self.name_and_k[0] in LOWER_IS_BETTER
+
+    def improved(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` beats ``best`` by more than ``min_delta`` (in the metric's direction)."""
+        if best is None:
+            return True
+        return value < best - self.min_delta if self.lower_is_better else value > best + self.min_delta
 
 
 @dataclass
@@ -240,7 +261,7 @@ class Trainer:
             if stopper is not None and epoch % stopper.every == 0:
                 value = self._validate(model, train, val, stopper)
                 row[f"val/{stopper.metric}"] = value
-                if history.best_value is None or value > history.best_value + stopper.min_delta:
+                if stopper.improved(value, history.best_value):
                     history.best_value, history.best_epoch = value, epoch
                     best_state = copy.deepcopy(net.state_dict())
                     bad_rounds = 0
@@ -305,5 +326,6 @@ class Trainer:
 
         assert val is not None
         name, k = stopper.name_and_k
-        result = evaluate(model, val, train, EvalSpec(metrics=(name,), ks=(k,)))
+        spec = EvalSpec(metrics=(name,), ks=(k,)) if k else EvalSpec(metrics=(name,))
+        result = evaluate(model, val, train, spec)
         return float(result.metrics[stopper.metric])

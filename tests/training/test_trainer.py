@@ -142,3 +142,28 @@ def test_patience_follows_the_model_unless_configured(blocks: Interactions) -> N
     assert model.trainer_.early_stopping.patience == 7
     assert "val/ndcg@10" in model.history_.rows[0]
     assert TinyBPR(trainer=trainer).fit(blocks, blocks).trainer_.early_stopping.patience == 3
+
+
+def test_early_stopping_on_an_error_metric_minimises_it() -> None:
+    """val/rmse is an error: the best epoch is the lowest one, and its weights are restored."""
+    from recbench.evaluation.evaluator import EvalSpec, evaluate
+    from recbench.models.factorization import MF
+
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 40, 1500), rng.integers(0, 30, 1500)
+    ratings = np.clip(np.round(3 + rng.normal(0, 1, 1500)), 1, 5).astype(np.float32)
+    data = Interactions(users=users, items=items, ratings=ratings, n_users=40, n_items=30)
+    train, val = data.select(np.arange(1500) % 5 != 0), data.select(np.arange(1500) % 5 == 0)
+    stopper = EarlyStopping(metric="rmse", patience=2)
+    # no L2 and a high learning rate: the model overfits the noise, so val/rmse turns upwards
+    trainer = Trainer(device="cpu", epochs=60, lr=0.05, batch_size=64, early_stopping=stopper)
+    model = MF(factors=16, reg=0.0, bias_reg=0.0, trainer=trainer).fit(train, val)
+    hist = model.history_
+    values = [r["val/rmse"] for r in hist.rows]
+    assert stopper.lower_is_better and hist.stopped_early
+    assert hist.best_value == pytest.approx(min(values)) and values[-1] > min(values)
+    restored = evaluate(model, val, train, EvalSpec(metrics=("rmse",))).metrics["rmse"]
+    assert restored == pytest.approx(min(values), rel=1e-5)
+    assert EarlyStopping(metric="auc").name_and_k == ("auc", None)
+    with pytest.raises(ConfigError, match="rmse"):
+        EarlyStopping(metric="rmse@10x")
