@@ -33,7 +33,8 @@ from recbench.data.features import FeatureSpec, source_folder
 from recbench.data.interactions import Interactions
 from recbench.data.splits import Split
 from recbench.errors import ConfigError
-from recbench.evaluation.evaluator import EvalResult, EvalSpec, evaluate, has_probabilities, probability_error
+from recbench.evaluation.ctr import has_probabilities, probability_error
+from recbench.evaluation.evaluator import EvalResult, EvalSpec, evaluate
 from recbench.evaluation.metrics import PROBABILITY_METRICS
 from recbench.models.base import RatingPredictor, Recommender
 from recbench.models.persistence import save_model

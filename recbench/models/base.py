@@ -93,7 +93,7 @@ class ProbabilityPredictor(Protocol):
     """Models that predict click probabilities (trained with binary cross-entropy on labels or sampled
     negatives: fm, widedeep, deepfm, gmf, ncf_mlp, ncf, mlp); the evaluator's logloss and accuracy
     need them. A model whose output is a probability only under some settings also has a
-    ``predicts_probabilities`` attribute (see :func:`recbench.evaluation.evaluator.has_probabilities`).
+    ``predicts_probabilities`` attribute (see :func:`recbench.evaluation.ctr.has_probabilities`).
     """
 
     def predict_proba(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -338,7 +338,12 @@ class MLPClassifier(TorchRecommender):
     trainer, seed: the shared Trainer (``None`` = defaults) and the seed.
     """
 
-    training_defaults: ClassVar[dict[str, Any]] = {"epochs": 20, "batch_size": 1024, "lr": 3e-3, "patience": 5}
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 20,
+        "batch_size": 1024,
+        "lr": 3e-3,
+        "patience": 5,
+    }
     max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
 
     def __init__(

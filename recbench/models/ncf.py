@@ -176,7 +176,12 @@ class GMF(TorchRecommender):
     # rises: patience 5 lets early stopping see past the plateau. GMF peaks near epoch 30; NCF-MLP and
     # NeuMF keep 20 epochs, since without a validation set (nothing restores the best epoch) they
     # overfit by epoch 30 (per-user 80/20 NDCG@10 of NeuMF 0.398 after 20 epochs, 0.349 after 30).
-    training_defaults: ClassVar[dict[str, Any]] = {"epochs": 30, "batch_size": 4096, "lr": 5e-3, "patience": 5}
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 30,
+        "batch_size": 4096,
+        "lr": 5e-3,
+        "patience": 5,
+    }
     max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
 
     def __init__(
@@ -217,7 +222,12 @@ class NCFMLP(TorchRecommender):
     num_negatives, negative_sampling, trainer, seed: as in :class:`GMF`.
     """
 
-    training_defaults: ClassVar[dict[str, Any]] = {"epochs": 20, "batch_size": 1024, "lr": 3e-3, "patience": 5}
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 20,
+        "batch_size": 1024,
+        "lr": 3e-3,
+        "patience": 5,
+    }
     max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
 
     def __init__(
@@ -285,7 +295,12 @@ class NeuMF(TorchRecommender):
     trainer, seed: as in :class:`GMF`.
     """
 
-    training_defaults: ClassVar[dict[str, Any]] = {"epochs": 20, "batch_size": 4096, "lr": 5e-3, "patience": 5}
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 20,
+        "batch_size": 4096,
+        "lr": 5e-3,
+        "patience": 5,
+    }
     max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
 
     def __init__(

@@ -15,7 +15,8 @@ from recbench.data.cold import CandidateScorer
 from recbench.data.interactions import FeatureTable, Interactions
 from recbench.errors import ConfigError
 from recbench.evaluation import metrics as M
-from recbench.evaluation.evaluator import EvalSpec, evaluate, has_probabilities, uniform_unseen
+from recbench.evaluation.ctr import has_probabilities, uniform_unseen
+from recbench.evaluation.evaluator import EvalSpec, evaluate
 from recbench.models.base import ProbabilityPredictor
 from recbench.pipeline import RunContext, run
 from tests.conftest import block_interactions
