@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from recbench.data.interactions import Interactions
-from recbench.models.base import TorchRecommender
-from recbench.models.sequential.data import history_sequences, next_item_batches
 from recbench.models.sequential.layers import (
     LOSS_TYPES,
     Dropout,
     check_option,
     check_positive,
-    item_logits,
-    next_item_loss,
 )
+from recbench.models.sequential.next_item import NextItemRecommender
 from recbench.training.trainer import Trainer
 
 
@@ -53,7 +48,7 @@ class GRU4RecNet(nn.Module):
         return self.drop(states)
 
 
-class GRU4Rec(TorchRecommender):
+class GRU4Rec(NextItemRecommender):
     """Recurrent next-item recommendation.
 
     A GRU reads the user's item sequence; its state after each item scores the next item. This is
@@ -79,7 +74,6 @@ class GRU4Rec(TorchRecommender):
     Neural Networks. ICLR 2016.
     """
 
-    requires_sequences: ClassVar[bool] = True
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 100,
         "batch_size": 64,
@@ -121,21 +115,3 @@ class GRU4Rec(TorchRecommender):
             n_layers=self.n_layers,
         )
         return GRU4RecNet(train.n_items, self.embedding_dim, self.hidden_dim, self.n_layers, self.dropout)
-
-    def batches(
-        self, train: Interactions, batch_size: int, rng: np.random.Generator
-    ) -> Iterator[dict[str, torch.Tensor]]:
-        """One row per user: ``max_len`` inputs and their next items (see :func:`next_item_batches`)."""
-        return next_item_batches(
-            train, self.max_len, batch_size, rng, crop=self.crop, negatives=self.loss_type == "bce"
-        )
-
-    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Next-item loss at every non-padding position."""
-        return next_item_loss(net(batch["seqs"]), batch, net.token_weight, self.n_items_, self.loss_type)
-
-    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
-        """Scores of every item from the GRU state after each user's last ``history`` item."""
-        seqs = history_sequences(history, self.max_len)[users.cpu().numpy()]
-        hidden = net(torch.as_tensor(seqs, device=users.device))[:, -1]
-        return item_logits(hidden, net.token_weight, self.n_items_)

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
-from recbench.models.base import TorchRecommender
-from recbench.models.sequential.data import history_sequences, next_item_batches
 from recbench.models.sequential.layers import (
     LOSS_TYPES,
     CausalConvBlock,
     check_option,
     check_positive,
-    item_logits,
-    next_item_loss,
 )
+from recbench.models.sequential.next_item import NextItemRecommender
 from recbench.training.trainer import Trainer
 
 
@@ -50,7 +45,7 @@ class NextItNetNet(nn.Module):
         return self.blocks(self.items(seqs))
 
 
-class NextItNet(TorchRecommender):
+class NextItNet(NextItemRecommender):
     """Convolutional generative next-item model.
 
     A stack of residual blocks, each holding two dilated causal 1-D convolutions (dilations ``d``
@@ -77,7 +72,6 @@ class NextItNet(TorchRecommender):
     Network for Next Item Recommendation. WSDM 2019.
     """
 
-    requires_sequences: ClassVar[bool] = True
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 100,
         "batch_size": 64,
@@ -121,21 +115,3 @@ class NextItNet(TorchRecommender):
                 "for NextItNet (configs/model/nextitnet.yaml or `model.dilations=[1,4,1,4]`)."
             )
         return NextItNetNet(train.n_items, self.embedding_dim, self.kernel_size, dilations, self.dropout)
-
-    def batches(
-        self, train: Interactions, batch_size: int, rng: np.random.Generator
-    ) -> Iterator[dict[str, torch.Tensor]]:
-        """One row per user: ``max_len`` inputs and their next items (see :func:`next_item_batches`)."""
-        return next_item_batches(
-            train, self.max_len, batch_size, rng, crop=self.crop, negatives=self.loss_type == "bce"
-        )
-
-    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Next-item loss at every non-padding position."""
-        return next_item_loss(net(batch["seqs"]), batch, net.token_weight, self.n_items_, self.loss_type)
-
-    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
-        """Scores of every item from the output after each user's last ``history`` item."""
-        seqs = history_sequences(history, self.max_len)[users.cpu().numpy()]
-        hidden = net(torch.as_tensor(seqs, device=users.device))[:, -1]
-        return item_logits(hidden, net.token_weight, self.n_items_)

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from recbench.data.interactions import Interactions
-from recbench.models.base import TorchRecommender
-from recbench.models.sequential.data import history_sequences, length_sorted_chunks, next_item_batches
 from recbench.models.sequential.layers import (
     LOSS_TYPES,
     TransformerEncoder,
     check_option,
     check_positive,
-    item_logits,
-    next_item_loss,
 )
+from recbench.models.sequential.next_item import NextItemRecommender
 from recbench.training.trainer import Trainer
 
 
@@ -54,7 +49,7 @@ class SASRecNet(nn.Module):
         return self.encoder(seqs)
 
 
-class SASRec(TorchRecommender):
+class SASRec(NextItemRecommender):
     """Self-attentive sequential recommendation.
 
     A stack of causal transformer layers with learned position embeddings reads the user's most
@@ -85,7 +80,7 @@ class SASRec(TorchRecommender):
     W.-C. Kang and J. McAuley. Self-Attentive Sequential Recommendation. ICDM 2018.
     """
 
-    requires_sequences: ClassVar[bool] = True
+    padding_invariant: ClassVar[bool] = True  # masked attention, right-aligned positions
     #: Measured on ml-100k (leave-one-out, full ranking, one thread): with one sequence per user an
     #: epoch has few steps, so small batches (16 users, ~1,500 positions each) and lr 2e-3 reach the
     #: best validation NDCG@10 in ~12-18 epochs (~3 s each at max_len=200); validation NDCG@10 moves
@@ -128,32 +123,3 @@ class SASRec(TorchRecommender):
         return SASRecNet(
             train.n_items, self.max_len, self.hidden_dim, self.n_layers, self.n_heads, self.dropout
         )
-
-    def batches(
-        self, train: Interactions, batch_size: int, rng: np.random.Generator
-    ) -> Iterator[dict[str, torch.Tensor]]:
-        """One row per user: ``max_len`` inputs and their next items (see :func:`next_item_batches`)."""
-        return next_item_batches(
-            train,
-            self.max_len,
-            batch_size,
-            rng,
-            crop=self.crop,
-            negatives=self.loss_type == "bce",
-            trim=True,  # masked attention + right-aligned positions: left padding changes nothing
-        )
-
-    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Next-item loss at every non-padding position."""
-        return next_item_loss(net(batch["seqs"]), batch, net.token_weight, self.n_items_, self.loss_type)
-
-    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
-        """Scores of every item from the hidden state after each user's last ``history`` item."""
-        seqs = history_sequences(history, self.max_len)[users.cpu().numpy()]
-        out = torch.empty(len(seqs), self.n_items_, device=users.device)
-        for rows, chunk in length_sorted_chunks(seqs):  # left padding changes nothing: skip most of it
-            hidden = net(torch.as_tensor(chunk, device=users.device))[:, -1]
-            out[torch.as_tensor(rows, device=users.device)] = item_logits(
-                hidden, net.token_weight, self.n_items_
-            )
-        return out

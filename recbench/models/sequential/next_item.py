@@ -1,0 +1,67 @@
+"""Training and scoring shared by the left-to-right next-item models (GRU4Rec, NextItNet, SASRec)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from recbench.data.interactions import Interactions
+from recbench.models.base import TorchRecommender
+from recbench.models.sequential.data import history_sequences, length_sorted_chunks, next_item_batches
+from recbench.models.sequential.layers import item_logits, next_item_loss
+
+
+class NextItemRecommender(TorchRecommender):
+    """A model whose network reads left-padded item sequences and predicts the next item at every position.
+
+    The network maps ``[B, L]`` tokens (``0`` = padding) to ``[B, L, d]`` hidden states and exposes
+    ``token_weight``, the item embeddings that score a hidden state. Training uses every non-padding
+    position of each user's sequence at once (:func:`next_item_batches`, :func:`next_item_loss`);
+    a user is scored from the hidden state after the last item of their ``history``. Subclasses set
+    the hyperparameters ``max_len``, ``loss_type`` and ``crop``, and ``padding_invariant`` when left
+    padding cannot change the output (masked attention with right-aligned positions): training then
+    groups users of similar history length and drops all-padding columns, and scoring skips most of
+    the padding.
+    """
+
+    requires_sequences: ClassVar[bool] = True
+    padding_invariant: ClassVar[bool] = False
+    max_len: int
+    loss_type: str
+    crop: bool
+
+    def batches(
+        self, train: Interactions, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """One row per user: ``max_len`` inputs and their next items (see :func:`next_item_batches`)."""
+        return next_item_batches(
+            train,
+            self.max_len,
+            batch_size,
+            rng,
+            crop=self.crop,
+            negatives=self.loss_type == "bce",
+            trim=self.padding_invariant,
+        )
+
+    def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Next-item loss at every non-padding position."""
+        return next_item_loss(net(batch["seqs"]), batch, net.token_weight, self.n_items_, self.loss_type)
+
+    def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
+        """Scores of every item from the hidden state after each user's last ``history`` item."""
+        seqs = history_sequences(history, self.max_len)[users.cpu().numpy()]
+        if not self.padding_invariant:
+            hidden = net(torch.as_tensor(seqs, device=users.device))[:, -1]
+            return item_logits(hidden, net.token_weight, self.n_items_)
+        out = torch.empty(len(seqs), self.n_items_, device=users.device)
+        for rows, chunk in length_sorted_chunks(seqs):  # left padding changes nothing: skip most of it
+            hidden = net(torch.as_tensor(chunk, device=users.device))[:, -1]
+            out[torch.as_tensor(rows, device=users.device)] = item_logits(
+                hidden, net.token_weight, self.n_items_
+            )
+        return out
