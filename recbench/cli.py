@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from recbench.errors import RecbenchError
+from recbench.files import atomic_write
 
 log = logging.getLogger("recbench")
 
@@ -205,9 +206,7 @@ def _serve(command: str, rest: list[str]) -> int:
         msg = f"{exc.args[0]} in the dataset of {ns.run_dir}; use an id from the data file."
         raise RecbenchError(msg) from None
     if getattr(ns, "out", None):
-        tmp = Path(f"{ns.out}.tmp")
-        frame.to_csv(tmp, index=False)
-        tmp.replace(ns.out)
+        atomic_write(ns.out, lambda fh: frame.to_csv(fh, index=False))
         print(f"wrote {len(frame)} rows to {ns.out}")
         return 0
     table = Table()

@@ -15,7 +15,6 @@ import inspect
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -27,6 +26,7 @@ from filelock import FileLock
 from recbench.data.interactions import IdMaps, Interactions
 from recbench.data.readers import fingerprint
 from recbench.errors import DataError
+from recbench.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +102,7 @@ def _save(path: Path, data: Interactions, ids: IdMaps) -> None:
     for name, arr in arrays.items():
         if arr.dtype.kind == "O":
             arrays[name] = arr.astype(str)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _load(path: Path) -> tuple[Interactions, IdMaps]:

@@ -20,9 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from recbench.data.filters import normalise_ids
 from recbench.data.interactions import FeatureTable, IdMaps
 from recbench.data.readers import fingerprint
 from recbench.errors import ConfigError, DataError
+from recbench.files import atomic_write
 
 UNKNOWN = "<unknown>"
 KINDS = ("categorical", "multi", "numeric")
@@ -420,14 +419,7 @@ def _save(path: Path, tables: tuple[FeatureTable | None, FeatureTable | None]) -
                 f"{side}_columns": np.asarray(t.columns, dtype=str),
             }
         )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _load(path: Path) -> tuple[FeatureTable | None, FeatureTable | None]:

@@ -7,9 +7,7 @@ other models store their learned numpy / scipy.sparse attributes in ``model.npz`
 
 from __future__ import annotations
 
-import os
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +15,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from recbench.errors import RecbenchError
+from recbench.files import atomic_write
 from recbench.models.base import Recommender
 
 TORCH_FILE = "model.pt"
 NUMPY_FILE = "model.npz"
 _SPARSE = "__csr__"
-
-
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then rename onto ``path``; the temp file is removed if anything fails."""
-    tmp = _atomic_path(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_model(model: Recommender, run_dir: str | Path) -> Path:
@@ -48,7 +32,7 @@ def save_model(model: Recommender, run_dir: str | Path) -> Path:
 
         path = run_dir / TORCH_FILE
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        _write_atomic(path, lambda tmp: torch.save(state, tmp))
+        atomic_write(path, lambda fh: torch.save(state, fh))
         return path
     arrays: dict[str, np.ndarray] = {}
     for name, value in vars(model).items():
@@ -65,12 +49,7 @@ def save_model(model: Recommender, run_dir: str | Path) -> Path:
         elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
             arrays[name] = np.asarray(value)
     path = run_dir / NUMPY_FILE
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a bare name
-            np.savez(fh, **arrays)
-
-    _write_atomic(path, write)
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
     return path
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from recbench.errors import RecbenchError
-from recbench.reporting.records import HISTORY_FILE, atomic_write
+from recbench.files import atomic_write
+from recbench.reporting.records import HISTORY_FILE
 from recbench.reporting.tables import compare
 
 if TYPE_CHECKING:

@@ -19,23 +19,21 @@ Columns of :func:`read_runs` (and of ``results.csv``), in this order:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from recbench.errors import RecbenchError
+from recbench.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -146,26 +144,6 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write`` on a temporary sibling ``<name>.<random>.tmp`` of ``path``, then ``os.replace`` it.
-
-    Readers see either the old file or the complete new one; a failed ``write`` leaves no temporary file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

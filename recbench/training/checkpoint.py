@@ -9,7 +9,6 @@ and read back with ``torch.load(..., weights_only=True)``: nothing is unpickled.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from recbench.errors import ConfigError
+from recbench.files import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -60,13 +60,7 @@ def save_checkpoint(state: TrainState, where: str | Path) -> Path:
         "best_network": state.best_network,
         "bad_rounds": state.bad_rounds,
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # never leave a half-written temp file behind
-        raise
+    atomic_write(path, lambda fh: torch.save(payload, fh))
     return path
 
 
