@@ -29,9 +29,6 @@ from recbench.reporting.records import METRICS_FILE, _jsonable, atomic_write_tex
 
 log = logging.getLogger(__name__)
 
-#: Metric names (the part after ``split/`` and before ``@k``) where lower is better.
-MINIMIZED_METRICS = LOWER_IS_BETTER
-
 
 class AggregateSweep(Callback):
     """Write ``<sweep dir>/<filename>`` with one row per job (failed jobs included, with their error).
@@ -77,7 +74,7 @@ def infer_direction(metric: str) -> str:
     """
     name = metric.rsplit("/", 1)[-1]
     base = re.split(r"[@_]", name, maxsplit=1)[0].lower()
-    return "minimize" if base in MINIMIZED_METRICS else "maximize"
+    return "minimize" if base in LOWER_IS_BETTER else "maximize"
 
 
 def sweep_direction(config: DictConfig, metric: str) -> str:
