@@ -1,7 +1,8 @@
 """Benchmark the sequential recommenders and write one CSV of quality and speed numbers.
 
     python scripts/bench_sequential.py [--out outputs/bench_sequential.csv] [--models sasrec,gru4rec,...]
-                                       [--datasets ml-100k,beauty] [--patience N] [--seed 0] [--update]
+                                       [--datasets ml-100k,beauty] [--patience N] [--seeds 0,1,2]
+                                       [--update]
 
 Everything runs on one thread with project code only: ``MovieLens`` / ``SequenceFile`` load the shared
 copies, ``LeaveOneOut`` splits them (last item test, second-to-last validation), every model uses its
@@ -9,7 +10,7 @@ defaults (its ``training_defaults``, including its early-stopping patience unles
 given) with early stopping on validation NDCG@10, and ``evaluate`` ranks
 all items with the history's items masked. Test scoring uses train + validation as history.
 
-Rows of the CSV: ``model, dataset, metric, value, seconds, cpu_seconds`` where
+Rows of the CSV: ``model, dataset, seed, metric, value, seconds, cpu_seconds`` where
 
 - ``ndcg@10``, ``hit@10`` (test) and ``val_ndcg@10`` (best validation value) carry the whole run's
   wall-clock ``seconds`` (fit + test evaluation; for ``beauty`` also loading and splitting);
@@ -22,7 +23,9 @@ net, so that loading, training and full-ranking evaluation fit in 10 minutes on 
 5) ends the run at epoch 12 by itself. On ml-100k the models' own epoch limits apply.
 
 ``cpu_seconds`` is process CPU time: on one thread it is what the wall time would be on an idle core,
-which matters on shared machines. Targets are printed at the end (``PASS`` / ``MISS``).
+which matters on shared machines. With several ``--seeds`` every ml-100k run is repeated per seed (the
+Beauty run only for the first); targets are then judged on the mean over seeds, and the per-seed
+SASRec-vs-Caser wins are printed too. Targets are printed at the end (``PASS`` / ``MISS``).
 """
 
 from __future__ import annotations
@@ -137,16 +140,21 @@ def run_one(
             {"metric": "epochs", "value": len(history.rows), "seconds": fit_wall, "cpu_seconds": fit_cpu},
         ]
     for row in rows:
-        row.update(model=model_name, dataset=dataset)
+        row.update(model=model_name, dataset=dataset, seed=seed)
     return rows
 
 
 def check_targets(rows: list[dict[str, object]]) -> list[str]:
+    def values(model: str, dataset: str, metric: str, key: str = "value") -> dict[int, float]:
+        return {
+            int(r["seed"]): float(r[key])  # type: ignore[arg-type]
+            for r in rows
+            if (r["model"], r["dataset"], r["metric"]) == (model, dataset, metric)
+        }
+
     def get(model: str, dataset: str, metric: str, key: str = "value") -> float | None:
-        for r in rows:
-            if (r["model"], r["dataset"], r["metric"]) == (model, dataset, metric):
-                return float(r[key])  # type: ignore[arg-type]
-        return None
+        found = values(model, dataset, metric, key)
+        return sum(found.values()) / len(found) if found else None
 
     lines = []
     pop = get("pop", "ml-100k", "ndcg@10")
@@ -158,11 +166,15 @@ def check_targets(rows: list[dict[str, object]]) -> list[str]:
                 f"{'PASS' if ok else 'MISS'} ml-100k {model} ndcg@10 {value:.4f} > 1.5 x pop {pop:.4f}"
             )
     sas = get("sasrec", "ml-100k", "ndcg@10")
+    per_seed = values("sasrec", "ml-100k", "ndcg@10")
     for other in ("gru4rec", "caser"):
         value = get(other, "ml-100k", "ndcg@10")
         if sas is not None and value is not None:
+            theirs = values(other, "ml-100k", "ndcg@10")
+            wins = sum(per_seed[s] > theirs[s] for s in per_seed.keys() & theirs.keys())
             lines.append(
                 f"{'PASS' if sas > value else 'MISS'} ml-100k sasrec {sas:.4f} > {other} {value:.4f}"
+                f" (mean over seeds; sasrec ahead on {wins} of {len(per_seed.keys() & theirs.keys())})"
             )
     for model in ("sasrec", "gru4rec"):
         wall = get(model, "ml-100k", "seconds_to_best")
@@ -196,7 +208,9 @@ def main() -> None:
         default=None,
         help="early-stopping patience in evaluations (default: each model's own, 3 unless it declares one)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", default="0", help="comma-separated seeds; ml-100k runs are repeated for each"
+    )
     parser.add_argument(
         "--beauty-epochs",
         type=int,
@@ -217,25 +231,28 @@ def main() -> None:
     if args.update and out.is_file():
         with open(out, newline="") as fh:
             rows = [r for r in csv.DictReader(fh) if (r["dataset"], r["model"]) not in runs]
-    splits: dict[str, tuple[Split, float, float]] = {}
+    seeds = [int(s) for s in args.seeds.split(",")]
+    splits: dict[tuple[str, int], tuple[Split, float, float]] = {}
     out.parent.mkdir(parents=True, exist_ok=True)
-    for dataset, model in runs:
-        if dataset not in splits:
-            splits[dataset] = load_split(dataset, root, args.seed)
-        split, load_wall, load_cpu = splits[dataset]
+    for seed, (dataset, model) in ((s, run) for s in seeds for run in runs):
+        if dataset == "beauty" and seed != seeds[0]:
+            continue  # one Beauty run: it answers a time limit, and takes minutes
+        if (dataset, seed) not in splits:
+            splits[dataset, seed] = load_split(dataset, root, seed)
+        split, load_wall, load_cpu = splits[dataset, seed]
         # ml-100k times count training and evaluation; beauty's also count loading and splitting
         setup = (load_wall, load_cpu) if dataset == "beauty" else (0.0, 0.0)
         epochs = (args.beauty_epochs or None) if dataset == "beauty" else None
-        new = run_one(model, dataset, split, args.patience, args.seed, setup, epochs)
+        new = run_one(model, dataset, split, args.patience, seed, setup, epochs)
         rows += new
         print(
             ", ".join(f"{r['metric']}={float(r['value']):.4g}" for r in new),
-            f"[{model} {dataset}]",
+            f"[{model} {dataset} seed {seed}]",
             flush=True,
         )
         with open(out, "w", newline="") as fh:  # rewritten after every model: partial results survive
             writer = csv.DictWriter(
-                fh, fieldnames=["model", "dataset", "metric", "value", "seconds", "cpu_seconds"]
+                fh, fieldnames=["model", "dataset", "seed", "metric", "value", "seconds", "cpu_seconds"]
             )
             writer.writeheader()
             writer.writerows(rows)

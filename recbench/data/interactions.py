@@ -175,22 +175,29 @@ class Interactions:
             return np.argsort(self.users, kind="stable")
         return np.lexsort((self.timestamps, self.users))
 
-    def sequences(self, max_len: int) -> np.ndarray:
+    def sequences(self, max_len: int, *, timestamps: bool = False) -> np.ndarray:
         """``int64[n_users, max_len]`` time-ordered item histories, left-padded with 0, ids shifted by +1.
 
         This is the one place where the padding id 0 and the +1 shift are defined. Only the most
-        recent ``max_len`` items of each user are kept.
+        recent ``max_len`` items of each user are kept. With ``timestamps=True`` the cells hold the
+        interactions' timestamps instead of item tokens (padding ``-1``; requires timestamps), aligned
+        cell for cell with the item matrix.
         """
         order = self.chronological_order()
         users = self.users[order]
-        items = self.items[order] + 1
+        if timestamps:
+            if self.timestamps is None:
+                raise ValueError("these interactions have no timestamps")
+            values, pad = self.timestamps[order], -1
+        else:
+            values, pad = self.items[order] + 1, 0
         counts = np.bincount(users, minlength=self.n_users)
         ends = np.cumsum(counts)
         # position of each interaction counted from the end of its user's sequence (0 = most recent)
         from_end = ends[users] - 1 - np.arange(len(users))
         keep = from_end < max_len
-        out = np.zeros((self.n_users, max_len), dtype=np.int64)
-        out[users[keep], max_len - 1 - from_end[keep]] = items[keep]
+        out = np.full((self.n_users, max_len), pad, dtype=np.int64)
+        out[users[keep], max_len - 1 - from_end[keep]] = values[keep]
         return out
 
 

@@ -51,6 +51,15 @@ def test_sequences_are_time_ordered_left_padded_and_shifted() -> None:
     assert x.sequences(1)[:, 0].tolist() == [3, 3, 0]
 
 
+def test_sequence_timestamps_line_up_with_the_items() -> None:
+    x = make()
+    np.testing.assert_array_equal(x.sequences(3, timestamps=True), [[3, 5, 9], [1, 2, 2], [-1, -1, -1]])
+    assert x.sequences(1, timestamps=True)[:, 0].tolist() == [9, 2, -1]
+    no_times = Interactions(x.users, x.items, x.n_users, x.n_items)
+    with pytest.raises(ValueError, match="no timestamps"):
+        no_times.sequences(3, timestamps=True)
+
+
 def test_out_of_range_ids_and_length_mismatch_are_rejected() -> None:
     with pytest.raises(ValueError, match="item ids"):
         Interactions(np.array([0]), np.array([5]), 1, 5)

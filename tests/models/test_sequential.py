@@ -18,6 +18,7 @@ from recbench.models.sequential.data import (
     history_sequences,
     length_grouped_batches,
     next_item_batches,
+    shuffle_ties,
     trim_padding,
     windows,
 )
@@ -244,6 +245,60 @@ def test_next_item_batches_skip_the_first_item_as_target(data: Interactions) -> 
     items = seqs[seqs != 0] - 1
     assert (targets[seqs != 0] - 1 == items - items % 5 + (items + 1) % 5).all()
     assert negs.shape == seqs.shape and negs.min() >= 1 and negs.max() <= data.n_items
+
+
+def test_shuffle_ties_reorders_only_items_sharing_a_timestamp() -> None:
+    rng = np.random.default_rng(0)
+    seqs = np.array([[0, 5, 6, 7, 8, 9], [1, 2, 3, 4, 5, 6]])
+    times = np.array([[-1, 10, 20, 20, 20, 30], [1, 2, 3, 4, 5, 6]])
+    orders = set()
+    for _ in range(200):
+        out = shuffle_ties(seqs, times, rng)
+        assert out[0, 0] == 0 and out[0, 1] == 5 and out[0, 5] == 9  # padding and untied items stay
+        assert sorted(out[0, 2:5]) == [6, 7, 8]
+        np.testing.assert_array_equal(out[1], seqs[1])  # distinct timestamps: order unchanged
+        orders.add(tuple(out[0, 2:5]))
+    assert len(orders) == 6  # every order of the three tied items turns up
+
+
+def tied(n_users: int = 6, length: int = 8) -> Interactions:
+    """Each user logs items ``0..length-1`` in pairs that share a timestamp: (0, 1), (2, 3), ..."""
+    users = np.repeat(np.arange(n_users), length)
+    items = np.tile(np.arange(length), n_users)
+    return Interactions(users, items, n_users, length, timestamps=items // 2)
+
+
+def test_next_item_batches_shuffle_ties_within_their_timestamp() -> None:
+    data = tied()
+    pairs = set()
+    for epoch in range(20):
+        rng = np.random.default_rng(epoch)
+        for batch in next_item_batches(data, 7, 4, rng, crop=False, negatives=False, ties=True):
+            seqs, targets = batch["seqs"].numpy(), batch["targets"].numpy()
+            rows = np.concatenate([seqs, targets[:, -1:]], axis=1) - 1  # each user's whole sequence
+            assert (np.sort(rows, axis=1) == np.arange(8)).all()
+            assert (rows // 2 == np.arange(8) // 2).all()  # items only move within their timestamp
+            assert (targets[:, :-1] == seqs[:, 1:]).all()  # targets are the shuffled next items
+            pairs.update(map(tuple, rows[:, :2]))
+    assert pairs == {(0, 1), (1, 0)}
+    plain = next(next_item_batches(data, 7, 4, np.random.default_rng(0), crop=False, negatives=False))
+    assert (plain["seqs"].numpy() - 1 == np.arange(7)).all()  # off: file order within ties
+
+
+def test_caser_shuffle_ties_cuts_new_examples_each_epoch() -> None:
+    data = tied()
+    model = make("caser", shuffle_ties=True, window=2, targets=1)
+    model.fit(data)
+    firsts = set()
+    for epoch in range(10):
+        batch = next(model.batches(data, 1000, np.random.default_rng(epoch)))
+        seqs, targets = batch["seqs"].numpy() - 1, batch["targets"].numpy() - 1
+        assert len(seqs) == 6 * 7  # one example per target after the first item, as without shuffling
+        real = (seqs >= 0).all(axis=1)
+        assert (seqs[real] // 2 <= targets[real] // 2).all()  # items only move within their timestamp
+        crossing = real & (seqs[:, -1] // 2 == 0) & (targets[:, 0] // 2 == 1)
+        firsts.update(seqs[crossing, -1].tolist())
+    assert firsts == {0, 1}  # the last item before the pair (2, 3) is either member of (0, 1)
 
 
 @pytest.mark.parametrize("name", CAUSAL)

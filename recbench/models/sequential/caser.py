@@ -17,6 +17,7 @@ from recbench.models.sequential.data import (
     history_sequences,
     memo,
     negative_tokens,
+    shuffle_ties,
     shuffled_batches,
 )
 from recbench.models.sequential.layers import LOSS_TYPES, Dropout, check_option, check_positive
@@ -87,6 +88,8 @@ class Caser(TorchRecommender):
     dropout: dropout before the fully connected layer.
     loss_type: ``ce`` (softmax cross-entropy over all items, per target) or ``bce`` (binary
         cross-entropy with one sampled negative per target, as in the paper).
+    shuffle_ties: reorder each user's items that share a timestamp at random each epoch before the
+        examples are cut (off by default: on ml-100k it did not help Caser; see the README).
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
     seed: initialisation, dropout and sampling seed.
 
@@ -114,6 +117,7 @@ class Caser(TorchRecommender):
         n_v: int = 4,
         dropout: float = 0.5,
         loss_type: str = "ce",
+        shuffle_ties: bool = False,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -124,6 +128,7 @@ class Caser(TorchRecommender):
         self.n_v = n_v
         self.dropout = dropout
         self.loss_type = loss_type
+        self.shuffle_ties = shuffle_ties
         self.trainer = trainer
         self.seed = seed
 
@@ -142,9 +147,11 @@ class Caser(TorchRecommender):
             train.n_users, train.n_items, self.window, self.embedding_dim, self.n_h, self.n_v, self.dropout
         )
 
-    def _examples(self, train: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(users, inputs[N, window], targets[N, targets])`` for every slice with a preceding item."""
-        seqs = full_sequences(train, self.window + self.targets, extra=self.window)
+    def _examples(self, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(users, inputs[N, window], targets[N, targets])``: every slice with a preceding item.
+
+        ``seqs`` are the users' full left-padded sequences with ``window`` extra padding columns.
+        """
         rows, cols = np.nonzero(seqs[:, self.window :] != 0)
         cols = cols + self.window  # column of the first target
         keep = seqs[rows, cols - 1] != 0  # at least one real item before the target
@@ -159,9 +166,15 @@ class Caser(TorchRecommender):
         self, train: Interactions, batch_size: int, rng: np.random.Generator
     ) -> Iterator[dict[str, torch.Tensor]]:
         """Shuffled (user, previous ``window`` items, next ``targets`` items) examples; ``0`` = no target."""
-        users, inputs, targets = memo(
-            train, ("caser", self.window, self.targets), lambda: self._examples(train)
-        )
+        width = self.window + self.targets
+        seqs = full_sequences(train, width, extra=self.window)
+        if self.shuffle_ties and train.has_timestamps:  # new orders, hence new examples, every epoch
+            times = full_sequences(train, width, extra=self.window, timestamps=True)
+            users, inputs, targets = self._examples(shuffle_ties(seqs, times, rng))
+        else:
+            users, inputs, targets = memo(
+                train, ("caser", self.window, self.targets), lambda: self._examples(seqs)
+            )
         for idx in shuffled_batches(len(users), batch_size, rng):
             batch = {
                 "users": torch.from_numpy(users[idx]),

@@ -39,17 +39,24 @@ def history_sequences(history: Interactions, max_len: int) -> np.ndarray:
     return memo(history, ("sequences", max_len), lambda: history.sequences(max_len))
 
 
-def full_sequences(train: Interactions, min_width: int, extra: int = 0) -> np.ndarray:
+def full_sequences(
+    train: Interactions, min_width: int, extra: int = 0, *, timestamps: bool = False
+) -> np.ndarray:
     """Left-padded sequences wide enough for every user's whole history, plus ``extra`` pad columns.
 
     The width is the longest history, at least ``min_width``, and capped so that the matrix holds
     about :data:`MAX_CELLS` cells; beyond the cap only the most recent items of very long histories
-    are used for training.
+    are used for training. ``timestamps=True`` gives the matching timestamp matrix instead (see
+    :meth:`Interactions.sequences`).
     """
     longest = int(train.user_counts().max(initial=0))
     cap = max(min_width, MAX_CELLS // max(train.n_users, 1))
     width = max(min_width, min(longest, cap)) + extra
-    return memo(train, ("full_sequences", width), lambda: train.sequences(width))
+    return memo(
+        train,
+        ("full_sequences", width, timestamps),
+        lambda: train.sequences(width, timestamps=timestamps),
+    )
 
 
 def rows_with(seqs: np.ndarray, min_items: int) -> np.ndarray:
@@ -74,6 +81,18 @@ def windows(seqs: np.ndarray, width: int, rng: np.random.Generator, *, crop: boo
     ends = first_end + (rng.random(n) * (total - first_end)).astype(np.int64)
     cols = ends[:, None] - width + 1 + np.arange(width)
     return np.take_along_axis(seqs, cols, axis=1)
+
+
+def shuffle_ties(seqs: np.ndarray, times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``seqs`` with the items of each row that share a timestamp put in a random order.
+
+    ``times`` holds the timestamp of each cell of ``seqs`` (padding ``-1``, so it stays on the left).
+    Items with distinct timestamps keep their order; items logged in the same second (a user rating
+    a batch of films at once) have no true order, and presenting them in a new order each epoch
+    keeps a model from learning the order in which the file happened to list them.
+    """
+    keys = times + rng.random(times.shape) * 0.5  # integer timestamps: the jitter only reorders ties
+    return np.take_along_axis(seqs, np.argsort(keys, axis=1, kind="stable"), axis=1)
 
 
 def trim_padding(seqs: np.ndarray) -> np.ndarray:
@@ -140,6 +159,7 @@ def next_item_batches(
     crop: bool,
     negatives: bool,
     trim: bool = False,
+    ties: bool = False,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """One epoch of causal next-item training batches, one row per user (all positions at once).
 
@@ -148,9 +168,12 @@ def next_item_batches(
     never a target). With ``negatives``, ``negatives`` holds one sampled unseen item per position.
     ``trim`` (for padding-invariant models only) groups users of similar history length into batches
     (see :func:`length_grouped_batches`) and drops the columns that are padding in every row of a
-    batch (see :func:`trim_padding`). Users with fewer than two training items are skipped.
+    batch (see :func:`trim_padding`). ``ties`` reorders the items of each user that share a
+    timestamp at random each epoch (see :func:`shuffle_ties`; nothing changes without timestamps).
+    Users with fewer than two training items are skipped.
     """
     seqs = full_sequences(train, max_len + 1)
+    times = full_sequences(train, max_len + 1, timestamps=True) if ties and train.has_timestamps else None
     rows = memo(train, ("rows", seqs.shape[1], 2), lambda: rows_with(seqs, 2))
     if trim:
         lengths = memo(train, ("row_lengths", seqs.shape[1]), lambda: (seqs[rows] != 0).sum(axis=1))
@@ -159,7 +182,8 @@ def next_item_batches(
     else:
         order = shuffled_batches(len(rows), batch_size, rng)
     for idx in order:
-        win = windows(seqs[rows[idx]], max_len + 1, rng, crop=crop)
+        full = seqs[rows[idx]] if times is None else shuffle_ties(seqs[rows[idx]], times[rows[idx]], rng)
+        win = windows(full, max_len + 1, rng, crop=crop)
         inputs, targets = win[:, :-1], win[:, 1:]
         if trim:
             first = inputs.shape[1] - trim_padding(inputs).shape[1]

@@ -65,6 +65,8 @@ class GRU4Rec(NextItemRecommender):
     dropout: dropout on the input embeddings and on the GRU outputs.
     loss_type: ``ce`` (full softmax cross-entropy) or ``bce`` (one sampled negative per position).
     crop: train on a random window of ``max_len + 1`` items per long history each epoch.
+    shuffle_ties: reorder each user's items that share a timestamp at random each epoch (off by
+        default; see :class:`~recbench.models.sequential.sasrec.SASRec`).
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
     seed: initialisation, dropout and sampling seed.
 
@@ -91,6 +93,7 @@ class GRU4Rec(NextItemRecommender):
         dropout: float = 0.2,
         loss_type: str = "ce",
         crop: bool = False,
+        shuffle_ties: bool = False,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -101,6 +104,7 @@ class GRU4Rec(NextItemRecommender):
         self.dropout = dropout
         self.loss_type = loss_type
         self.crop = crop
+        self.shuffle_ties = shuffle_ties
         self.trainer = trainer
         self.seed = seed
 

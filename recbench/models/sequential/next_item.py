@@ -22,10 +22,10 @@ class NextItemRecommender(TorchRecommender):
     ``token_weight``, the item embeddings that score a hidden state. Training uses every non-padding
     position of each user's sequence at once (:func:`next_item_batches`, :func:`next_item_loss`);
     a user is scored from the hidden state after the last item of their ``history``. Subclasses set
-    the hyperparameters ``max_len``, ``loss_type`` and ``crop``, and ``padding_invariant`` when left
-    padding cannot change the output (masked attention with right-aligned positions): training then
-    groups users of similar history length and drops all-padding columns, and scoring skips most of
-    the padding.
+    the hyperparameters ``max_len``, ``loss_type``, ``crop`` and ``shuffle_ties``, and
+    ``padding_invariant`` when left padding cannot change the output (masked attention with
+    right-aligned positions): training then groups users of similar history length and drops
+    all-padding columns, and scoring skips most of the padding.
     """
 
     requires_sequences: ClassVar[bool] = True
@@ -33,6 +33,7 @@ class NextItemRecommender(TorchRecommender):
     max_len: int
     loss_type: str
     crop: bool
+    shuffle_ties: bool
 
     def batches(
         self, train: Interactions, batch_size: int, rng: np.random.Generator
@@ -46,6 +47,7 @@ class NextItemRecommender(TorchRecommender):
             crop=self.crop,
             negatives=self.loss_type == "bce",
             trim=self.padding_invariant,
+            ties=self.shuffle_ties,
         )
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

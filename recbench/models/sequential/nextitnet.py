@@ -63,6 +63,8 @@ class NextItNet(NextItemRecommender):
     loss_type: ``ce`` (full softmax cross-entropy, as in the paper) or ``bce`` (one sampled
         negative per position).
     crop: train on a random window of ``max_len + 1`` items per long history each epoch.
+    shuffle_ties: reorder each user's items that share a timestamp at random each epoch (off by
+        default; see :class:`~recbench.models.sequential.sasrec.SASRec`).
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
     seed: initialisation, dropout and sampling seed.
 
@@ -89,6 +91,7 @@ class NextItNet(NextItemRecommender):
         dropout: float = 0.2,
         loss_type: str = "ce",
         crop: bool = False,
+        shuffle_ties: bool = False,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -99,6 +102,7 @@ class NextItNet(NextItemRecommender):
         self.dropout = dropout
         self.loss_type = loss_type
         self.crop = crop
+        self.shuffle_ties = shuffle_ties
         self.trainer = trainer
         self.seed = seed
 
