@@ -19,8 +19,9 @@ Rows of the CSV: ``model, dataset, seed, metric, value, seconds, cpu_seconds`` w
 
 The Beauty run uses the same defaults plus an epoch budget (``--beauty-epochs``, default 12) as a safety
 net, so that loading, training and full-ranking evaluation fit in 10 minutes on one CPU thread (about
-28 s per SASRec epoch); with SASRec's defaults it peaks around epoch 7, so its early stopping (patience
-5) ends the run at epoch 12 by itself. On ml-100k the models' own epoch limits apply.
+28 s per SASRec epoch); with SASRec's defaults it peaks around epoch 7-9 and the budget ends the run
+at epoch 12 (Beauty has no timestamps, so ``shuffle_ties`` changes nothing there). On ml-100k the models'
+own epoch limits apply.
 
 ``cpu_seconds`` is process CPU time: on one thread it is what the wall time would be on an idle core,
 which matters on shared machines. With several ``--seeds`` every ml-100k run is repeated per seed (the
@@ -147,7 +148,7 @@ def run_one(
 def check_targets(rows: list[dict[str, object]]) -> list[str]:
     def values(model: str, dataset: str, metric: str, key: str = "value") -> dict[int, float]:
         return {
-            int(r["seed"]): float(r[key])  # type: ignore[arg-type]
+            int(r.get("seed") or 0): float(r[key])  # type: ignore[arg-type]
             for r in rows
             if (r["model"], r["dataset"], r["metric"]) == (model, dataset, metric)
         }

@@ -19,6 +19,7 @@ from recbench.models.sequential.data import (
     length_grouped_batches,
     next_item_batches,
     shuffle_ties,
+    tie_times,
     trim_padding,
     windows,
 )
@@ -281,6 +282,10 @@ def test_next_item_batches_shuffle_ties_within_their_timestamp() -> None:
             assert (targets[:, :-1] == seqs[:, 1:]).all()  # targets are the shuffled next items
             pairs.update(map(tuple, rows[:, :2]))
     assert pairs == {(0, 1), (1, 0)}
+    assert tie_times(data, 8) is not None
+    assert tie_times(cycles(), 8) is None  # distinct timestamps: nothing to shuffle, no random draws
+    no_times = Interactions(data.users, data.items, data.n_users, data.n_items)
+    assert tie_times(no_times, 8) is None
     plain = next(next_item_batches(data, 7, 4, np.random.default_rng(0), crop=False, negatives=False))
     assert (plain["seqs"].numpy() - 1 == np.arange(7)).all()  # off: file order within ties
 

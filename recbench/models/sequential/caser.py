@@ -19,6 +19,7 @@ from recbench.models.sequential.data import (
     negative_tokens,
     shuffle_ties,
     shuffled_batches,
+    tie_times,
 )
 from recbench.models.sequential.layers import LOSS_TYPES, Dropout, check_option, check_positive
 from recbench.training.losses import bce_loss
@@ -168,8 +169,8 @@ class Caser(TorchRecommender):
         """Shuffled (user, previous ``window`` items, next ``targets`` items) examples; ``0`` = no target."""
         width = self.window + self.targets
         seqs = full_sequences(train, width, extra=self.window)
-        if self.shuffle_ties and train.has_timestamps:  # new orders, hence new examples, every epoch
-            times = full_sequences(train, width, extra=self.window, timestamps=True)
+        times = tie_times(train, width, extra=self.window) if self.shuffle_ties else None
+        if times is not None:  # new orders, hence new examples, every epoch
             users, inputs, targets = self._examples(shuffle_ties(seqs, times, rng))
         else:
             users, inputs, targets = memo(

@@ -83,6 +83,22 @@ def windows(seqs: np.ndarray, width: int, rng: np.random.Generator, *, crop: boo
     return np.take_along_axis(seqs, cols, axis=1)
 
 
+def tie_times(train: Interactions, min_width: int, extra: int = 0) -> np.ndarray | None:
+    """The timestamps of :func:`full_sequences` when some user has two items at the same timestamp.
+
+    ``None`` without timestamps or without any tie: :func:`shuffle_ties` would change nothing then.
+    """
+    if not train.has_timestamps:
+        return None
+    times = full_sequences(train, min_width, extra, timestamps=True)
+    tied = memo(train, ("has_ties", times.shape[1]), lambda: bool(_has_ties(times)))
+    return times if tied else None
+
+
+def _has_ties(times: np.ndarray) -> bool:
+    return bool(((times[:, 1:] == times[:, :-1]) & (times[:, 1:] >= 0)).any())
+
+
 def shuffle_ties(seqs: np.ndarray, times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``seqs`` with the items of each row that share a timestamp put in a random order.
 
@@ -169,11 +185,11 @@ def next_item_batches(
     ``trim`` (for padding-invariant models only) groups users of similar history length into batches
     (see :func:`length_grouped_batches`) and drops the columns that are padding in every row of a
     batch (see :func:`trim_padding`). ``ties`` reorders the items of each user that share a
-    timestamp at random each epoch (see :func:`shuffle_ties`; nothing changes without timestamps).
+    timestamp at random each epoch (see :func:`shuffle_ties`; nothing changes without ties).
     Users with fewer than two training items are skipped.
     """
     seqs = full_sequences(train, max_len + 1)
-    times = full_sequences(train, max_len + 1, timestamps=True) if ties and train.has_timestamps else None
+    times = tie_times(train, max_len + 1) if ties else None
     rows = memo(train, ("rows", seqs.shape[1], 2), lambda: rows_with(seqs, 2))
     if trim:
         lengths = memo(train, ("row_lengths", seqs.shape[1]), lambda: (seqs[rows] != 0).sum(axis=1))
