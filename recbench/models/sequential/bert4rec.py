@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from recbench.data.interactions import Interactions
@@ -23,7 +22,12 @@ from recbench.models.sequential.data import (
     trim_padding,
     windows,
 )
-from recbench.models.sequential.layers import TransformerEncoder, check_positive, item_logits
+from recbench.models.sequential.layers import (
+    TransformerEncoder,
+    check_positive,
+    item_cross_entropy,
+    item_logits,
+)
 from recbench.training.trainer import Trainer
 
 
@@ -156,7 +160,7 @@ class BERT4Rec(TorchRecommender):
         targets = batch["targets"]
         valid = targets != 0
         hidden = net(batch["seqs"])[valid]
-        return F.cross_entropy(item_logits(hidden, net.token_weight, self.n_items_), targets[valid] - 1)
+        return item_cross_entropy(hidden, net.token_weight, self.n_items_, targets[valid])
 
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
         """Item scores at a ``[MASK]`` appended after each user's last ``max_len - 1`` ``history`` items."""
