@@ -25,7 +25,7 @@ from recbench.models.sequential.data import (
     windows,
 )
 from recbench.models.sequential.gru4rec import GRU4Rec
-from recbench.models.sequential.layers import item_cross_entropy, item_logits
+from recbench.models.sequential.layers import dropout, item_cross_entropy, item_logits
 from recbench.models.sequential.nextitnet import NextItNet
 from recbench.models.sequential.sasrec import SASRec
 from recbench.training.trainer import Trainer
@@ -250,6 +250,19 @@ def test_next_item_batches_skip_the_first_item_as_target(data: Interactions) -> 
     items = seqs[seqs != 0] - 1
     assert (targets[seqs != 0] - 1 == items - items % 5 + (items + 1) % 5).all()
     assert negs.shape == seqs.shape and negs.min() >= 1 and negs.max() <= data.n_items
+
+
+def test_dropout_drops_at_its_rate_and_keeps_the_expectation() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(400_000, requires_grad=True)
+    y = dropout(x, 0.2, True)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.8) < 0.005  # p = 0.2 is 51/256 after rounding
+    assert torch.allclose(y[kept], torch.tensor(256 / 205))
+    assert abs(y.mean().item() - 1.0) < 0.01
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # gradient: the same mask and scale
+    assert dropout(x, 0.2, False) is x and dropout(x, 0.0, True) is x
 
 
 def test_item_cross_entropy_matches_torch_values_and_gradients() -> None:
