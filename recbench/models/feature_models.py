@@ -456,17 +456,7 @@ class _FeatureModel(TorchRecommender):
                 f"{type(self).__name__} predicts ratings only with model.loss_type=mse "
                 f"(it was trained with {self.loss_type!r})."
             )
-        net = self.network_
-        was_training = net.training
-        net.eval()
-        try:
-            with torch.no_grad():
-                u = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device_)
-                i = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device_)
-                out = net(u, i).float().cpu().numpy()
-        finally:
-            net.train(was_training)
-        return np.clip(out, *self.rating_range_).astype(np.float32)
+        return np.clip(self.pair_outputs(users, items), *self.rating_range_).astype(np.float32)
 
 
 class FM(_FeatureModel):

@@ -455,18 +455,4 @@ class MLPClassifier(TorchRecommender):
         """``float32[n]`` predicted ratings ``sigmoid(logit) * max_rating_`` (rating mode only)."""
         if self.mode != "rating":
             raise ConfigError("MLPClassifier.predict needs model.mode=rating (implicit mode only ranks).")
-        users = np.asarray(users, dtype=np.int64)
-        items = np.asarray(items, dtype=np.int64)
-        net, out = self.network_, np.zeros(len(users), dtype=np.float32)
-        was_training = net.training
-        net.eval()
-        try:
-            with torch.no_grad():
-                for start in range(0, len(users), self.max_score_pairs):
-                    part = slice(start, start + self.max_score_pairs)
-                    u = torch.from_numpy(users[part]).to(self.device_)
-                    i = torch.from_numpy(items[part, None]).to(self.device_)
-                    out[part] = torch.sigmoid(net(u, i)[:, 0]).float().cpu().numpy()
-        finally:
-            net.train(was_training)
-        return out * np.float32(self.max_rating_)
+        return sigmoid_probabilities(self, users, items) * np.float32(self.max_rating_)
