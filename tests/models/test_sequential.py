@@ -294,6 +294,10 @@ def test_shuffle_ties_reorders_only_items_sharing_a_timestamp() -> None:
         np.testing.assert_array_equal(out[1], seqs[1])  # distinct timestamps: order unchanged
         orders.add(tuple(out[0, 2:5]))
     assert len(orders) == 6  # every order of the three tied items turns up
+    nanos = 1_700_000_000_000_000_000 + np.array([[0, 1, 1, 2]])  # beyond float64's integer precision
+    for _ in range(20):
+        out = shuffle_ties(np.array([[1, 2, 3, 4]]), nanos, rng)[0]
+        assert out[0] == 1 and out[3] == 4 and sorted(out[1:3]) == [2, 3]
 
 
 def tied(n_users: int = 6, length: int = 8) -> Interactions:

@@ -102,12 +102,16 @@ def _has_ties(times: np.ndarray) -> bool:
 def shuffle_ties(seqs: np.ndarray, times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``seqs`` with the items of each row that share a timestamp put in a random order.
 
-    ``times`` holds the timestamp of each cell of ``seqs`` (padding ``-1``, so it stays on the left).
+    ``times`` holds the timestamp of each cell of ``seqs``, non-decreasing along each row (padding
+    ``-1``, so it stays on the left).
     Items with distinct timestamps keep their order; items logged in the same second (a user rating
     a batch of films at once) have no true order, and presenting them in a new order each epoch
     keeps a model from learning the order in which the file happened to list them.
     """
-    keys = times + rng.random(times.shape) * 0.5  # integer timestamps: the jitter only reorders ties
+    # rank the timestamps of each row (0, 1, 2, ... per new value): keys stay exact at any time unit
+    ranks = np.zeros(times.shape, dtype=np.float64)
+    np.cumsum(times[:, 1:] != times[:, :-1], axis=1, out=ranks[:, 1:])
+    keys = ranks + rng.random(times.shape) * 0.5  # the jitter reorders items of equal rank only
     return np.take_along_axis(seqs, np.argsort(keys, axis=1, kind="stable"), axis=1)
 
 

@@ -214,9 +214,11 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         h, w, grad = ctx.saved_tensors
-        return (grad @ w) * grad_out, (grad.T @ h) * grad_out, None
+        grad_h = (grad @ w) * grad_out if ctx.needs_input_grad[0] else None
+        grad_w = (grad.T @ h) * grad_out if ctx.needs_input_grad[1] else None
+        return grad_h, grad_w, None
 
 
 def item_cross_entropy(
