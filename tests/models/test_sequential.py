@@ -25,7 +25,13 @@ from recbench.models.sequential.data import (
     windows,
 )
 from recbench.models.sequential.gru4rec import GRU4Rec
-from recbench.models.sequential.layers import dropout, item_cross_entropy, item_logits
+from recbench.models.sequential.layers import (
+    MultiHeadSelfAttention,
+    attention_bias,
+    dropout,
+    item_cross_entropy,
+    item_logits,
+)
 from recbench.models.sequential.nextitnet import NextItNet
 from recbench.models.sequential.sasrec import SASRec
 from recbench.training.trainer import Trainer
@@ -263,6 +269,20 @@ def test_dropout_drops_at_its_rate_and_keeps_the_expectation() -> None:
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())  # gradient: the same mask and scale
     assert dropout(x, 0.2, False) is x and dropout(x, 0.0, True) is x
+
+
+def test_training_attention_matches_scaled_dot_product_attention() -> None:
+    """The explicit training path (heads folded into the batch, additive bias) equals PyTorch's SDPA."""
+    torch.manual_seed(0)
+    attn = MultiHeadSelfAttention(8, 2, dropout=0.001)  # rounds to 0/256: nothing dropped
+    seqs = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]])
+    x = torch.randn(2, 5, 8)
+    for causal in (True, False):
+        bias = attention_bias(seqs, causal=causal)
+        assert torch.isinf(bias[0, 0, 2, :2]).all()  # padding keys are hidden
+        assert torch.isinf(bias[1, 0, 0, 1:]).all() == causal  # later keys only when not causal
+        explicit = attn.train()(x, bias)
+        torch.testing.assert_close(explicit, attn.eval()(x, bias))
 
 
 def test_item_cross_entropy_matches_torch_values_and_gradients() -> None:
