@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
+from recbench.models.sequential import layers
 from recbench.models.sequential.bert4rec import BERT4Rec
 from recbench.models.sequential.caser import Caser
 from recbench.models.sequential.data import (
@@ -269,6 +270,8 @@ def test_dropout_drops_at_its_rate_and_keeps_the_expectation() -> None:
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())  # gradient: the same mask and scale
     assert dropout(x, 0.2, False) is x and dropout(x, 0.0, True) is x
+    odd = dropout(torch.ones(3, 5, 7), 0.5, True)  # 105 entries: not a whole number of 8-byte draws
+    assert odd.shape == (3, 5, 7) and set(odd.unique().tolist()) == {0.0, 2.0}
 
 
 def test_training_attention_matches_scaled_dot_product_attention() -> None:
@@ -283,9 +286,25 @@ def test_training_attention_matches_scaled_dot_product_attention() -> None:
         assert torch.isinf(bias[1, 0, 0, 1:]).all() == causal  # later keys only when not causal
         explicit = attn.train()(x, bias)
         torch.testing.assert_close(explicit, attn.eval()(x, bias))
+        for mode in (True, False):  # the last query alone gives the last row of the full output
+            last = attn.train(mode)(x, bias, last_only=True)
+            torch.testing.assert_close(last, explicit[:, -1:])
 
 
-def test_item_cross_entropy_matches_torch_values_and_gradients() -> None:
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_last_only_equals_the_last_column_of_the_full_pass(name: str, data: Interactions) -> None:
+    """Scoring computes only the last position in the final layer: the same state as the full pass."""
+    net = make(name).fit(data).network_.eval()
+    seqs = torch.as_tensor(data.sequences(9))
+    with torch.no_grad():
+        torch.testing.assert_close(net(seqs, last_only=True), net(seqs)[:, -1:])
+
+
+@pytest.mark.parametrize("chunk_cells", [layers.CE_CHUNK_CELLS, 20])  # one chunk; chunks of 2 rows
+def test_item_cross_entropy_matches_torch_values_and_gradients(
+    chunk_cells: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(layers, "CE_CHUNK_CELLS", chunk_cells)
     torch.manual_seed(0)
     n_items = 9
     hidden = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)

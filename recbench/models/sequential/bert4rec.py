@@ -49,9 +49,12 @@ class BERT4RecNet(nn.Module):
         """``[n_items + 2, dim]`` token embeddings; only rows ``1..n_items`` are scored as items."""
         return self.encoder.tokens.weight
 
-    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
-        """``seqs[B, T]`` -> ``[B, T, dim]``; every position sees the whole (non-padding) sequence."""
-        return self.encoder(seqs)
+    def forward(self, seqs: torch.Tensor, *, last_only: bool = False) -> torch.Tensor:
+        """``seqs[B, T]`` -> ``[B, T, dim]``; every position sees the whole (non-padding) sequence.
+
+        ``last_only=True`` computes only the last position (``[B, 1, dim]``), for scoring.
+        """
+        return self.encoder(seqs, last_only=last_only)
 
 
 class BERT4Rec(TorchRecommender):
@@ -169,7 +172,7 @@ class BERT4Rec(TorchRecommender):
         for rows, chunk in length_sorted_chunks(seqs):  # left padding changes nothing: skip most of it
             chunk = torch.as_tensor(chunk, device=users.device)
             mask = torch.full((len(chunk), 1), self.n_items_ + 1, dtype=chunk.dtype, device=chunk.device)
-            hidden = net(torch.cat([chunk, mask], dim=1))[:, -1]
+            hidden = net(torch.cat([chunk, mask], dim=1), last_only=True)[:, -1]
             out[torch.as_tensor(rows, device=users.device)] = item_logits(
                 hidden, net.token_weight, self.n_items_
             )

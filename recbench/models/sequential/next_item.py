@@ -54,15 +54,19 @@ class NextItemRecommender(TorchRecommender):
         """Next-item loss at every non-padding position."""
         return next_item_loss(net(batch["seqs"]), batch, net.token_weight, self.n_items_, self.loss_type)
 
+    def last_hidden(self, net: nn.Module, seqs: torch.Tensor) -> torch.Tensor:
+        """``[B, d]`` hidden states after each row's last token (a subclass may compute only those)."""
+        return net(seqs)[:, -1]
+
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
         """Scores of every item from the hidden state after each user's last ``history`` item."""
         seqs = history_sequences(history, self.max_len)[users.cpu().numpy()]
         if not self.padding_invariant:
-            hidden = net(torch.as_tensor(seqs, device=users.device))[:, -1]
+            hidden = self.last_hidden(net, torch.as_tensor(seqs, device=users.device))
             return item_logits(hidden, net.token_weight, self.n_items_)
         out = torch.empty(len(seqs), self.n_items_, device=users.device)
         for rows, chunk in length_sorted_chunks(seqs):  # left padding changes nothing: skip most of it
-            hidden = net(torch.as_tensor(chunk, device=users.device))[:, -1]
+            hidden = self.last_hidden(net, torch.as_tensor(chunk, device=users.device))
             out[torch.as_tensor(rows, device=users.device)] = item_logits(
                 hidden, net.token_weight, self.n_items_
             )

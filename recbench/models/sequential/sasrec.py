@@ -44,9 +44,12 @@ class SASRecNet(nn.Module):
         """``[n_items + 1, dim]`` token embeddings (row 0 = padding), also the output weights."""
         return self.encoder.tokens.weight
 
-    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
-        """``seqs[B, T]`` -> ``[B, T, dim]``; position ``t`` summarises tokens ``<= t`` only."""
-        return self.encoder(seqs)
+    def forward(self, seqs: torch.Tensor, *, last_only: bool = False) -> torch.Tensor:
+        """``seqs[B, T]`` -> ``[B, T, dim]``; position ``t`` summarises tokens ``<= t`` only.
+
+        ``last_only=True`` computes only the last position (``[B, 1, dim]``), for scoring.
+        """
+        return self.encoder(seqs, last_only=last_only)
 
 
 class SASRec(NextItemRecommender):
@@ -124,6 +127,10 @@ class SASRec(NextItemRecommender):
         self.shuffle_ties = shuffle_ties
         self.trainer = trainer
         self.seed = seed
+
+    def last_hidden(self, net: nn.Module, seqs: torch.Tensor) -> torch.Tensor:
+        """The state after each row's last token; the last layer computes that position only."""
+        return net(seqs, last_only=True)[:, -1]
 
     def build_network(self, train: Interactions) -> SASRecNet:
         """A fresh :class:`SASRecNet` for ``train.n_items``."""
