@@ -223,9 +223,10 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
     over it. Here the forward pass works through the rows in cache-sized chunks: each chunk's logits
     become ``softmax - onehot`` in place and are used at once for both gradients (``grad_h`` rows and
     the accumulated ``grad_w``), so the ``[N, C]`` matrix never exists as a whole and the backward
-    pass only scales the saved gradients. Same values and gradients (to float rounding); on CPU
-    about half the time of ``F.cross_entropy`` for ml-100k-sized batches (1,500 positions x 1,682
-    items, forward and backward, one thread). On CUDA the rows go in one chunk.
+    pass only scales the saved gradients. Same values and gradients (to float rounding). Forward
+    and backward on one CPU thread: 1,500 positions x 1,682 items (an ml-100k batch) take 14 ms
+    against 25 ms for ``F.cross_entropy``; 1,400 x 12,101 (Amazon Beauty) take 82 ms against 304 ms
+    (161 ms without the chunks). On CUDA the rows go in one chunk.
     """
 
     @staticmethod
