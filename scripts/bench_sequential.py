@@ -19,9 +19,9 @@ Rows of the CSV: ``model, dataset, seed, metric, value, seconds, cpu_seconds`` w
 
 The Beauty run uses the same defaults plus an epoch budget (``--beauty-epochs``, default 12) as a safety
 net, so that loading, training and full-ranking evaluation fit in 10 minutes on one CPU thread (about
-28 s per SASRec epoch); with SASRec's defaults it peaks around epoch 7-9 and the budget ends the run
-at epoch 12 (Beauty has no timestamps, so ``shuffle_ties`` changes nothing there). On ml-100k the models'
-own epoch limits apply.
+20-30 s per SASRec epoch, depending on the machine); with SASRec's defaults it peaks around epoch 7-11
+and the budget ends the run at epoch 12 (Beauty has no timestamps, so ``shuffle_ties`` changes nothing
+there). On ml-100k the models' own epoch limits apply.
 
 ``cpu_seconds`` is process CPU time: on one thread it is what the wall time would be on an idle core,
 which matters on shared machines. With several ``--seeds`` every ml-100k run is repeated per seed (the
