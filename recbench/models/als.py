@@ -139,34 +139,6 @@ class ImplicitALS(Recommender):
         return np.asarray(self.user_factors_[np.asarray(users, dtype=np.int64)] @ self.item_factors_.T)
 
 
-class ObservedDots:
-    """``x[r] . y[c]`` for every stored entry ``(r, c)`` of a fixed CSR structure (an SDDMM).
-
-    One pass over the entries with the compiled loop of :mod:`recbench.models.kernels`: each row
-    of ``x`` is read once for all its entries, so the cost is one ``d``-length dot per entry.
-    """
-
-    def __init__(self, indptr: np.ndarray, cols: np.ndarray, n_cols: int) -> None:
-        self.indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-        self.cols = np.ascontiguousarray(cols, dtype=np.int64)
-        self.n_cols = n_cols
-        if len(self.cols) and (self.cols.min() < 0 or self.cols.max() >= n_cols):
-            raise IndexError(f"ObservedDots: column index out of range [0, {n_cols})")
-
-    def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        dtype = np.result_type(x, y)
-        x = np.ascontiguousarray(x, dtype=dtype)
-        y = np.ascontiguousarray(y, dtype=dtype)
-        if x.shape[0] != len(self.indptr) - 1 or y.shape[0] != self.n_cols or x.shape[1] != y.shape[1]:
-            raise ValueError(
-                f"ObservedDots: factor shapes {x.shape} and {y.shape} do not fit a "
-                f"{len(self.indptr) - 1} x {self.n_cols} structure"
-            )
-        out = np.empty(len(self.cols), dtype=dtype)
-        kernels.observed_dots(self.indptr, self.cols, x, y, out)
-        return out
-
-
 class _Side:
     """One orientation of the observed pairs: CSR structure of rows -> columns, plus the map from
     these entries to the shared (user-major) prediction vector."""
@@ -178,7 +150,7 @@ class _Side:
         self.order = order
         self.extra = extra  # c - 1 of the entries, in this side's order
         self.conf = 1.0 + extra
-        self.dots = ObservedDots(indptr, cols, n_cols)
+        self.dots = kernels.ObservedDots(indptr, cols, n_cols)
         # one matrix whose values are swapped in by spmm (no index validation or casting per call)
         self.matrix = sp.csr_matrix((extra.copy(), cols, indptr), shape=(len(indptr) - 1, n_cols))
 

@@ -15,9 +15,9 @@ from scipy.sparse.linalg import svds
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
-from recbench.models.als import ObservedDots
+from recbench.models import kernels
 from recbench.models.base import Recommender
-from recbench.models.neighborhood import gram_blocks
+from recbench.models.similarity import gram_blocks
 
 
 def _history_rows(history: Interactions, users: np.ndarray, implicit: bool) -> sp.csr_matrix:
@@ -152,7 +152,7 @@ class NMF(Recommender):
         if r.nnz and r.data.min() < 0:
             raise DataError("NMF needs non-negative ratings; the training data has negative values.")
         r_t = r.T.tocsr()
-        dots = ObservedDots(r.indptr, r.indices.astype(np.int64), r.shape[1])
+        dots = kernels.ObservedDots(r.indptr, r.indices.astype(np.int64), r.shape[1])
         order_t = np.argsort(r.indices, kind="stable")  # CSR entry order -> order of r_t's entries
         n_u = np.diff(r.indptr)[:, None].astype(np.float64)
         n_i = np.diff(r_t.indptr)[:, None].astype(np.float64)

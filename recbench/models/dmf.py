@@ -31,7 +31,8 @@ from torch import nn
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.base import TorchRecommender
-from recbench.models.mlp import MAX_SCORE_PAIRS, MLPTower, check_choice, score_in_chunks
+from recbench.models.pointwise import MAX_SCORE_PAIRS, check_choice, score_in_chunks
+from recbench.models.towers import MLPTower
 from recbench.training.samplers import PositiveSet, popularity_negatives, uniform_negatives
 from recbench.training.trainer import Trainer
 

@@ -1,19 +1,18 @@
 """Neural collaborative filtering (He et al., WWW 2017): GMF, NCF-MLP and NeuMF.
 
 The three models are composed from shared blocks: :class:`GMFBranch` (``p_u * q_i``), the
-:class:`~recbench.models.mlp.MLPBranch` tower on ``concat(p_u, q_i)`` and
-:class:`~recbench.models.mlp.PairNet`, which fuses the branches with one linear predict layer.
-Training is pointwise: every positive comes with ``num_negatives`` sampled unobserved items and
-the loss is binary cross-entropy on logits, so ``predict_proba(users, items)`` (the logit's
-sigmoid) is a click probability. Full ranking scores users in chunks of at most
-``max_score_pairs`` (user, item) pairs. The three models share these training and scoring hooks as
-plain functions (``batches = _pointwise_batches``...), not through an intermediate base class.
+:class:`~recbench.models.towers.MLPBranch` tower on ``concat(p_u, q_i)`` and
+:class:`~recbench.models.towers.PairNet`, which fuses the branches with one linear predict layer.
+Training and scoring are those of :class:`~recbench.models.pointwise.PointwiseRecommender`:
+every positive comes with ``num_negatives`` sampled unobserved items and the loss is binary
+cross-entropy on logits, so ``predict_proba(users, items)`` (the logit's sigmoid) is a click
+probability.
 
-:func:`save_network` / :func:`load_state` write and read a network's state dict (``model.pt`` in a
-run directory); NeuMF uses them to start from trained GMF and NCF-MLP runs.
+NeuMF starts from trained GMF and NCF-MLP runs through
+:func:`~recbench.models.persistence.read_network` (a run directory's ``model.pt``).
 
 ``NeuMF(use_features=True)`` feeds side features to the MLP branch
-(:class:`~recbench.models.mlp.FeatureMLPBranch`); ids without training interactions then get zero
+(:class:`~recbench.models.towers.FeatureMLPBranch`); ids without training interactions then get zero
 embeddings in both branches, so cold items are ranked by their features.
 
 References
@@ -24,8 +23,7 @@ Filtering. Proceedings of WWW 2017, 173-182.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,20 +32,9 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
-from recbench.models.base import TorchRecommender, sigmoid_probabilities
-from recbench.models.mlp import (
-    MAX_SCORE_PAIRS,
-    MLPBranch,
-    PairNet,
-    check_choice,
-    feature_branch,
-    init_embeddings,
-    lookup,
-    negative_pool,
-    pointwise_batches,
-    pointwise_loss,
-    score_all_items,
-)
+from recbench.models.persistence import read_network
+from recbench.models.pointwise import PointwiseRecommender, check_choice
+from recbench.models.towers import MLPBranch, PairNet, feature_branch, init_embeddings, lookup
 from recbench.training.trainer import Trainer
 
 #: Standard deviation of the normal initialisation of the embeddings (as in the paper).
@@ -100,33 +87,7 @@ class GMFBranch(nn.Module):
         return (item * user.unsqueeze(1)).sum(-1)
 
 
-def save_network(model: TorchRecommender, path: str | Path) -> Path:
-    """Write ``model.network_.state_dict()`` to ``path`` (a file, or a run directory -> ``model.pt``)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    torch.save({k: v.detach().cpu() for k, v in model.network_.state_dict().items()}, path)
-    return path
-
-
-def load_state(path: str | Path, key: str = "path") -> dict[str, torch.Tensor]:
-    """A state dict saved by :func:`save_network`, from a file or a run directory's ``model.pt``.
-
-    Loads onto the CPU with ``weights_only=True`` (tensors only, never arbitrary pickled objects).
-    ``key`` names the config option in the error raised when nothing is there.
-    """
-    file = Path(path)
-    if file.is_dir():
-        file = file / "model.pt"
-    if not file.is_file():
-        raise ConfigError(
-            f"{key}={str(path)!r}: no saved weights at {file}. Point it at the run directory of a "
-            "finished run of the matching model (it holds model.pt) or at the .pt file itself."
-        )
-    return torch.load(file, map_location="cpu", weights_only=True)
-
-
-def _check(model: TorchRecommender, positive: Sequence[str], widths: Sequence[int] | None = None) -> None:
+def _check(model: PointwiseRecommender, positive: Sequence[str], widths: Sequence[int] | None = None) -> None:
     for key in positive:
         if int(getattr(model, key)) < 1:
             raise ConfigError(f"model.{key}={getattr(model, key)!r} must be a positive integer.")
@@ -141,26 +102,7 @@ def _normal_init(weight: torch.Tensor) -> None:
     nn.init.normal_(weight, std=EMBEDDING_INIT_STD)
 
 
-def _pointwise_batches(
-    self: Any, train: Interactions, batch_size: int, rng: np.random.Generator
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Pointwise batches with ``num_negatives`` sampled items per positive (:func:`pointwise_batches`)."""
-    return pointwise_batches(
-        train, batch_size, rng, int(self.num_negatives), self.negative_sampling, negative_pool(self)
-    )
-
-
-def _pointwise_loss(self: Any, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Binary cross-entropy on logits (:func:`pointwise_loss`)."""
-    return pointwise_loss(net, batch)
-
-
-def _score_users(self: Any, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
-    """Logits of every item, users in chunks of at most ``max_score_pairs`` pairs."""
-    return score_all_items(net, users, self.n_items_, self.max_score_pairs)
-
-
-class GMF(TorchRecommender):
+class GMF(PointwiseRecommender):
     """Generalised matrix factorisation: ``sigmoid(h^T (p_u * q_i))`` (He et al., WWW 2017, §3.2).
 
     Parameters
@@ -182,7 +124,6 @@ class GMF(TorchRecommender):
         "lr": 5e-3,
         "patience": 5,
     }
-    max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
 
     def __init__(
         self,
@@ -205,13 +146,8 @@ class GMF(TorchRecommender):
         net = PairNet({"gmf": GMFBranch(train.n_users, train.n_items, int(self.embedding_dim))})
         return init_embeddings(net, _normal_init)
 
-    batches = _pointwise_batches
-    loss = _pointwise_loss
-    score_users = _score_users
-    predict_proba = sigmoid_probabilities  # sigmoid of the BCE logit
 
-
-class NCFMLP(TorchRecommender):
+class NCFMLP(PointwiseRecommender):
     """NCF's multi-layer perceptron on ``concat(p_u, q_i)`` (He et al., WWW 2017, §3.3).
 
     Parameters
@@ -228,7 +164,6 @@ class NCFMLP(TorchRecommender):
         "lr": 3e-3,
         "patience": 5,
     }
-    max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
 
     def __init__(
         self,
@@ -257,13 +192,8 @@ class NCFMLP(TorchRecommender):
         )
         return init_embeddings(PairNet({"mlp": branch}), _normal_init)
 
-    batches = _pointwise_batches
-    loss = _pointwise_loss
-    score_users = _score_users
-    predict_proba = sigmoid_probabilities  # sigmoid of the BCE logit
 
-
-class NeuMF(TorchRecommender):
+class NeuMF(PointwiseRecommender):
     """Neural matrix factorisation: GMF and MLP branches fused by one predict layer (§3.4).
 
     Parameters
@@ -278,7 +208,7 @@ class NeuMF(TorchRecommender):
     alpha: the trade-off between the two pretrained predict layers (0.5 in the paper).
     use_features: feed side features to the MLP branch: its tower's input becomes
         ``[user id emb, pooled user feature embs, item id emb, pooled item feature embs]`` (one
-        ``mlp_embedding_dim`` embedding per feature field; :class:`~recbench.models.mlp.FeatureMLPBranch`).
+        ``mlp_embedding_dim`` embedding per feature field; :class:`~recbench.models.towers.FeatureMLPBranch`).
         The GMF branch stays an id-only ``p_u * q_i`` (an element-wise product needs one vector per
         side, not a list of fields). Ids without training interactions get zero embeddings in both
         branches, so a cold item is scored from its features (by the MLP branch) and never from an
@@ -301,7 +231,6 @@ class NeuMF(TorchRecommender):
         "lr": 5e-3,
         "patience": 5,
     }
-    max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
 
     def __init__(
         self,
@@ -377,16 +306,11 @@ class NeuMF(TorchRecommender):
                     start += width
         return net
 
-    batches = _pointwise_batches
-    loss = _pointwise_loss
-    score_users = _score_users
-    predict_proba = sigmoid_probabilities  # sigmoid of the BCE logit
-
 
 def _load_branch(net: PairNet, name: str, path: str, weight: float, cols: slice) -> None:
     """Copy branch ``name`` of a saved GMF / NCF-MLP network into ``net``; scale its predict layer."""
     key = f"model.pretrained_{name}"
-    state = load_state(path, key=key)
+    state = read_network(path, key=key)
     prefix = f"branches.{name}."
     saved = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     saved_shapes = {k: tuple(v.shape) for k, v in saved.items()}

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recbench.errors import RecbenchError
+from recbench.errors import ConfigError, RecbenchError
 from recbench.files import atomic_write
 from recbench.models.base import Recommender
 
@@ -26,14 +26,8 @@ _SPARSE = "__csr__"
 def save_model(model: Recommender, run_dir: str | Path) -> Path:
     """Write the learned state of ``model`` into ``run_dir``; returns the file written."""
     run_dir = Path(run_dir)
-    net = getattr(model, "network_", None)
-    if net is not None:
-        import torch
-
-        path = run_dir / TORCH_FILE
-        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        atomic_write(path, lambda fh: torch.save(state, fh))
-        return path
+    if getattr(model, "network_", None) is not None:
+        return save_network(model, run_dir / TORCH_FILE)
     arrays: dict[str, np.ndarray] = {}
     for name, value in vars(model).items():
         if not name.endswith("_") or name.startswith("_"):
@@ -53,6 +47,40 @@ def save_model(model: Recommender, run_dir: str | Path) -> Path:
     return path
 
 
+def save_network(model: Recommender, path: str | Path) -> Path:
+    """Write ``model.network_.state_dict()`` (CPU tensors) to a file, or to a directory's ``model.pt``."""
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / TORCH_FILE
+    state = {k: v.detach().cpu() for k, v in model.network_.state_dict().items()}  # type: ignore[attr-defined]
+    atomic_write(path, lambda fh: torch.save(state, fh))
+    return path
+
+
+def read_network(path: str | Path, key: str = "path") -> dict[str, Any]:
+    """The state dict written by :func:`save_network`, from a file or a run directory's ``model.pt``.
+
+    Loads onto the CPU with ``weights_only=True`` (tensors only, never arbitrary pickled objects).
+    ``key`` names the config option in the error raised when nothing is there.
+    """
+    import torch
+
+    file = Path(path)
+    if file.is_dir():
+        file = file / TORCH_FILE
+    if not file.is_file():
+        raise ConfigError(
+            f"{key}={str(path)!r}: no saved weights at {file}. Point it at the run directory of a "
+            "finished run of the matching model (it holds model.pt) or at the .pt file itself."
+        )
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, foreign or tampered files (pickled objects are refused)
+        raise _unreadable(file, exc) from exc
+
+
 def _unreadable(path: Path, exc: BaseException) -> RecbenchError:
     return RecbenchError(
         f"{path} is not a readable recbench model file ({type(exc).__name__}: {exc}). It may be truncated "
@@ -68,17 +96,16 @@ def load_state(model: Recommender, run_dir: str | Path, train: Any = None) -> Re
     """
     run_dir = Path(run_dir)
     if (run_dir / TORCH_FILE).is_file():
-        import torch
-
         if train is None:
             raise ValueError("loading a torch model needs the training interactions to rebuild its network")
         trainer = model._trainer()  # type: ignore[attr-defined]
         model.device_ = trainer.resolved_device()  # type: ignore[attr-defined]
         model.n_users_, model.n_items_ = train.n_users, train.n_items  # type: ignore[attr-defined]
         net = model.build_network(train)  # type: ignore[attr-defined]
+        state = read_network(run_dir / TORCH_FILE)
         try:
-            net.load_state_dict(torch.load(run_dir / TORCH_FILE, map_location="cpu", weights_only=True))
-        except Exception as exc:  # truncated, foreign or tampered files (pickled objects are refused)
+            net.load_state_dict(state)
+        except Exception as exc:  # a foreign file whose tensors do not fit the network
             raise _unreadable(run_dir / TORCH_FILE, exc) from exc
         model.network_ = net.to(model.device_)  # type: ignore[attr-defined]
         return model

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import recbench.models.als as als
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
+from recbench.models import kernels
 from recbench.models.als import ImplicitALS
 from recbench.models.persistence import load_state, save_model
 
@@ -115,13 +115,13 @@ def test_observed_dots_match_dense_products(dtype: type) -> None:
     mat = sp.csr_matrix((mat.data[: mat.indptr[4]], mat.indices[: mat.indptr[4]], mat.indptr), shape=(9, 7))
     x, y = rng.standard_normal((9, 5)).astype(dtype), rng.standard_normal((7, 5)).astype(dtype)
     rows = np.repeat(np.arange(9), np.diff(mat.indptr))
-    got = als.ObservedDots(mat.indptr, mat.indices, 7)(x, y)
+    got = kernels.ObservedDots(mat.indptr, mat.indices, 7)(x, y)
     assert got.dtype == dtype
     np.testing.assert_allclose(got, (x @ y.T)[rows, mat.indices], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="do not fit"):
-        als.ObservedDots(mat.indptr, mat.indices, 7)(x, y[:6])
+        kernels.ObservedDots(mat.indptr, mat.indices, 7)(x, y[:6])
     with pytest.raises(IndexError, match="out of range"):
-        als.ObservedDots(mat.indptr, mat.indices, 3)
+        kernels.ObservedDots(mat.indptr, mat.indices, 3)
 
 
 def test_users_without_interactions_get_zero_factors() -> None:

@@ -15,9 +15,10 @@ from recbench.data.features import multi_hot, one_hot
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
 from recbench.models.base import TorchRecommender
-from recbench.models.mlp import MLPClassifier, pointwise_batches
+from recbench.models.mlp import MLPClassifier
 from recbench.models.ncf import GMF, NeuMF
 from recbench.models.persistence import load_state, save_model
+from recbench.models.pointwise import pointwise_batches
 from recbench.pipeline import RunContext, run
 from recbench.training.trainer import Trainer
 from tests.conftest import block_interactions

@@ -12,8 +12,8 @@ import yaml
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
-from recbench.models.ncf import GMF, NCFMLP, NeuMF, load_state, save_network
-from recbench.models.persistence import save_model
+from recbench.models.ncf import GMF, NCFMLP, NeuMF
+from recbench.models.persistence import read_network, save_model, save_network
 from recbench.training.trainer import Trainer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
@@ -148,7 +148,7 @@ def test_pretrained_errors_name_the_key(blocks: Interactions, tmp_path: Path) ->
     with pytest.raises(ConfigError, match="model.pretrained_gmf"):
         make("ncf", pretrained_gmf=str(tmp_path / "missing")).build_network(blocks)
     save_network(make("gmf", epochs=1).fit(blocks), tmp_path / "gmf.pt")
-    assert set(load_state(tmp_path / "gmf.pt")) >= {"predict.weight", "branches.gmf.user.weight"}
+    assert set(read_network(tmp_path / "gmf.pt")) >= {"predict.weight", "branches.gmf.user.weight"}
     with pytest.raises(ConfigError, match="model.pretrained_gmf"):
         make("ncf", embedding_dim=6, pretrained_gmf=str(tmp_path / "gmf.pt")).build_network(blocks)
 

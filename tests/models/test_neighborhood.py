@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import recbench.models.neighborhood as nb
+import recbench.models.similarity as similarity
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
 from recbench.models.base import RatingPredictor
@@ -138,9 +139,9 @@ def test_product_paths_and_blocks_agree(
     data = random_ratings(seed=2)
     model = MODELS[name](k=6, shrink=2.0, implicit=False, similarity="pearson")
     sim, scores = model.fit(data).similarity_.toarray(), model.score(np.arange(data.n_users), data)
-    monkeypatch.setattr(nb, "_GRAM_FLOP_S", flop_cost)
-    monkeypatch.setattr(nb, "_DENSE_LIMIT", dense_limit)
-    monkeypatch.setattr(nb, "_BLOCK_ENTRIES", 50)  # several row blocks
+    monkeypatch.setattr(similarity, "_GRAM_FLOP_S", flop_cost)
+    monkeypatch.setattr(similarity, "_DENSE_LIMIT", dense_limit)
+    monkeypatch.setattr(similarity, "_BLOCK_ENTRIES", 50)  # several row blocks
     other = model.clone().fit(data)
     np.testing.assert_allclose(other.similarity_.toarray(), sim, atol=1e-6)
     np.testing.assert_allclose(other.score(np.arange(data.n_users), data), scores, rtol=1e-5, atol=1e-6)
