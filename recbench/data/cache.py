@@ -9,14 +9,12 @@ deliberately no in-memory memo: worker processes are reused across sweep jobs.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import json
 import logging
-import os
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +24,7 @@ from filelock import FileLock
 from recbench.data.interactions import IdMaps, Interactions
 from recbench.data.readers import fingerprint
 from recbench.errors import DataError
-from recbench.files import atomic_write
+from recbench.serialization import jsonable, read_npz, write_npz
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +39,6 @@ class _Source(Protocol):
     def load(self) -> tuple[Interactions, IdMaps]: ...
 
     def cache_key(self) -> dict: ...
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types (mappings, sequences, dataclasses, paths and numpy scalars)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {"class": f"{type(value).__module__}.{type(value).__qualname__}"}
-        out.update({f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)})
-        return out
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (str, bool, int, float)) or value is None:
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, Iterable):
-        return [jsonable(v) for v in value]
-    return repr(value)
 
 
 def params_key(obj: object, files: Iterable[str | Path] = ()) -> dict[str, Any]:
@@ -99,24 +78,21 @@ def _save(path: Path, data: Interactions, ids: IdMaps) -> None:
     ):
         if arr is not None:
             arrays[name] = arr
-    for name, arr in arrays.items():
-        if arr.dtype.kind == "O":
-            arrays[name] = arr.astype(str)
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    write_npz(path, arrays)
 
 
 def _load(path: Path) -> tuple[Interactions, IdMaps]:
-    with np.load(path, allow_pickle=False) as z:
-        n_users, n_items = (int(v) for v in z["shape"])
-        data = Interactions(
-            users=z["users"],
-            items=z["items"],
-            n_users=n_users,
-            n_items=n_items,
-            ratings=z.get("ratings"),
-            timestamps=z.get("timestamps"),
-        )
-        ids = IdMaps(users=z["id_users"], items=z["id_items"], item_titles=z.get("titles"))
+    z = read_npz(path)
+    n_users, n_items = (int(v) for v in z["shape"])
+    data = Interactions(
+        users=z["users"],
+        items=z["items"],
+        n_users=n_users,
+        n_items=n_items,
+        ratings=z.get("ratings"),
+        timestamps=z.get("timestamps"),
+    )
+    ids = IdMaps(users=z["id_users"], items=z["id_items"], item_titles=z.get("titles"))
     if len(ids.users) != n_users or len(ids.items) != n_items:
         raise ValueError("id maps do not match the id space")
     return data, ids

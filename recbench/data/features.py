@@ -33,7 +33,7 @@ from recbench.data.filters import normalise_ids
 from recbench.data.interactions import FeatureTable, IdMaps
 from recbench.data.readers import fingerprint
 from recbench.errors import ConfigError, DataError
-from recbench.files import atomic_write
+from recbench.serialization import pack_sparse, read_npz, unpack_sparse, write_npz
 
 UNKNOWN = "<unknown>"
 KINDS = ("categorical", "multi", "numeric")
@@ -408,39 +408,32 @@ def _save(path: Path, tables: tuple[FeatureTable | None, FeatureTable | None]) -
     for side, t in zip(("user", "item"), tables):
         if t is None:
             continue
+        arrays.update(pack_sparse(f"{side}_", t.matrix))
         arrays.update(
             {
-                f"{side}_data": t.matrix.data,
-                f"{side}_indices": t.matrix.indices,
-                f"{side}_indptr": t.matrix.indptr,
-                f"{side}_shape": np.asarray(t.matrix.shape),
                 f"{side}_column_field": t.column_field,
                 f"{side}_fields": np.asarray(t.fields, dtype=str),
                 f"{side}_columns": np.asarray(t.columns, dtype=str),
             }
         )
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    write_npz(path, arrays)
 
 
 def _load(path: Path) -> tuple[FeatureTable | None, FeatureTable | None]:
-    with np.load(path, allow_pickle=False) as z:
-        out: list[FeatureTable | None] = []
-        for side in ("user", "item"):
-            if f"{side}_data" not in z:
-                out.append(None)
-                continue
-            mat = sp.csr_matrix(
-                (z[f"{side}_data"], z[f"{side}_indices"], z[f"{side}_indptr"]),
-                shape=tuple(z[f"{side}_shape"]),
+    z = read_npz(path)
+    out: list[FeatureTable | None] = []
+    for side in ("user", "item"):
+        if f"{side}_data" not in z:
+            out.append(None)
+            continue
+        out.append(
+            FeatureTable(
+                unpack_sparse(z, f"{side}_"),
+                z[f"{side}_column_field"],
+                tuple(z[f"{side}_fields"].tolist()),
+                tuple(z[f"{side}_columns"].tolist()),
             )
-            out.append(
-                FeatureTable(
-                    mat,
-                    z[f"{side}_column_field"],
-                    tuple(z[f"{side}_fields"].tolist()),
-                    tuple(z[f"{side}_columns"].tolist()),
-                )
-            )
+        )
     return out[0], out[1]
 
 

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from recbench.errors import ConfigError, RecbenchError
 from recbench.files import atomic_write
 from recbench.models.base import Recommender
+from recbench.serialization import pack_sparse, read_npz, unpack_sparse, write_npz
 
 TORCH_FILE = "model.pt"
 NUMPY_FILE = "model.npz"
@@ -35,15 +36,11 @@ def save_model(model: Recommender, run_dir: str | Path) -> Path:
         if isinstance(value, np.ndarray) and value.dtype != object:
             arrays[name] = value
         elif sp.issparse(value):
-            csr = sp.csr_matrix(value)
-            arrays[f"{_SPARSE}{name}data"] = csr.data
-            arrays[f"{_SPARSE}{name}indices"] = csr.indices
-            arrays[f"{_SPARSE}{name}indptr"] = csr.indptr
-            arrays[f"{_SPARSE}{name}shape"] = np.asarray(csr.shape)
+            arrays.update(pack_sparse(f"{_SPARSE}{name}", value))
         elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
             arrays[name] = np.asarray(value)
     path = run_dir / NUMPY_FILE
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    write_npz(path, arrays)
     return path
 
 
@@ -110,21 +107,12 @@ def load_state(model: Recommender, run_dir: str | Path, train: Any = None) -> Re
         model.network_ = net.to(model.device_)  # type: ignore[attr-defined]
         return model
     try:
-        with np.load(run_dir / NUMPY_FILE, allow_pickle=False) as z:
-            files = dict(z.items())
+        files = read_npz(run_dir / NUMPY_FILE)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise _unreadable(run_dir / NUMPY_FILE, exc) from exc
     for key in [k for k in files if k.startswith(_SPARSE) and k.endswith("shape")]:
         name = key[len(_SPARSE) : -len("shape")]
-        mat = sp.csr_matrix(
-            (
-                files.pop(f"{_SPARSE}{name}data"),
-                files.pop(f"{_SPARSE}{name}indices"),
-                files.pop(f"{_SPARSE}{name}indptr"),
-            ),
-            shape=tuple(files.pop(key)),
-        )
-        setattr(model, name, mat)
+        setattr(model, name, unpack_sparse(files, f"{_SPARSE}{name}"))
     for name, value in files.items():
         setattr(model, name, value.item() if value.ndim == 0 else value)
     return model

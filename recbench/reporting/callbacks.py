@@ -25,7 +25,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from recbench.evaluation.metrics import LOWER_IS_BETTER
-from recbench.reporting.records import METRICS_FILE, _jsonable, atomic_write_text, read_record, read_runs
+from recbench.reporting.records import METRICS_FILE, atomic_write_text, read_record, read_runs
+from recbench.serialization import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def best_run(runs: pd.DataFrame, metric: str, direction: str) -> dict[str, Any] 
     pos = ranked.idxmin() if direction == "minimize" else ranked.idxmax()
     run_dir = Path(str(runs.loc[pos, "run_dir"]))
     record = read_record(run_dir / METRICS_FILE)
-    return _jsonable(
+    return jsonable(
         {
             "metric": metric,
             "direction": direction,

@@ -34,6 +34,7 @@ import pandas as pd
 
 from recbench.errors import RecbenchError
 from recbench.files import atomic_write
+from recbench.serialization import jsonable, read_npz, write_npz
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (numpy scalars and arrays converted, NaN/inf metrics as ``null``)."""
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
@@ -127,23 +128,6 @@ class RunRecord:
             tags=list(d.get("tags") or []),
             extra=dict(d.get("extra") or {}),
         )
-
-
-def _jsonable(obj: Any) -> Any:
-    """Recursively turn numpy values, paths and tuples into JSON types; non-finite floats become None."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -180,7 +164,7 @@ def _is_scalar(value: Any) -> bool:
 
 def _cell(value: Any) -> Any:
     """A parameter as a table cell: scalars as-is, lists and dicts as compact JSON."""
-    return value if _is_scalar(value) else json.dumps(_jsonable(value), sort_keys=True)
+    return value if _is_scalar(value) else json.dumps(jsonable(value), sort_keys=True)
 
 
 def write_run(
@@ -207,8 +191,8 @@ def write_run(
     """
     out = Path(run_dir)
     if per_user:
-        arrays = {f"{pre}/{name}": np.asarray(a) for pre, d in per_user.items() for name, a in d.items()}
-        atomic_write(out / PER_USER_FILE, lambda fh: np.savez_compressed(fh, **arrays))
+        arrays = {f"{pre}/{name}": a for pre, d in per_user.items() for name, a in d.items()}
+        write_npz(out / PER_USER_FILE, arrays, compressed=True)
     if history:
         atomic_write_text(out / HISTORY_FILE, pd.DataFrame(history).to_csv(index=False))
     atomic_write_text(out / RESULTS_FILE, pd.DataFrame([flatten_record(record)]).to_csv(index=False))
@@ -290,8 +274,7 @@ def read_per_user(run_dir: str | Path) -> dict[str, np.ndarray]:
             "made by a recbench version that did not keep them."
         )
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+        return read_npz(path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise RecbenchError(
             f"Cannot read per-user metrics {path} ({exc}); rerun the run to rewrite it."
