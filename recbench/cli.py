@@ -145,7 +145,7 @@ def _fmt(value: float | None) -> str:
 def _data(rest: list[str]) -> int:
     import os
 
-    from recbench.data import commands
+    from recbench.data import catalog, commands
 
     parser = argparse.ArgumentParser(prog="recbench data", description="Datasets known to recbench.")
     parser.add_argument("action", choices=["list", "fetch", "check"])
@@ -171,7 +171,7 @@ def _data(rest: list[str]) -> int:
     if not ns.name:
         parser.error(f"'{ns.action}' needs a dataset name; see `recbench data list`")
     if ns.action == "fetch":
-        print(commands.fetch(ns.name, ns.data_dir))
+        print(catalog.fetch(ns.name, ns.data_dir))
     else:
         print(commands.check(ns.name, ns.data_dir))
     return 0

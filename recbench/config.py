@@ -4,15 +4,29 @@ Every object recbench makes from a config (dataset source, splitter, model, trai
 goes through :func:`build`, which
 
 * refuses ``_target_`` values outside an allowlist (configs are code: keep what they may name small),
-* checks every key against the target's constructor so a misspelt key fails with the valid names,
+* checks every key against the target's constructor so a misspelt key fails with the valid names
+  (:func:`check_config_types`, which also checks the types of numeric and boolean values),
 * turns Hydra's instantiation errors into one-paragraph :class:`~recbench.errors.ConfigError` messages.
+
+:func:`check_config_types` walks a config node (following interpolations such as a model's
+``trainer: ${trainer}``) and compares every scalar handed to a ``_target_`` class with the type hint of
+the matching constructor parameter; it also refuses keys the constructor does not take, below
+interpolated nodes too. Only plain numeric and boolean hints are judged (``int``, ``float``, ``bool``
+and their unions with ``None``); anything else is left to the class itself. So ``trainer.epochs=abc``,
+``model.factors=2.5`` or ``+trainer.epoch=3`` fail before anything is built, with a one-paragraph
+:class:`~recbench.errors.ConfigError` naming the key, the value and the expected type, instead of a
+``TypeError`` from deep inside torch.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+import re
+import types
+import typing
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +35,6 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from recbench.errors import ConfigError, RecbenchError
-from recbench.validation import check_config_types
 
 #: Module prefixes a ``_target_`` may name. Users extend it with their own package via
 #: ``RECBENCH_ALLOWED_TARGETS=mypkg.,otherpkg.``.
@@ -48,11 +61,11 @@ def _allowed() -> tuple[str, ...]:
 
 
 def _check_node(node: Any, where: str) -> None:
-    """Recursively check ``_target_`` allowlist and constructor keys below ``node``."""
+    """Recursively check that every ``_target_`` below ``node`` is allowed and importable."""
     if isinstance(node, DictConfig):
         target = node.get("_target_") if "_target_" in node else None
         if target is not None:
-            _check_target(str(target), node, where)
+            _check_target(str(target), where)
         for key in node:
             if str(key).startswith("_"):
                 continue
@@ -65,7 +78,7 @@ def _check_node(node: Any, where: str) -> None:
                 _check_node(child, f"{where}[{i}]")
 
 
-def _check_target(target: str, node: DictConfig, where: str) -> None:
+def _check_target(target: str, where: str) -> None:
     if not target.startswith(_allowed()):
         raise ConfigError(
             f"{where}._target_={target!r} is not allowed: recbench only builds classes under "
@@ -73,23 +86,11 @@ def _check_target(target: str, node: DictConfig, where: str) -> None:
             "variable RECBENCH_ALLOWED_TARGETS (comma-separated prefixes, e.g. 'mypkg.')."
         )
     try:
-        obj = get_object(target)
+        get_object(target)
     except Exception as exc:  # hydra raises ImportError or its own errors here
         raise ConfigError(
             f"{where}._target_={target!r} cannot be imported ({exc}). Check the spelling of the class path."
         ) from exc
-    if node.get("_partial_", False) or not inspect.isclass(obj):
-        return
-    params = inspect.signature(obj.__init__).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [name for name in params if name != "self"]
-    unknown = [str(k) for k in node if not str(k).startswith("_") and str(k) not in valid]
-    if unknown:
-        raise ConfigError(
-            f"Unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)} for {target}. "
-            f"Valid keys are: {', '.join(valid)}. Fix the spelling in the YAML file or on the command line."
-        )
 
 
 def build(node: DictConfig, where: str = "config", **kwargs: Any) -> Any:
@@ -128,3 +129,110 @@ def flatten(node: Mapping[str, Any] | DictConfig, prefix: str = "") -> dict[str,
         else:
             out[name] = value
     return out
+
+
+_SIMPLE = (int, float, bool, type(None))
+_INTERPOLATION = re.compile(r"^\$\{([\w.]+)\}$")
+
+
+@lru_cache(maxsize=256)
+def _signature(target: str) -> tuple[tuple[str, ...] | None, dict[str, frozenset[type]]]:
+    """Constructor parameter names of ``target`` (None: any keyword goes, or not a class) and, for the
+    parameters with simple hints only, the set of plain types each accepts."""
+    try:
+        obj = get_object(target)
+        params = inspect.signature(obj.__init__).parameters if inspect.isclass(obj) else None
+    except Exception:  # not importable (reported by the allowlist check) or no signature: judge nothing
+        return None, {}
+    if params is None:
+        return None, {}
+    names = None
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        names = tuple(name for name in params if name != "self")
+    try:
+        hints = typing.get_type_hints(obj.__init__)
+    except Exception:  # unresolvable forward references, odd classes: judge the key names only
+        return names, {}
+    out: dict[str, frozenset[type]] = {}
+    for name, hint in hints.items():
+        if name == "return":
+            continue
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        args = typing.get_args(hint) if union else (hint,)
+        if args and all(a in _SIMPLE for a in args):
+            out[name] = frozenset(args)
+    return names, out
+
+
+def _expected(allowed: frozenset[type]) -> str:
+    if bool in allowed and not allowed & {int, float}:
+        return "true or false"
+    if float in allowed:
+        return "a number"
+    return "an integer"
+
+
+def _bad(value: Any, allowed: frozenset[type]) -> bool:
+    """Whether ``value`` (a resolved config scalar) cannot be what ``allowed`` declares."""
+    if value is None:
+        return False  # a missing value is the class's business (many accept None as "default")
+    if isinstance(value, bool):
+        return bool not in allowed
+    if isinstance(value, int):
+        return not allowed & {int, float}
+    if isinstance(value, float):
+        return float not in allowed
+    return True  # a string (or anything else) where only numbers / booleans are accepted
+
+
+def _path_of(node: DictConfig, key: str, where: str) -> str:
+    """``where.key``, or the interpolated source (``trainer`` for ``model.trainer: ${trainer}``)."""
+    raw = node._get_node(key)
+    if raw is not None and raw._is_interpolation():
+        m = _INTERPOLATION.match(str(raw._value()))
+        if m:
+            return m.group(1)
+    return f"{where}.{key}"
+
+
+def check_config_types(node: Any, where: str) -> None:
+    """Raise :class:`ConfigError` when a value below ``node`` cannot have its constructor's declared type.
+
+    Parameters
+    ----------
+    node: a config node (usually one with a ``_target_``), e.g. ``cfg.model``.
+    where: its path in the full config, used in messages (``"model"``).
+    """
+    if isinstance(node, ListConfig):
+        for i, child in enumerate(node):
+            if isinstance(child, (DictConfig, ListConfig)):
+                check_config_types(child, f"{where}[{i}]")
+        return
+    if not isinstance(node, DictConfig):
+        return
+    target = node.get("_target_") if "_target_" in node else None
+    names, hints = _signature(str(target)) if target is not None else (None, {})
+    if names is not None and not node.get("_partial_", False):
+        unknown = [str(k) for k in node if not str(k).startswith("_") and str(k) not in names]
+        if unknown:
+            raise ConfigError(
+                f"Unknown key(s) {', '.join(_path_of(node, k, where) for k in unknown)} for {target}. "
+                f"Valid keys are: {', '.join(names)}. Fix the spelling in the YAML file or on the "
+                "command line."
+            )
+    for key in node:
+        name = str(key)
+        if name.startswith("_"):
+            continue
+        try:
+            value = node[name]
+        except Exception:  # missing mandatory values, broken interpolations: Hydra reports those
+            continue
+        path = _path_of(node, name, where)
+        if isinstance(value, (DictConfig, ListConfig)) and name not in hints:
+            check_config_types(value, path)
+        elif name in hints and (isinstance(value, (DictConfig, ListConfig)) or _bad(value, hints[name])):
+            raise ConfigError(
+                f"{path}={value!r} is not valid: {target} expects {_expected(hints[name])} there. "
+                f"Fix the value on the command line (e.g. {path}=...) or in the YAML file."
+            )

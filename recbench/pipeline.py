@@ -28,11 +28,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import recbench
 from recbench.config import build, flatten
 from recbench.data.cache import load_cached
-from recbench.data.cold import CandidateScorer
 from recbench.data.features import FeatureSpec, source_folder
 from recbench.data.interactions import Interactions
 from recbench.data.splits import Split
 from recbench.errors import ConfigError
+from recbench.evaluation.candidates import CandidateScorer
 from recbench.evaluation.ctr import has_probabilities, probability_error
 from recbench.evaluation.evaluator import EvalResult, EvalSpec, evaluate
 from recbench.evaluation.metrics import PROBABILITY_METRICS

@@ -28,11 +28,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from recbench.data.cold import CandidateScorer, ColdItems, cold_items
+from recbench.data.cold import ColdItems, cold_items
 from recbench.data.features import load_features
 from recbench.data.interactions import Interactions
 from recbench.data.sources import MovieLens
 from recbench.data.splits import RandomHoldout
+from recbench.evaluation.candidates import CandidateScorer
 from recbench.evaluation.evaluator import EvalSpec, evaluate
 from recbench.models.baselines import Popularity
 from recbench.models.factorization import BPR

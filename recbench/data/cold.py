@@ -7,8 +7,9 @@ features; an id-only model is left with its untrained (or absent) id parameters.
 
 The test part contains only cold items, but the evaluator ranks every item, so a ranking over the
 whole catalogue mostly measures how far a model pushes unseen items down. The usual cold-start
-measure ranks the cold items among themselves: wrap the model in :class:`CandidateScorer` with
-:func:`cold_items` of the split (``evaluate(CandidateScorer(model, cold), split.test, ...)``).
+measure ranks the cold items among themselves: wrap the model in
+:class:`~recbench.evaluation.candidates.CandidateScorer` with :func:`cold_items` of the split
+(``evaluate(CandidateScorer(model, cold), split.test, ...)``).
 """
 
 from __future__ import annotations
@@ -108,37 +109,3 @@ def cold_users(split: Split) -> np.ndarray:
     """``int64`` ids of the test users that have no train or validation interaction (sorted)."""
     known = np.bincount(split.test_history.users, minlength=split.test.n_users) > 0
     return np.setdiff1d(split.test.users, np.flatnonzero(known)).astype(np.int64)
-
-
-class CandidateScorer:
-    """A scorer that ranks only ``candidates``: every other item scores below all of them.
-
-    Wraps any object with ``score(users, history)``; used to rank cold items among themselves. (The
-    evaluator rejects non-finite scores, so the others get a finite score below the batch's lowest
-    rather than ``-inf``; they rank last and, not being targets, never count as hits.)
-    """
-
-    def __init__(self, model: object, candidates: np.ndarray) -> None:
-        self.model = model
-        self.candidates = np.asarray(candidates, dtype=np.int64)
-
-    @property
-    def predicts_probabilities(self) -> bool:
-        """Whether the wrapped model predicts click probabilities (the evaluator's CTR metrics)."""
-        return callable(getattr(self.model, "predict_proba", None)) and bool(
-            getattr(self.model, "predicts_probabilities", True)
-        )
-
-    def predict_proba(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """The wrapped model's ``predict_proba`` (CTR pairs are drawn among ``candidates`` already)."""
-        return self.model.predict_proba(users, items)  # type: ignore[attr-defined]
-
-    def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
-        """The wrapped model's scores with the non-candidate items set to ``-inf``."""
-        scores = np.array(self.model.score(users, history), dtype=np.float32)  # type: ignore[attr-defined]
-        keep = np.zeros(scores.shape[1], dtype=bool)
-        keep[self.candidates] = True
-        if scores.size:
-            low = float(scores.min())
-            scores[:, ~keep] = low - abs(low) - 1.0
-        return scores

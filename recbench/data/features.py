@@ -312,7 +312,7 @@ def resolve_folder(name_or_folder: str | Path, data_dir: str | Path | None = Non
     path = Path(name_or_folder).expanduser()
     if path.is_dir():
         return path
-    from recbench.data.commands import local_copy
+    from recbench.data.catalog import local_copy
 
     folder = local_copy(str(name_or_folder), data_dir)
     if folder is None:
@@ -330,7 +330,7 @@ def source_folder(source: object) -> Path | None:
     if isinstance(path, (str, Path)):
         p = Path(path).expanduser()
         return p.parent if p.is_file() else p
-    from recbench.data.commands import DATASETS, local_copy
+    from recbench.data.catalog import DATASETS, local_copy
 
     name = str(getattr(source, "name", ""))
     return local_copy(name, getattr(source, "data_dir", None)) if name in DATASETS else None

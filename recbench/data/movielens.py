@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from recbench.data.cache import params_key
-from recbench.data.commands import DATASETS, data_root, local_copy, obtain
+from recbench.data.catalog import DATASETS, data_root, local_copy, obtain
 from recbench.data.filters import Preprocess, encode
 from recbench.data.interactions import IdMaps, Interactions
 from recbench.data.readers import read_table, read_titles

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import pandas as pd
 
 from recbench.data.cache import params_key
-from recbench.data.commands import data_root, local_copy, obtain
+from recbench.data.catalog import data_root, local_copy, obtain
 from recbench.data.filters import Preprocess, encode
 from recbench.data.interactions import IdMaps, Interactions
 from recbench.data.movielens import MovieLens

@@ -85,7 +85,7 @@ class EvalSpec:
     interacted with (history and target), from ``numpy.random.default_rng(sample_seed)``: the
     labelled pairs depend only on the data, the split and the seed, never on the model. A scorer
     with a ``candidates`` attribute (the cold-start
-    :class:`~recbench.data.cold.CandidateScorer`) gets its negatives from those items only. With
+    :class:`~recbench.evaluation.candidates.CandidateScorer`) gets its negatives from those items only. With
     ``ctr_threshold`` set, every target interaction (minus seen pairs with ``exclude_seen``) is one
     example labelled by its rating (the usual "rating >= 4 is a click" setup). All labelled pairs
     of all users are pooled into one AUC (not a per-user mean), one log-loss and one accuracy

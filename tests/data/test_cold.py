@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recbench.data.cold import CandidateScorer, ColdItems, ColdUsers, cold_items, cold_users
+from recbench.data.cold import ColdItems, ColdUsers, cold_items, cold_users
 from recbench.data.interactions import Interactions
 from recbench.data.splits import Split
 from recbench.errors import ConfigError
+from recbench.evaluation.candidates import CandidateScorer
 
 
 def random_data(seed: int = 0, n_users: int = 60, n_items: int = 50, n: int = 1500) -> Interactions:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from recbench.data import commands, download
-from recbench.data.commands import DATASETS, check, fetch, list_datasets, obtain
+from recbench.data import catalog, download
+from recbench.data.catalog import DATASETS, fetch, obtain
+from recbench.data.commands import check, list_datasets
 from recbench.data.download import fetch_archive, safe_extract
 from recbench.data.sources import MovieLens
 from recbench.errors import DataError
@@ -167,7 +168,7 @@ def test_list_and_check_local_copies(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_check_shared_copies() -> None:
     root = Path(
-        os.environ.get("RECBENCH_DATA_DIR") or Path(commands.__file__).parents[3] / "shared" / "datasets"
+        os.environ.get("RECBENCH_DATA_DIR") or Path(catalog.__file__).parents[3] / "shared" / "datasets"
     )
     if not (root / "amazon" / "Beauty.txt").is_file() or not (root / "ml-100k" / "u.data").is_file():
         pytest.skip("shared datasets not found")

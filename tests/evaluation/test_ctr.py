@@ -11,10 +11,10 @@ import scipy.sparse as sp
 from hydra import compose, initialize_config_dir
 
 from recbench.config import build
-from recbench.data.cold import CandidateScorer
 from recbench.data.interactions import FeatureTable, Interactions
 from recbench.errors import ConfigError
 from recbench.evaluation import metrics as M
+from recbench.evaluation.candidates import CandidateScorer
 from recbench.evaluation.ctr import has_probabilities, uniform_unseen
 from recbench.evaluation.evaluator import EvalSpec, evaluate
 from recbench.models.base import ProbabilityPredictor

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from recbench.data import download
-from recbench.data.commands import DATASETS
+from recbench.data.catalog import DATASETS
 from recbench.data.sources import MovieLens
 from recbench.errors import DataError
 
