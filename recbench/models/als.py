@@ -23,8 +23,8 @@ class ImplicitALS(Recommender):
     Pilaszy & Tikk, RecSys 2011), each a batched product ``V (Y^T Y + reg I) + ((C - 1) * (V Y^T)) Y``
     whose sparse part touches only the observed pairs. CG is preconditioned with the shared part
     ``Y^T Y + reg I`` of all systems (one ``factors x factors`` inverse per half-sweep): the
-    per-user term is a low-rank correction of it, so a single step is nearly exact (on ml-100k one
-    preconditioned step reaches the NDCG of six plain ones). The predictions ``x_u . y_i`` on
+    per-user term is a low-rank correction of it, so a single step is nearly exact (one
+    preconditioned step ranks about as well as several plain ones). The predictions ``x_u . y_i`` on
     observed pairs are updated from the CG steps instead of being recomputed, so the residual at
     the start of a half-sweep costs one sparse product. The objective after every sweep is kept in
     ``loss_history_``; CG never increases it.

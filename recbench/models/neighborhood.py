@@ -16,8 +16,8 @@ entries:
 ``shrink`` multiplies each similarity by ``co / (co + shrink)`` (Koren's support-based shrinkage),
 which discounts similarities resting on few common entries. ``idf`` weights each column ``f`` by
 ``count_f ** -idf`` inside the dot products only (inverse user / item frequency, in the spirit of
-Breese, Heckerman & Kadie, UAI 1998); norms and counts stay unweighted. ``idf=0.5`` gains about
-0.01 NDCG@10 on ml-100k for both models.
+Breese, Heckerman & Kadie, UAI 1998); norms and counts stay unweighted. The default ``idf=0.5``
+ranks better than ``idf=0`` on MovieLens for both models.
 
 Rating prediction (``predict``) is the baseline-centred weighted average of Koren (TKDD 2010,
 "Factor in the neighbors"), as in Surprise's ``KNNBaseline``: ``b_ui + sum_j s_ij (r_uj - b_uj) /

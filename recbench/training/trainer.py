@@ -299,7 +299,7 @@ class Trainer:
         """``optimizer(params, lr=..., weight_decay=...)``; Adam and AdamW get their fused kernel.
 
         The fused implementation (one kernel over all parameters, on CPU and CUDA) computes the same
-        update as the default per-tensor loop, about four times faster on CPU, which matters for
+        update as the default per-tensor loop, several times faster on CPU, which matters for
         models whose step is a large share of the work (BPR with big batches). It is used unless the
         config already chose (``fused``/``foreach`` given) or a parameter is not a dense float tensor.
         """

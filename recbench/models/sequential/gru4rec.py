@@ -13,6 +13,7 @@ from recbench.models.sequential.layers import (
     Dropout,
     check_option,
     check_positive,
+    init_item_tables,
 )
 from recbench.models.sequential.next_item import NextItemRecommender
 from recbench.training.trainer import Trainer
@@ -31,11 +32,7 @@ class GRU4RecNet(nn.Module):
         )
         self.drop = Dropout(dropout)
         self.output = nn.Embedding(n_items + 1, hidden_dim, padding_idx=0)
-        nn.init.normal_(self.items.weight, std=0.02)
-        nn.init.normal_(self.output.weight, std=0.02)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
-            self.output.weight[0].zero_()
+        init_item_tables(self.items, self.output)
 
     @property
     def token_weight(self) -> torch.Tensor:
@@ -66,8 +63,8 @@ class GRU4Rec(NextItemRecommender):
     loss_type: ``ce`` (full softmax cross-entropy) or ``bce`` (one sampled negative per position).
     crop: train on a random window of ``max_len + 1`` items per long history each epoch.
     shuffle_ties: reorder each user's items that share a timestamp at random each epoch (see
-        :class:`~recbench.models.sequential.sasrec.SASRec`; on ml-100k +0.009 test NDCG@10 for GRU4Rec
-        over seeds 0-1, +0.002 for NextItNet on seed 0).
+        :class:`~recbench.models.sequential.sasrec.SASRec`; the README's sequential results say what
+        it gains).
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
     seed: initialisation, dropout and sampling seed.
 

@@ -72,15 +72,14 @@ class SASRec(NextItemRecommender):
         replications) or ``bce`` = binary cross-entropy with one sampled negative per position
         (the original paper).
     crop: train on a random window of ``max_len + 1`` items per long history each epoch instead of
-        always the most recent one. Off by default: on ml-100k (leave-one-out, seeds 0-2) the most
-        recent window gives test NDCG@10 0.107 on average against 0.094 with random windows, since
-        the test target follows the most recent items.
+        always the most recent one. Off by default: on ml-100k (leave-one-out) the most recent
+        window ranks better than random windows (see the README), since the test target follows the
+        most recent items.
     shuffle_ties: put each user's items that share a timestamp in a new random order every epoch
         (see :func:`~recbench.models.sequential.data.shuffle_ties`; no effect without timestamps).
         On by default: in ml-100k half of a user's consecutive ratings share their second, so their
-        order in the file is arbitrary. Shuffling it keeps the model from learning that order and
-        lifted the leave-one-out test NDCG@10 from a mean of 0.107 to 0.114 (seeds 0-2) when it was
-        added; the current defaults give 0.115 over seeds 0-4.
+        order in the file is arbitrary. Shuffling it keeps the model from learning that order (the
+        README's sequential results give the gain).
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
     seed: initialisation, dropout and sampling seed.
 
@@ -90,13 +89,10 @@ class SASRec(NextItemRecommender):
     """
 
     padding_invariant: ClassVar[bool] = True  # masked attention, right-aligned positions
-    #: Measured on ml-100k (leave-one-out, full ranking, one thread): with one sequence per user an
-    #: epoch has few steps, so small batches (16 users, ~1,500 positions each) and lr 2e-3 work best
-    #: (2.5-3.5 s per epoch with validation at max_len=200, depending on the machine's load). With
-    #: shuffled ties validation NDCG@10 keeps creeping up until epoch ~20-35 while moving by ~0.01
-    #: between epochs, so patience 10 (not the global 3): with patience 5 one seed in five stopped at
-    #: epoch 11 with test NDCG@10 0.086 instead of 0.117. Runs that peak near epoch 15 (lr 3e-3, one
-    #: layer, max_len 150) score about 0.01 lower than those that go on to epoch 30.
+    #: Chosen on ml-100k (leave-one-out, full ranking): with one sequence per user an epoch has few
+    #: steps, so small batches of users and lr 2e-3 work best. With shuffled ties validation NDCG
+    #: keeps creeping up for tens of epochs while it moves noticeably between epochs, so patience 10
+    #: (not the global 3): with patience 5 some seeds stop far too early (see the README).
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 50,
         "batch_size": 16,
