@@ -28,8 +28,9 @@ commands:
   compare RUN_A RUN_B      metric-by-metric comparison of two runs with paired significance tests
   data list|fetch|check    the datasets recbench knows, download one, or validate a local copy
   list [GROUP]             the options of every config group (or of one group)
-  recommend RUN_DIR --user ID [--k 10] | --all --out recs.csv
+  recommend RUN_DIR --user ID [--k 10] | --all --out recs.csv [--history test]
                            top-k items for a user from a trained run, excluding items they have
+                           (--history test: the lists the run's test metrics were computed from)
   similar RUN_DIR --item ID [--k 10]
                            items most similar to an item ("because you watched")
 
@@ -127,7 +128,12 @@ def _print_metrics(metrics: dict[str, float], run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"results ({run_dir})")
+    sliced = [k for k in metrics if "/group/" in k or "/disparity/" in k]
+    metrics = {k: v for k, v in metrics.items() if k not in set(sliced)}
+    caption = (
+        f"{len(sliced)} group metrics in metrics.json (recbench report --groups ATTR)" if sliced else None
+    )
+    table = Table(title=f"results ({run_dir})", caption=caption)
     table.add_column("metric")
     parts = sorted({k.split("/", 1)[0] for k in metrics if "/" in k})
     for part in parts:
@@ -192,6 +198,13 @@ def _serve(command: str, rest: list[str]) -> int:
         who.add_argument("--user", help="raw user id, as in the dataset file")
         who.add_argument("--all", action="store_true", help="every user (use with --out)")
         parser.add_argument("--out", help="write a CSV (user, rank, item, title, score) here")
+        parser.add_argument(
+            "--history",
+            choices=["all", "test"],
+            default="all",
+            help="all: exclude everything the user has (live use, default); test: rank as the test "
+            "metrics did (train + validation as history), i.e. write the evaluated lists",
+        )
     else:
         parser.add_argument("--item", required=True, help="raw item id, as in the dataset file")
     ns = parser.parse_args(rest)
@@ -201,7 +214,7 @@ def _serve(command: str, rest: list[str]) -> int:
             frame = serving.similar_items(run, run.ids.item_index(ns.item), ns.k)
         else:
             users = np.arange(run.data.n_users) if ns.all else np.array([run.ids.user_index(ns.user)])
-            frame = serving.recommend(run, users, ns.k)
+            frame = serving.recommend(run, users, ns.k, history=ns.history)
     except KeyError as exc:
         msg = f"{exc.args[0]} in the dataset of {ns.run_dir}; use an id from the data file."
         raise RecbenchError(msg) from None

@@ -36,6 +36,7 @@ from recbench.evaluation.candidates import CandidateScorer
 from recbench.evaluation.ctr import has_probabilities, probability_error
 from recbench.evaluation.evaluator import EvalResult, EvalSpec, evaluate
 from recbench.evaluation.metrics import PROBABILITY_METRICS
+from recbench.evaluation.side import SideInfo, side_for_spec
 from recbench.models.base import RatingPredictor, Recommender
 from recbench.models.persistence import save_model
 from recbench.reporting.records import SCHEMA_VERSION, RunRecord, write_run
@@ -100,6 +101,10 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
             features = _feature_spec(cfg, model)
             if features is not None:
                 data = data.with_features(*features.load(source_folder(source), ids))
+            spec, side, unable = side_for_spec(spec, source_folder(source), ids, cfg.paths.get("cache_dir"))
+        for key, why in unable.items():
+            extra[f"test/{key}"] = why
+            log.warning("%s: %s", key, why)
         extra["dataset"] = _data_stats(data)
         with _timer(timings, "split_s"):
             splitter = build(cfg.split, "split")
@@ -107,7 +112,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
             check_splits(folds, splitter)
         _check_compatible(model, data, spec, cfg)
         cold = getattr(splitter, "cold_candidates", None)
-        metrics, per_user, history = _run_folds(model, folds, spec, timings, extra, cold)
+        metrics, per_user, history = _run_folds(model, folds, spec, timings, extra, cold, side)
         timings["total_s"] = time.perf_counter() - t_all
         record = RunRecord(**base, metrics=metrics, timings=timings, status="ok", extra=extra)
         write_run(record, out, history=history, per_user=per_user)
@@ -168,6 +173,7 @@ def _run_folds(
     timings: dict[str, float],
     extra: dict[str, Any],
     cold: Callable[[Split], np.ndarray] | None = None,
+    side: SideInfo | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]], list[dict[str, float]] | None]:
     """Fit and evaluate on every fold; k-fold runs get ``foldJ/`` keys plus mean and std.
 
@@ -198,7 +204,7 @@ def _run_folds(
                 extra["test/cold"] = _COLD_UNABLE.format(model=type(fold_model).__name__)
                 log.warning(extra["test/cold"])
             for part, target, seen, *scorer in parts:
-                result = evaluate(scorer[0] if scorer else fold_model, target, seen, spec)
+                result = evaluate(scorer[0] if scorer else fold_model, target, seen, spec, side)
                 metrics.update({f"{prefix}{part}/{k}": v for k, v in result.metrics.items()})
                 per_user[f"{prefix}{part}"] = _per_user(result)
                 extra[f"{prefix}{part}_skipped_users"] = result.n_skipped_users
@@ -232,7 +238,8 @@ def _fold_summary(metrics: dict[str, float], n_folds: int) -> dict[str, float]:
 
 
 def _per_user(result: EvalResult) -> dict[str, np.ndarray]:
-    return {"users": result.users, **result.per_user}
+    groups = {f"group:{attr}": labels for attr, labels in result.user_groups.items()}
+    return {"users": result.users, **result.per_user, **groups}
 
 
 def _feature_spec(cfg: DictConfig, model: Recommender) -> FeatureSpec | None:

@@ -18,7 +18,9 @@ from omegaconf import OmegaConf
 from recbench.config import build
 from recbench.data.cache import load_cached
 from recbench.data.interactions import IdMaps, Interactions
+from recbench.data.splits import Split
 from recbench.errors import RecbenchError
+from recbench.evaluation.evaluator import top_lists
 from recbench.models.base import Recommender
 from recbench.models.persistence import NUMPY_FILE, TORCH_FILE, load_state
 
@@ -31,6 +33,8 @@ class LoadedRun:
     data: Interactions
     ids: IdMaps
     train: Interactions
+    split: Split | None = None
+    exclude_seen: bool = True
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
@@ -53,7 +57,10 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     split = build(cfg.split, "split")(data, seed=int(cfg.seed), ids=ids)
     model = build(cfg.model, "model")
     load_state(model, run_dir, train=split.train)
-    return LoadedRun(model=model, data=data, ids=ids, train=split.train)
+    exclude_seen = bool(cfg.get("eval", {}).get("exclude_seen", True))
+    return LoadedRun(
+        model=model, data=data, ids=ids, train=split.train, split=split, exclude_seen=exclude_seen
+    )
 
 
 def _titles(ids: IdMaps, items: np.ndarray) -> list[str]:
@@ -83,21 +90,25 @@ def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return items, np.take_along_axis(scores, items, axis=1)
 
 
-def recommend(run: LoadedRun, users: np.ndarray, k: int = 10, batch_size: int = 1024) -> pd.DataFrame:
-    """Top-``k`` items for dense ``users``, excluding everything they interacted with in the dataset.
+def recommend(
+    run: LoadedRun, users: np.ndarray, k: int = 10, batch_size: int = 1024, history: str = "all"
+) -> pd.DataFrame:
+    """Top-``k`` items for dense ``users``, ranked as evaluation ranks them (ties to the lower item id).
 
-    The model sees the user's whole known history (train, validation and test) as context.
+    ``history="all"``: the model sees the user's whole known history (train, validation and test) as
+    context, and all of it is excluded. ``history="test"``: the history the test metrics were
+    computed with (train + validation, masked as ``eval.exclude_seen`` says), so the lists are
+    exactly those the run's ``test/...@k`` metrics were computed from.
     """
-    seen = run.data.binary_csr
-    frames = []
-    for start in range(0, len(users), batch_size):
-        batch = users[start : start + batch_size]
-        scores = run.model.score(batch, run.data).astype(np.float64)
-        rows = seen[batch]
-        scores[np.repeat(np.arange(len(batch)), np.diff(rows.indptr)), rows.indices] = -np.inf
-        items, top = _top_k(scores, k)
-        frames.append(_frame(run, batch, items, top))
-    out = pd.concat(frames, ignore_index=True)
+    if history not in ("all", "test"):
+        raise RecbenchError(f"history={history!r} must be 'all' (live use) or 'test' (the evaluated lists).")
+    if history == "test" and run.split is None:
+        raise RecbenchError("history='test' needs the run's split; load the run with load_run().")
+    context = run.data if history == "all" else run.split.test_history  # type: ignore[union-attr]
+    exclude = True if history == "all" else run.exclude_seen
+    k = min(k, run.data.n_items)
+    items, top = top_lists(run.model, users, context, k, exclude_seen=exclude, batch_size=batch_size)
+    out = _frame(run, users, np.maximum(items, 0), top.astype(np.float64))
     # a user who already has almost every item gets fewer than k recommendations, never a seen one
     return out[np.isfinite(out["score"].to_numpy())].reset_index(drop=True)
 

@@ -27,7 +27,10 @@ import scipy.sparse as sp
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, TrainingError
+from recbench.evaluation.audit import audit_lists
+from recbench.evaluation.beyond import LIST_SET_METRICS, USER_LIST_METRICS
 from recbench.evaluation.ctr import ctr_metrics
+from recbench.evaluation.groups import mean_ignoring_nan
 from recbench.evaluation.metrics import (
     CATALOGUE_METRICS,
     CTR_METRICS,
@@ -36,10 +39,18 @@ from recbench.evaluation.metrics import (
     CatalogueStats,
 )
 from recbench.evaluation.ranking import sample_negatives, top_k
+from recbench.evaluation.side import POPULARITY, SideInfo
 
 log = logging.getLogger(__name__)
 
-VALID_METRICS: tuple[str, ...] = (*TOPK_METRICS, *CATALOGUE_METRICS, *RATING_METRICS, *CTR_METRICS)
+BEYOND_METRICS: tuple[str, ...] = (*USER_LIST_METRICS, *LIST_SET_METRICS)
+VALID_METRICS: tuple[str, ...] = (
+    *TOPK_METRICS,
+    *CATALOGUE_METRICS,
+    *BEYOND_METRICS,
+    *RATING_METRICS,
+    *CTR_METRICS,
+)
 
 
 class Scorer(Protocol):
@@ -78,6 +89,16 @@ class EvalSpec:
     ctr_negatives: for the CTR metrics, sampled negatives (label 0) per positive.
     ctr_threshold: ``None`` labels by sampled negatives; a number labels the rated target
         interactions instead (``rating >= ctr_threshold`` -> 1, else 0; no sampled negatives).
+    user_groups: user groups to slice every per-user metric by (full ranking): ``activity`` (any
+        dataset) and user attributes of the dataset (``gender``, ``age``, ``occupation``); see
+        :mod:`recbench.evaluation.audit`.
+    item_groups: item groups to slice the accuracy metrics by: ``popularity`` (short head / long
+        tail) and ``item_field`` (one group per category).
+    item_field: the item field whose categories ``ild``, ``miscalibration`` and item groups read.
+
+    Beyond-accuracy metrics (:mod:`recbench.evaluation.beyond`: ``arp``, ``aplt``, ``epc``, ``ild``,
+    ``miscalibration``, ``gini``, ``entropy``, ``pop_rsp``, ``pop_reo``) are read from the same top-k
+    lists at every k (full ranking only).
 
     CTR protocol. Positives (label 1) are the relevant target pairs (as for ranking: the distinct
     target items of each user, minus the history with ``exclude_seen``). Each positive gets
@@ -103,6 +124,9 @@ class EvalSpec:
     also_full_ranking: bool = False
     ctr_negatives: int = 1
     ctr_threshold: float | None = None
+    user_groups: tuple[str, ...] = ()
+    item_groups: tuple[str, ...] = ()
+    item_field: str = "genre"
 
     def __post_init__(self) -> None:
         metrics = tuple(dict.fromkeys(str(m) for m in _as_tuple(self.metrics)))
@@ -151,6 +175,16 @@ class EvalSpec:
                 "rating (e.g. 4) on a rated dataset."
             )
         object.__setattr__(self, "metrics", metrics)
+        for name in ("user_groups", "item_groups"):
+            object.__setattr__(
+                self, name, tuple(dict.fromkeys(str(g) for g in _as_tuple(getattr(self, name))))
+            )
+        bad = [g for g in self.item_groups if g not in (POPULARITY, self.item_field)]
+        if bad:
+            raise ConfigError(
+                f"eval.item_groups={list(self.item_groups)} contains {bad}; item groups are "
+                f"{POPULARITY!r} (short head / long tail) and eval.item_field={self.item_field!r}."
+            )
         object.__setattr__(self, "ks", tuple(dict.fromkeys(int(k) for k in ks)))
         object.__setattr__(self, "exclude_seen", bool(self.exclude_seen))
 
@@ -163,6 +197,16 @@ class EvalSpec:
     def catalogue_metrics(self) -> tuple[str, ...]:
         """Requested catalogue metrics (coverage, novelty)."""
         return tuple(m for m in self.metrics if m in CATALOGUE_METRICS)
+
+    @property
+    def beyond_metrics(self) -> tuple[str, ...]:
+        """Requested beyond-accuracy metrics (popularity bias, concentration, diversity, calibration)."""
+        return tuple(m for m in self.metrics if m in BEYOND_METRICS)
+
+    @property
+    def audits(self) -> bool:
+        """Whether the lists are audited: beyond-accuracy metrics or group slices requested."""
+        return bool(self.beyond_metrics or self.user_groups or self.item_groups)
 
     @property
     def rating_metrics(self) -> tuple[str, ...]:
@@ -189,6 +233,7 @@ class EvalResult:
     per_user: dict[str, np.ndarray] = field(default_factory=dict)
     users: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     n_skipped_users: int = 0
+    user_groups: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _model_name(model: object) -> str:
@@ -236,7 +281,9 @@ def _hits(rel: sp.csr_matrix, users: np.ndarray, items: np.ndarray) -> np.ndarra
     return (items >= 0) & (keys[pos] == query) if len(keys) else np.zeros(items.shape, dtype=bool)
 
 
-def evaluate(model: Scorer, target: Interactions, history: Interactions, spec: EvalSpec) -> EvalResult:
+def evaluate(
+    model: Scorer, target: Interactions, history: Interactions, spec: EvalSpec, side: SideInfo | None = None
+) -> EvalResult:
     """Score ``model`` on ``target`` given what it may know (``history``).
 
     Parameters
@@ -247,6 +294,7 @@ def evaluate(model: Scorer, target: Interactions, history: Interactions, spec: E
     history: interactions the model may use at inference and that are masked with ``exclude_seen``
         (train for validation, train + validation for test).
     spec: :class:`EvalSpec`.
+    side: item categories and user attributes for the beyond-accuracy metrics and groups.
 
     Returns
     -------
@@ -260,17 +308,18 @@ def evaluate(model: Scorer, target: Interactions, history: Interactions, spec: E
     n_skipped = int(np.count_nonzero((n_rel_all == 0) & (history.user_counts() > 0)))
     metrics: dict[str, float] = {}
     per_user: dict[str, np.ndarray] = {}
-    if spec.topk_metrics or spec.catalogue_metrics:
+    labels: dict[str, np.ndarray] = {}
+    if spec.topk_metrics or spec.catalogue_metrics or spec.audits:
         if len(users) == 0:
             log.warning("evaluate: no user has a target item; ranking metrics are NaN")
         catalogue: dict[str, float] = {}
         if spec.sampled_negatives:
             per_user = _sampled(model, rel, users, history, spec)
         if not spec.sampled_negatives or spec.also_full_ranking:
-            full, catalogue = _full_ranking(model, rel, users, history, spec)
+            full, catalogue, labels = _full_ranking(model, rel, users, history, spec, side)
             per_user.update(full)
         for key, values in per_user.items():
-            metrics[key] = float(values.mean()) if len(values) else float("nan")
+            metrics[key] = mean_ignoring_nan(values)
         metrics.update(catalogue)
     if spec.rating_metrics:
         metrics.update(_rating(model, target, history, spec))
@@ -280,7 +329,9 @@ def evaluate(model: Scorer, target: Interactions, history: Interactions, spec: E
                 model, rel, target, history, spec, lambda u, i: _pair_scores(model, u, i, history, spec)
             )
         )
-    return EvalResult(metrics=metrics, per_user=per_user, users=users, n_skipped_users=n_skipped)
+    return EvalResult(
+        metrics=metrics, per_user=per_user, users=users, n_skipped_users=n_skipped, user_groups=labels
+    )
 
 
 def _topk_values(hits: np.ndarray, n_rel: np.ndarray, spec: EvalSpec, suffix: str) -> dict[str, np.ndarray]:
@@ -291,32 +342,73 @@ def _topk_values(hits: np.ndarray, n_rel: np.ndarray, spec: EvalSpec, suffix: st
     }
 
 
-def _full_ranking(
-    model: Scorer, rel: sp.csr_matrix, users: np.ndarray, history: Interactions, spec: EvalSpec
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    n_items = history.n_items
-    big_k = min(max(spec.ks), n_items)
-    if max(spec.ks) > n_items:
-        log.info("k=%d exceeds the catalogue (%d items): top-k lists are shorter", max(spec.ks), n_items)
-    seen = history.binary_csr if spec.exclude_seen else None
-    top = np.full((len(users), big_k), -1, dtype=np.int64)
-    for start in range(0, len(users), spec.batch_size):
-        batch = users[start : start + spec.batch_size]
+def top_lists(
+    model: Scorer,
+    users: np.ndarray,
+    history: Interactions,
+    k: int,
+    *,
+    exclude_seen: bool = True,
+    batch_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top-``k`` lists that full-ranking evaluation reads, and their scores.
+
+    ``model.score(batch, history)`` as ``float32``, the items of ``history`` masked when
+    ``exclude_seen``, best first with ties to the lower item id; a slot left empty because too few
+    items remain holds item ``-1`` (score ``-inf``). ``k <= n_items`` required. ``recbench recommend
+    --history test`` writes these same lists, so the metrics can be recomputed from its file.
+    """
+    seen = history.binary_csr if exclude_seen else None
+    top = np.full((len(users), k), -1, dtype=np.int64)
+    top_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
         scores = _checked_scores(model, batch, history)
         if seen is not None:
             sub = seen[batch]
             scores[np.repeat(np.arange(len(batch)), np.diff(sub.indptr)), sub.indices] = -np.inf
-        items, values = top_k(scores, big_k)
+        items, values = top_k(scores, k)
         top[start : start + len(batch)] = np.where(np.isneginf(values), -1, items)
+        top_scores[start : start + len(batch)] = values
+    return top, top_scores
+
+
+def _full_ranking(
+    model: Scorer,
+    rel: sp.csr_matrix,
+    users: np.ndarray,
+    history: Interactions,
+    spec: EvalSpec,
+    side: SideInfo | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
+    n_items = history.n_items
+    big_k = min(max(spec.ks), n_items)
+    if max(spec.ks) > n_items:
+        log.info("k=%d exceeds the catalogue (%d items): top-k lists are shorter", max(spec.ks), n_items)
+    top, _ = top_lists(
+        model, users, history, big_k, exclude_seen=spec.exclude_seen, batch_size=spec.batch_size
+    )
     hits = _hits(rel[users], np.arange(len(users)), top)
     per_user = _topk_values(hits, np.diff(rel.indptr)[users], spec, "")
-    catalogue: dict[str, float] = {}
-    if spec.catalogue_metrics:
-        stats = CatalogueStats.from_interactions(history)
-        for name in spec.catalogue_metrics:
-            for k in spec.ks:
-                catalogue[f"{name}@{k}"] = float(CATALOGUE_METRICS[name](top, k, stats))
-    return per_user, catalogue
+    stats = CatalogueStats.from_interactions(history)
+
+    def catalogue_of(lists: np.ndarray) -> dict[str, float]:
+        return {
+            f"{name}@{k}": float(CATALOGUE_METRICS[name](lists, k, stats))
+            for name in spec.catalogue_metrics
+            for k in spec.ks
+        }
+
+    catalogue = catalogue_of(top)
+    labels: dict[str, np.ndarray] = {}
+    if spec.audits:
+        rel_u = rel[users]
+        more, run_level, labels = audit_lists(
+            top, hits, users, rel_u, history, spec, side, per_user, catalogue_of
+        )
+        per_user |= more
+        catalogue |= run_level
+    return per_user, catalogue, labels
 
 
 def _sampled(

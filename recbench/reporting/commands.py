@@ -108,8 +108,9 @@ def compare_main(argv: list[str]) -> int:
 
 
 def default_metrics(runs: pd.DataFrame) -> list[str]:
-    """The ``test/`` metrics with a value in some run (fold spreads ``*_std`` left out)."""
-    found = [c for c in runs.columns if c.startswith("test/") and not c.endswith("_std")]
+    """The ``test/`` metrics with a value in some run (fold spreads ``*_std`` and the group slices
+    ``test/group/...``, ``test/disparity/...`` left out: ``--groups`` shows those)."""
+    found = [c for c in runs.columns if c.startswith("test/") and not c.endswith("_std") and not _sliced(c)]
     found = [c for c in found if pd.to_numeric(runs[c], errors="coerce").notna().any()]
     if not found:
         raise RecbenchError(
@@ -117,6 +118,10 @@ def default_metrics(runs: pd.DataFrame) -> list[str]:
             f"{', '.join(c for c in runs.columns if '/' in c) or 'none'})."
         )
     return found
+
+
+def _sliced(column: str) -> bool:
+    return "/group/" in column or "/disparity/" in column
 
 
 def apply_where(df: pd.DataFrame, where: Sequence[str]) -> pd.DataFrame:

@@ -1,0 +1,163 @@
+"""Side information for evaluation: item categories (diversity, calibration, item groups) and user
+attributes (user groups), taken from a dataset's :class:`~recbench.data.interactions.FeatureTable`.
+
+Evaluation reads side information independently of the model: an id-only model is audited on genres
+and genders all the same. :func:`load_side_info` reads what an :class:`EvalSpec`-like request needs
+and says, instead of failing, what is unavailable on the dataset and why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from recbench.data.features import UNKNOWN, FeatureSpec
+from recbench.data.interactions import FeatureTable, IdMaps
+from recbench.errors import RecbenchError
+from recbench.evaluation.beyond import NEEDS_CATEGORIES
+
+if TYPE_CHECKING:
+    from recbench.evaluation.evaluator import EvalSpec
+
+log = logging.getLogger(__name__)
+
+#: User groups computed from the interactions themselves (every dataset has them).
+ACTIVITY = "activity"
+#: Item groups computed from the interactions themselves.
+POPULARITY = "popularity"
+
+
+@dataclass(frozen=True)
+class SideInfo:
+    """Item categories and user attribute labels over the dense id space.
+
+    Parameters
+    ----------
+    categories: ``[n_items, n_categories]``, each item's distribution over the categories of one item
+        field (multi-valued fields such as genres weigh ``1/len`` per value); an all-zero row is an
+        item without features. ``None`` when the dataset has no such field.
+    category_names: names of the category columns (``"Comedy"``, ...).
+    user_labels: attribute name -> ``str[n_users]`` label of each user (``""``: unknown).
+    """
+
+    categories: sp.csr_matrix | None = None
+    category_names: tuple[str, ...] = ()
+    user_labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+def field_columns(table: FeatureTable, name: str) -> tuple[np.ndarray, list[str]]:
+    """Indices of the known-value columns of field ``name`` in ``table`` and their value labels
+    (``"gender=F"`` -> ``"F"``, ``"age<25"`` -> ``"<25"``); the ``<unknown>`` column is left out."""
+    j = table.fields.index(name)
+    cols = [c for c in np.flatnonzero(table.column_field == j) if table.columns[c] != f"{name}={UNKNOWN}"]
+    labels = [table.columns[c][len(name) :].removeprefix("=") for c in cols]
+    return np.asarray(cols, dtype=np.int64), labels
+
+
+def categories_of(table: FeatureTable, name: str) -> tuple[sp.csr_matrix, tuple[str, ...]]:
+    """Rows of field ``name`` renormalised to sum to 1 (zero rows: no known value)."""
+    cols, labels = field_columns(table, name)
+    sub = sp.csr_matrix(table.matrix[:, cols], dtype=np.float64)
+    total = np.asarray(sub.sum(axis=1)).ravel()
+    scale = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
+    return sp.csr_matrix(sp.diags(scale) @ sub), tuple(labels)
+
+
+def labels_of(table: FeatureTable, name: str) -> np.ndarray:
+    """``str[n_entities]``: the value of a single-valued field per entity, ``""`` when unknown."""
+    cols, labels = field_columns(table, name)
+    sub = sp.csr_matrix(table.matrix[:, cols])
+    has = np.diff(sub.indptr) > 0
+    first = np.where(has, sub.indices[np.minimum(sub.indptr[:-1], max(sub.nnz - 1, 0))], 0)
+    names = np.asarray([*labels, ""], dtype=object)
+    return np.where(has, names[first] if labels else "", "").astype(str)
+
+
+def load_side_info(
+    folder: Path | None,
+    ids: IdMaps,
+    *,
+    item_field: str | None,
+    user_fields: Sequence[str],
+    cache_dir: str | None = None,
+) -> tuple[SideInfo, dict[str, str]]:
+    """Side information of a dataset folder for evaluation, and the reasons for what is missing.
+
+    Returns ``(side, unable)``: ``unable`` maps ``"item_field"`` or a user field to a sentence saying
+    why it could not be read (no dataset folder, such as synthetic data, or no such field).
+    """
+    unable: dict[str, str] = {}
+    wanted_users = [f for f in user_fields if f != ACTIVITY]
+    if folder is None:
+        why = "the dataset has no side-information files (e.g. synthetic data)"
+        if item_field:
+            unable["item_field"] = f"no item field {item_field!r}: {why}"
+        unable.update({f: f"no user attribute {f!r}: {why}" for f in wanted_users})
+        return SideInfo(), unable
+    tables: dict[str, FeatureTable | None] = {}
+    for side, names in (("user", wanted_users), ("item", [item_field] if item_field else [])):
+        for name in names:
+            spec = FeatureSpec(
+                user_fields=[name] if side == "user" else [],
+                item_fields=[name] if side == "item" else [],
+                cache_dir=cache_dir,
+            )
+            try:
+                user_t, item_t = spec.load(folder, ids)
+            except RecbenchError as exc:
+                unable["item_field" if side == "item" else name] = f"no {side} field {name!r}: {exc}"
+                continue
+            tables[name] = user_t if side == "user" else item_t
+    categories, names = None, ()
+    if item_field and tables.get(item_field) is not None:
+        categories, names = categories_of(tables[item_field], item_field)  # type: ignore[arg-type]
+    labels = {f: labels_of(t, f) for f, t in tables.items() if f != item_field and t is not None}
+    return SideInfo(categories=categories, category_names=names, user_labels=labels), unable
+
+
+def side_for_spec(
+    spec: EvalSpec, folder: Path | None, ids: IdMaps, cache_dir: str | None = None
+) -> tuple[EvalSpec, SideInfo | None, dict[str, str]]:
+    """The side information ``spec`` needs, and ``spec`` without what the dataset cannot support.
+
+    Returns ``(spec, side, unable)``: ``unable`` maps a metric (``ild``) or a group
+    (``group/gender``) to ``"unable: <reason>"``; those are removed from the returned spec, so the
+    run reports every other metric instead of failing.
+    """
+    if not spec.audits:
+        return spec, None, {}
+    needs_items = (
+        any(m in NEEDS_CATEGORIES for m in spec.beyond_metrics) or spec.item_field in spec.item_groups
+    )
+    user_fields = [g for g in spec.user_groups if g != ACTIVITY]
+    if not needs_items and not user_fields:
+        return spec, SideInfo(), {}
+    side, why = load_side_info(
+        folder,
+        ids,
+        item_field=spec.item_field if needs_items else None,
+        user_fields=user_fields,
+        cache_dir=cache_dir,
+    )
+    unable: dict[str, str] = {}
+    if "item_field" in why:
+        dropped = [m for m in spec.beyond_metrics if m in NEEDS_CATEGORIES]
+        unable |= {m: f"unable: {m} compares item categories; {why['item_field']}" for m in dropped}
+        if spec.item_field in spec.item_groups:
+            unable[f"group/{spec.item_field}"] = f"unable: item groups by {why['item_field']}"
+        spec = replace(
+            spec,
+            metrics=tuple(m for m in spec.metrics if m not in dropped),
+            item_groups=tuple(g for g in spec.item_groups if g != spec.item_field),
+        )
+    missing = [f for f in user_fields if f in why]
+    if missing:
+        unable |= {f"group/{f}": f"unable: user groups by {why[f]}" for f in missing}
+        spec = replace(spec, user_groups=tuple(g for g in spec.user_groups if g not in missing))
+    return spec, side, unable
