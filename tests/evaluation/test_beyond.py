@@ -135,7 +135,8 @@ def test_pop_rsp_and_reo_hand_computed() -> None:
     # RSP: head recommended 1 (user 2), tail 5; unseen head items: 0 + 0 + 1 = 1; unseen tail: 2 + 3 + 3 = 8
     rates = np.array([1 / 1, 5 / 8])
     assert B.pop_rsp(top, 2, ctx) == pytest.approx(rates.std() / rates.mean(), abs=1e-12)
-    # REO: relevant head {u2: 1} -> recommended 1 of 1; relevant tail {u0: 3, u1: 2, 4, u2: 2} -> hits 3, 2 of 4
+    # REO: relevant head {u2: 1}, recommended 1 of 1;
+    # relevant tail {u0: 3, u1: 2, 4, u2: 2}, recommended 3 and 2: 2 of 4
     rates = np.array([1 / 1, 2 / 4])
     assert B.pop_reo(top, 2, ctx) == pytest.approx(rates.std() / rates.mean(), abs=1e-12)
     # two equal rates: parity
