@@ -100,7 +100,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
             data, ids = load_cached(source, cfg.paths.get("cache_dir"))
             features = _feature_spec(cfg, model)
             if features is not None:
-                data = data.with_features(*features.load(source_folder(source), ids))
+                data = data.with_features(*features.for_source(source, ids))
             spec, side, unable = side_for_spec(spec, source_folder(source), ids, cfg.paths.get("cache_dir"))
         for key, why in unable.items():
             extra[f"test/{key}"] = why

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recbench.data.cache import jsonable
 from recbench.data.filters import normalise_ids
 from recbench.data.interactions import FeatureTable, IdMaps
 from recbench.data.readers import fingerprint
@@ -339,17 +340,25 @@ def source_folder(source: object) -> Path | None:
 Wanted = Sequence[str] | None
 
 
-def _tables(
-    folder: Path, ids: IdMaps, wanted: tuple[Wanted, Wanted], bins: int, top_tags: int, mixed: Wanted = None
-) -> tuple[FeatureTable | None, FeatureTable | None]:
-    """Encode the chosen fields of each side (``wanted`` per side, or ``mixed`` names of either)."""
+def _folder_sides(folder: Path, top_tags: int) -> Sides:
+    """The side features shipped in a dataset folder (MovieLens, Last.fm 2K, RecBole atomic files)."""
     marker = next((m for m in _LOADERS if (folder / m).is_file()), None)
+    if marker is None and any(folder.glob("*.inter")):
+        from recbench.data.atomic import AtomicFiles  # RecBole atomic files (default field names)
+
+        return AtomicFiles(path=folder).side_features()
     if marker is None:
         raise DataError(
             f"{folder} holds no dataset with known side features (MovieLens or Last.fm 2K); give your "
             "own feature files with features.user_file / features.item_file instead."
         )
-    sides = _LOADERS[marker](folder, top_tags)
+    return _LOADERS[marker](folder, top_tags)
+
+
+def _encode_sides(
+    sides: Sides, ids: IdMaps, wanted: tuple[Wanted, Wanted], bins: int, where: str, mixed: Wanted = None
+) -> tuple[FeatureTable | None, FeatureTable | None]:
+    """Encode the chosen fields of each side (``wanted`` per side, or ``mixed`` names of either)."""
     avail = {side: {f.name: f for f in sides[side][1]} if side in sides else {} for side in ("user", "item")}
     if mixed is not None:
         unknown = [w for w in mixed if w not in avail["user"] and w not in avail["item"]]
@@ -358,7 +367,7 @@ def _tables(
         unknown = [w for want, side in zip(wanted, avail) for w in want or () if w not in avail[side]]
     if unknown:
         raise ConfigError(
-            f"feature field(s) {unknown} are not available in {folder}; its user fields are "
+            f"feature field(s) {unknown} are not available in {where}; its user fields are "
             f"{sorted(avail['user'])} and its item fields {sorted(avail['item'])}."
         )
     out: list[FeatureTable | None] = []
@@ -368,13 +377,16 @@ def _tables(
             if want is None
             else [names[w] for w in want]
         )
-        table = (
-            encode_frame(sides[side][0], raw, chosen, numeric_bins=bins, source=str(folder))
-            if chosen
-            else None
-        )
+        table = encode_frame(sides[side][0], raw, chosen, numeric_bins=bins, source=where) if chosen else None
         out.append(table)
     return out[0], out[1]
+
+
+def _tables(
+    folder: Path, ids: IdMaps, wanted: tuple[Wanted, Wanted], bins: int, top_tags: int, mixed: Wanted = None
+) -> tuple[FeatureTable | None, FeatureTable | None]:
+    """Encode the chosen fields of a dataset folder's side features."""
+    return _encode_sides(_folder_sides(folder, top_tags), ids, wanted, bins, str(folder), mixed)
 
 
 def load_features(
@@ -463,22 +475,32 @@ def _cached(
     mixed: Wanted = None,
 ) -> tuple[FeatureTable | None, FeatureTable | None]:
     key = {
-        "version": FEATURES_VERSION,
         "folder": str(folder.absolute()),
         "files": fingerprint(sorted(p for p in folder.iterdir() if p.is_file())),
         "fields": [None if w is None else list(w) for w in (*wanted, mixed)],
         "bins": bins,
         "tags": top_tags,
-        "ids": _ids_digest(ids),
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir.expanduser() / f"features-{folder.name}-{digest}.npz"
+    return _cached_tables(
+        cache_dir, folder.name, key, ids, lambda: _tables(folder, ids, wanted, bins, top_tags, mixed)
+    )
+
+
+Tables = tuple[FeatureTable | None, FeatureTable | None]
+
+
+def _cached_tables(cache_dir: Path, label: str, key: dict, ids: IdMaps, make: Callable[[], Tables]) -> Tables:
+    """``make()`` through an ``.npz`` file named by ``label`` and a hash of ``key`` and the ids."""
+    full = {"version": FEATURES_VERSION, **key, "ids": _ids_digest(ids)}
+    digest = hashlib.sha256(json.dumps(full, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:60]
+    path = cache_dir.expanduser() / f"features-{safe}-{digest}.npz"
     if path.is_file():
         try:
             return _load(path)
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)  # a corrupt cache file is rebuilt
-    tables = _tables(folder, ids, wanted, bins, top_tags, mixed)
+    tables = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     _save(path, tables)
     return tables
@@ -526,11 +548,7 @@ class FeatureSpec:
     top_tags: int = 50
     cache_dir: str | None = None
 
-    def load(
-        self, dataset_folder: Path | None, ids: IdMaps
-    ) -> tuple[FeatureTable | None, FeatureTable | None]:
-        """``(user_features, item_features)`` aligned with ``ids``."""
-
+    def _own_files(self, ids: IdMaps) -> Tables:
         def from_file(file: str, raw: np.ndarray, fields: Sequence[str] | None) -> FeatureTable:
             return load_feature_file(
                 file, raw, fields, id_column=self.id_column, sep=self.sep, numeric_bins=self.numeric_bins
@@ -538,18 +556,53 @@ class FeatureSpec:
 
         user = from_file(self.user_file, ids.users, self.user_fields) if self.user_file else None
         item = from_file(self.item_file, ids.items, self.item_fields) if self.item_file else None
+        return user, item
+
+    def _merge(self, own: Tables, dataset: Tables) -> Tables:
+        return (own[0] if self.user_file else dataset[0]), (own[1] if self.item_file else dataset[1])
+
+    def _wanted(self) -> tuple[Wanted, Wanted]:
+        return ([] if self.user_file else self.user_fields, [] if self.item_file else self.item_fields)
+
+    def load(self, dataset_folder: Path | None, ids: IdMaps) -> Tables:
+        """``(user_features, item_features)`` aligned with ``ids``, from the dataset folder's files."""
+        own = self._own_files(ids)
         if self.user_file and self.item_file:
-            return user, item
+            return own
         if dataset_folder is None:
             raise ConfigError(
                 "features: no dataset folder to read side features from; set "
                 "features.user_file and features.item_file."
             )
         folder = resolve_folder(dataset_folder)
-        wanted = ([] if self.user_file else self.user_fields, [] if self.item_file else self.item_fields)
+        wanted = self._wanted()
         if self.cache_dir is None:
-            ds_user, ds_item = _tables(folder, ids, wanted, self.numeric_bins, self.top_tags)
+            tables = _tables(folder, ids, wanted, self.numeric_bins, self.top_tags)
         else:
-            cache = Path(self.cache_dir)
-            ds_user, ds_item = _cached(folder, ids, wanted, cache, self.numeric_bins, self.top_tags)
-        return (user if self.user_file else ds_user), (item if self.item_file else ds_item)
+            tables = _cached(folder, ids, wanted, Path(self.cache_dir), self.numeric_bins, self.top_tags)
+        return self._merge(own, tables)
+
+    def for_source(self, source: object, ids: IdMaps) -> Tables:
+        """``(user_features, item_features)`` of a dataset source: from its own ``side_features()``
+        where it has that method (RecBole ``.user``/``.item`` files, review metadata), else from the
+        files in its folder (:meth:`load`, :func:`source_folder`)."""
+        provider = getattr(source, "side_features", None)
+        if not callable(provider):
+            return self.load(source_folder(source), ids)
+        own = self._own_files(ids)
+        if self.user_file and self.item_file:
+            return own
+        wanted, where = self._wanted(), str(getattr(source, "name", "the dataset"))
+
+        def make() -> Tables:
+            return _encode_sides(provider(), ids, wanted, self.numeric_bins, where)
+
+        if self.cache_dir is None:
+            return self._merge(own, make())
+        key_fn = getattr(source, "cache_key", None)
+        key = {
+            "source": jsonable(key_fn()) if callable(key_fn) else repr(source),
+            "fields": [None if w is None else list(w) for w in wanted],
+            "bins": self.numeric_bins,
+        }
+        return self._merge(own, _cached_tables(Path(self.cache_dir), where, key, ids, make))

@@ -36,6 +36,15 @@ def check_file(path: str | Path, what: str = "data file") -> Path:
     return p
 
 
+def file_list(path: str | Path | Sequence[str | Path]) -> list[Path]:
+    """``path`` (a file, or a non-empty list of files) as a list of paths; ConfigError otherwise."""
+    if isinstance(path, (str, Path)):
+        return [Path(path).expanduser()]
+    if isinstance(path, Sequence) and len(path) > 0:
+        return [Path(p).expanduser() for p in path]
+    raise ConfigError(f"path must be a file or a non-empty list of files, got {path!r}.")
+
+
 def fingerprint(paths: Iterable[str | Path]) -> list[dict[str, object]]:
     """Absolute path, size and mtime of each file: part of a cache key, so that edits invalidate it."""
     out: list[dict[str, object]] = []
@@ -96,6 +105,29 @@ def _is_number(value: object) -> bool:
     return True
 
 
+def parse_delimited(p: Path, *, sep: str, encoding: str = "utf-8", **kwargs: object) -> pd.DataFrame:
+    """``pandas.read_csv`` of ``p`` with every parse failure turned into a :class:`DataError` that names
+    the file and, where pandas reports it, the line. ``kwargs`` go to ``read_csv`` as they are."""
+    try:
+        return pd.read_csv(p, sep=sep, encoding=encoding, engine="python" if len(sep) > 1 else "c", **kwargs)
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{p} is not valid {encoding} text ({err.reason} at byte {err.start}); re-save it as UTF-8 "
+            "or set the source's encoding."
+        ) from err
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"{p} has no data (only blank lines); check the file.") from err
+    except pd.errors.ParserError as err:
+        m = _LINE.search(str(err))
+        where = f"line {m.group(1)}" if m else "a row"
+        raise DataError(
+            f"{p}: {where} is malformed ({err}); every row needs the same number of {sep!r}-separated "
+            "fields as the first one. Fix or remove that line."
+        ) from err
+    except (ValueError, csv.Error, OverflowError, MemoryError) as err:
+        raise DataError(f"{p} could not be parsed as {sep!r}-separated text: {err}") from err
+
+
 def read_table(
     path: str | Path,
     *,
@@ -113,32 +145,9 @@ def read_table(
     p = check_file(path)
     spec = column_spec(columns)
     first = 2 if header else 1
-    try:
-        raw = pd.read_csv(
-            p,
-            sep=sep,
-            header=0 if header else None,
-            encoding=encoding,
-            skip_blank_lines=False,
-            engine="python" if len(sep) > 1 else "c",
-            low_memory=False,
-        )
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"{p} is not valid {encoding} text ({err.reason} at byte {err.start}); re-save it as UTF-8 "
-            "or set the source's encoding."
-        ) from err
-    except pd.errors.EmptyDataError as err:
-        raise DataError(f"{p} has no data (only blank lines); check the file.") from err
-    except pd.errors.ParserError as err:
-        m = _LINE.search(str(err))
-        where = f"line {m.group(1)}" if m else "a row"
-        raise DataError(
-            f"{p}: {where} is malformed ({err}); every row needs the same number of {sep!r}-separated "
-            "fields as the first one. Fix or remove that line."
-        ) from err
-    except (ValueError, csv.Error, OverflowError, MemoryError) as err:
-        raise DataError(f"{p} could not be parsed as {sep!r}-separated text: {err}") from err
+    raw = parse_delimited(
+        p, sep=sep, header=0 if header else None, encoding=encoding, skip_blank_lines=False, low_memory=False
+    )
     raw.index = pd.RangeIndex(first, first + len(raw), name="line")
     raw = raw.loc[~raw.isna().to_numpy().all(axis=1)] if raw.shape[1] else raw
     if raw.shape[1] < 2:
@@ -163,7 +172,7 @@ def read_table(
     out = pd.DataFrame({role: raw[col] for role, col in resolved.items()}, index=raw.index)
     for role in ("rating", "timestamp"):
         if role in out:
-            out[role] = _numeric(p, out[role], role, str(resolved[role]))
+            out[role] = numeric_column(p, out[role], role, str(resolved[role]))
     return out
 
 
@@ -211,8 +220,9 @@ def _reject_header_row(p: Path, raw: pd.DataFrame) -> None:
             )
 
 
-def _numeric(p: Path, col: pd.Series, role: str, name: str) -> pd.Series:
-    """``col`` as float64 (timestamps: seconds, ISO dates accepted); DataError naming the first bad line."""
+def numeric_column(p: Path, col: pd.Series, role: str, name: str, unit: str = "line") -> pd.Series:
+    """``col`` as float64 (timestamps: seconds, ISO dates accepted); DataError naming the first bad
+    ``unit`` (the index of ``col`` holds line or row numbers)."""
     if col.dtype.kind in "iuf":
         values = col.astype(np.float64)
     else:
@@ -225,7 +235,7 @@ def _numeric(p: Path, col: pd.Series, role: str, name: str) -> pd.Series:
             line, value = bad.idxmax(), col[bad].iloc[0]
             kind = "a number or an ISO date" if role == "timestamp" else "a number"
             raise DataError(
-                f"{p}: column {name!r} ({role}) must hold {kind}, but line {line} has {str(value)[:40]!r}; "
+                f"{p}: column {name!r} ({role}) must hold {kind}, but {unit} {line} has {str(value)[:40]!r}; "
                 "fix that line or point columns at the right column."
             )
     arr = values.to_numpy(np.float64)
@@ -235,14 +245,17 @@ def _numeric(p: Path, col: pd.Series, role: str, name: str) -> pd.Series:
     if bad.any():
         line = values.index[np.flatnonzero(bad)[0]]
         what = "negative, infinite or huge" if role == "timestamp" else "infinite or out-of-range"
-        raise DataError(f"{p}: column {name!r} ({role}) has a {what} value at line {line}; fix that line.")
+        raise DataError(f"{p}: column {name!r} ({role}) has a {what} value at {unit} {line}; fix it.")
     return values
 
 
 def _dates(col: pd.Series) -> pd.Series:
     """ISO date strings -> float seconds since the epoch (NaN where unparsable)."""
-    dt = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
-    secs = (dt - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    try:
+        dt = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
+        secs = (dt - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    except (ValueError, OverflowError, TypeError):  # e.g. numbers mixed with text: out-of-bounds dates
+        return pd.Series(np.nan, index=col.index, dtype=np.float64)
     return secs.astype(np.float64)
 
 

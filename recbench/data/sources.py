@@ -15,16 +15,29 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from recbench.data.atomic import AtomicFiles
 from recbench.data.cache import params_key
 from recbench.data.catalog import data_root, local_copy, obtain
 from recbench.data.filters import Preprocess, encode
 from recbench.data.interactions import IdMaps, Interactions
 from recbench.data.movielens import MovieLens
-from recbench.data.readers import read_sequences, read_table, read_titles
+from recbench.data.parquet import ParquetSource
+from recbench.data.readers import file_list, read_sequences, read_table, read_titles
+from recbench.data.reviews import AmazonReviews, YelpReviews
 from recbench.data.synthetic import Synthetic
-from recbench.errors import ConfigError
 
-__all__ = ["CsvSource", "DatasetSource", "LastFM", "MovieLens", "SequenceFile", "Synthetic"]
+__all__ = [
+    "AmazonReviews",
+    "AtomicFiles",
+    "CsvSource",
+    "DatasetSource",
+    "LastFM",
+    "MovieLens",
+    "ParquetSource",
+    "SequenceFile",
+    "Synthetic",
+    "YelpReviews",
+]
 
 
 @runtime_checkable
@@ -36,14 +49,6 @@ class DatasetSource(Protocol):
     def load(self) -> tuple[Interactions, IdMaps]: ...
 
     def cache_key(self) -> dict: ...
-
-
-def _paths(path: str | Path | Sequence[str | Path]) -> list[Path]:
-    if isinstance(path, (str, Path)):
-        return [Path(path).expanduser()]
-    if isinstance(path, Sequence) and len(path) > 0:
-        return [Path(p).expanduser() for p in path]
-    raise ConfigError(f"path must be a file or a non-empty list of files, got {path!r}.")
 
 
 class CsvSource:
@@ -88,11 +93,11 @@ class CsvSource:
 
     def cache_key(self) -> dict:
         """Class, params and the size/mtime of every file."""
-        return params_key(self, _paths(self.path))
+        return params_key(self, file_list(self.path))
 
     def load(self) -> tuple[Interactions, IdMaps]:
         """Parse every file, concatenate, preprocess and id-encode."""
-        paths = _paths(self.path)
+        paths = file_list(self.path)
         frames = [
             read_table(p, sep=self.sep, header=self.header, columns=self.columns, encoding=self.encoding)
             for p in paths
