@@ -133,6 +133,8 @@ def test_atomic_files_load_like_csv_and_give_side_features(tmp_path: Path) -> No
     assert first[0] is None and list((tmp_path / "c").glob("features-toy-*.npz"))
     again = cached.for_source(source, ids)
     assert (again[1].matrix != first[1].matrix).nnz == 0
+    by_folder = FeatureSpec(user_fields=[], item_fields=["genre"]).load(folder, ids)  # e.g. side info
+    assert (by_folder[1].matrix != items.matrix).nnz == 0
     with pytest.raises(ConfigError, match="not available in toy"):
         FeatureSpec(item_fields=["year"]).for_source(source, ids)
 
