@@ -99,8 +99,15 @@ def train_app(cfg: object) -> float | None:
 
     hc = HydraConfig.get()
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
-    ctx = pipeline.RunContext(output_dir=Path(hc.runtime.output_dir), choices=choices)
     multirun = hc.mode == RunMode.MULTIRUN
+    sweep_dir = Path(hc.sweep.dir) if multirun else None
+    ctx = pipeline.RunContext(
+        output_dir=Path(hc.runtime.output_dir),
+        choices=choices,
+        run_name=_run_name(list(hc.overrides.task)),
+        group="_".join(sweep_dir.parts[-2:]) if sweep_dir else None,  # e.g. 2026-01-31_12-00-00
+        group_dir=sweep_dir,
+    )
     try:
         record = pipeline.run(cfg, ctx)  # type: ignore[arg-type]
     except RecbenchError as exc:
@@ -122,6 +129,12 @@ def train_app(cfg: object) -> float | None:
             log.warning("optimized_metric=%s optimises on the test set; use a val/ metric", metric)
         return float(record.metrics.get(metric, float("nan")))
     return None
+
+
+def _run_name(overrides: list[str]) -> str | None:
+    """What trackers call a run: its sorted overrides, without where outputs go (``logger``, ``paths``)."""
+    kept = sorted(o for o in overrides if not o.lstrip("+~").startswith(("logger", "paths.", "hydra.")))
+    return ",".join(kept) or None
 
 
 def _print_metrics(metrics: dict[str, float], run_dir: Path) -> None:

@@ -31,7 +31,7 @@ from recbench.data.cache import load_cached
 from recbench.data.features import FeatureSpec, source_folder
 from recbench.data.interactions import Interactions
 from recbench.data.splits import Split
-from recbench.errors import ConfigError
+from recbench.errors import ConfigError, RecbenchError
 from recbench.evaluation.candidates import CandidateScorer
 from recbench.evaluation.ctr import has_probabilities, probability_error
 from recbench.evaluation.evaluator import EvalResult, EvalSpec, evaluate
@@ -40,8 +40,11 @@ from recbench.evaluation.side import SideInfo, side_for_spec
 from recbench.models.base import RatingPredictor, Recommender
 from recbench.models.persistence import save_model
 from recbench.reporting.records import SCHEMA_VERSION, RunRecord, write_run
+from recbench.tracking.base import RunInfo
+from recbench.tracking.hook import TrackingHook
 from recbench.training.checkpoint import CHECKPOINT_FILE
 from recbench.training.seeding import seed_everything
+from recbench.training.trainer import epoch_listener
 from recbench.validation import check_splits
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,11 @@ class RunContext:
 
     output_dir: Path
     choices: dict[str, str] = field(default_factory=dict)
+    #: Trackers' name for the run (the CLI passes the job's overrides); None: the output folder's name.
+    run_name: str | None = None
+    #: The sweep this run is a job of (a name, and its folder), None for a single run.
+    group: str | None = None
+    group_dir: Path | None = None
 
 
 def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
@@ -88,7 +96,9 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         tags=[str(t) for t in cfg.get("tags", [])],
     )
     t_all = time.perf_counter()
+    tracking = TrackingHook({})
     try:
+        tracking = _open_tracking(cfg, ctx, base)
         seed_everything(int(cfg.seed))
         if "trainer" in cfg and cfg.trainer.get("checkpoint_dir", "unset") is None:
             with open_dict(cfg):
@@ -112,19 +122,24 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
             check_splits(folds, splitter)
         _check_compatible(model, data, spec, cfg)
         cold = getattr(splitter, "cold_candidates", None)
-        metrics, per_user, history = _run_folds(model, folds, spec, timings, extra, cold, side)
+        with epoch_listener(tracking.epoch):
+            metrics, per_user, history = _run_folds(model, folds, spec, timings, extra, cold, side)
+        tracking.log_params(_effective_training(model))
         timings["total_s"] = time.perf_counter() - t_all
         record = RunRecord(**base, metrics=metrics, timings=timings, status="ok", extra=extra)
         write_run(record, out, history=history, per_user=per_user)
         if cfg.get("save_model", True) and len(folds) == 1:
             save_model(model, out)
         (out / CHECKPOINT_FILE).unlink(missing_ok=True)  # only needed to resume an unfinished run
+        tracking.finish("ok", metrics, timings, _tracked_files(out, history) if tracking else [])
         return record
     except BaseException as exc:
         timings["total_s"] = time.perf_counter() - t_all
         error = f"{type(exc).__name__}: {exc}"
         record = RunRecord(**base, metrics={}, timings=timings, status="failed", error=error, extra=extra)
         write_run(record, out)
+        tracking.log_params({"error": error})
+        tracking.finish("failed", {}, timings, _tracked_files(out, None) if tracking else [])
         raise
 
 
@@ -133,6 +148,7 @@ def config_digest(cfg: DictConfig) -> str:
     node = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(node, dict)
     node.pop("hydra", None)
+    node.pop("logger", None)  # where results are also sent does not change them
     text = json.dumps(node, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -155,6 +171,54 @@ def finished_record(run_dir: Path, digest: str) -> RunRecord | None:
         return RunRecord(**{k: v for k, v in data.items() if k in names})
     except TypeError:
         return None
+
+
+def _open_tracking(cfg: DictConfig, ctx: RunContext, base: dict[str, Any]) -> TrackingHook:
+    """Build the ``logger`` entries (a missing library fails here, before training) and start them."""
+    node = cfg.get("logger")
+    trackers = {str(name): build(sub, f"logger.{name}") for name, sub in (node or {}).items()}
+    hook = TrackingHook(trackers)
+    if hook:
+        out = Path(ctx.output_dir)
+        tags = {**base["choices"], "seed": str(base["seed"])}
+        tags.update({f"tag.{t}": "true" for t in base["tags"]})
+        info = RunInfo(
+            name=ctx.run_name or out.name,
+            key=out.name,
+            run_dir=out,
+            group=ctx.group,
+            group_dir=ctx.group_dir,
+            tags=tags,
+        )
+        hook.start(info, base["params"])
+    return hook
+
+
+def _effective_training(model: Recommender) -> dict[str, Any]:
+    """The training settings a torch model actually used (config values filled from its defaults)."""
+    trainer = getattr(model, "trainer_", None)
+    if trainer is None or not dataclasses.is_dataclass(trainer):
+        return {}
+    settings = {f.name: getattr(trainer, f.name) for f in dataclasses.fields(trainer)}
+    stopper = settings.pop("early_stopping", None)
+    if dataclasses.is_dataclass(stopper):
+        settings.update(
+            {f"early_stopping.{f.name}": getattr(stopper, f.name) for f in dataclasses.fields(stopper)}
+        )
+    return {f"effective.trainer.{k}": v for k, v in settings.items() if k not in ("checkpoint_dir", "resume")}
+
+
+def _tracked_files(out: Path, history: list[dict[str, float]] | None) -> list[Path]:
+    """The run's files that trackers attach; with a history (and matplotlib), its learning curves too."""
+    files = [out / name for name in ("metrics.json", "results.csv", "history.csv", ".hydra/config.yaml")]
+    if history:
+        try:
+            from recbench.reporting.plots import learning_curves
+
+            files.append(learning_curves([out], out / "learning_curves.png"))
+        except RecbenchError as exc:
+            log.info("no learning-curve plot for the trackers: %s", exc)
+    return files
 
 
 def _cap_threads() -> None:

@@ -61,6 +61,12 @@ def report_main(argv: list[str]) -> int:
         from recbench.reporting.plots import bar_plot
 
         console.print(f"plot: {bar_plot(ok, metrics[0], rows, ns.plot, cols=cols)}", highlight=False)
+    if ns.html:
+        from recbench.reporting.html import write_html
+
+        baseline = _pairs([ns.baseline], "--baseline") if ns.baseline else None
+        kw = dict(metrics=metrics, rows=rows, cols=cols, agg=ns.agg, baseline=baseline, digits=ns.digits)
+        console.print(f"wrote {write_html(df, ns.html, sources=ns.paths, **kw)}", highlight=False)
     _print_failures(failed, _console(stderr=fmt != "rich" and not ns.out))
     return 0
 
@@ -163,6 +169,7 @@ def _report_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=FORMATS, help="output format (default: rich, or from --out)")
     parser.add_argument("--out", help="write the output to this file instead of the terminal")
     parser.add_argument("--plot", help="also draw a bar plot of the (first) metric to this PNG")
+    parser.add_argument("--html", help="also write a self-contained HTML report (charts, runs) to this file")
     parser.add_argument("--digits", type=int, default=4, help="decimals shown (default 4)")
     return parser
 

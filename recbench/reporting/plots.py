@@ -7,7 +7,7 @@ canvas directly (no ``pyplot``), so plotting never changes the caller's matplotl
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,17 @@ def bar_plot(
     Path
         The written file.
     """
+    return _save(bar_figure(df, metric, rows, cols=cols), out_png)
+
+
+def bar_figure(
+    df: pd.DataFrame,
+    metric: str,
+    rows: Sequence[str],
+    cols: Sequence[str] | None = None,
+    ylabel: str | None = None,
+) -> Figure:
+    """The figure of :func:`bar_plot`: mean of ``metric`` per group with std error bars (not saved)."""
     table = compare(df, metric, rows=rows, cols=cols, agg="mean")
     value, std = table.value, table.std.fillna(0.0)
     labels = ["/".join(map(str, k)) if isinstance(k, tuple) else str(k) for k in value.index]
@@ -85,13 +96,13 @@ def bar_plot(
         ax.bar(x + offset, value[col].to_numpy(), width, yerr=std[col].to_numpy(), capsize=3, label=str(col))
     crowded = len(labels) > 6
     ax.set_xticks(x, labels, rotation=30 if crowded else 0, ha="right" if crowded else "center")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(ylabel or metric)
     ax.set_xlabel("/".join(rows))
     ax.set_title(table.title)
     if cols:
         ax.legend(title="/".join(cols), fontsize="small")
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, out_png)
+    return fig
 
 
 def learning_curves(run_dirs: Iterable[str | Path], out_png: str | Path, metric: str | None = None) -> Path:
@@ -148,3 +159,86 @@ def _val_column(hist: pd.DataFrame) -> str | None:
         if "@" in c or c.startswith("val"):
             return c
     return None
+
+
+def learning_band_figure(
+    histories: Mapping[str, Sequence[pd.DataFrame]], metric: str | None = None
+) -> Figure:
+    """Training loss (left) and a validation metric (right) per epoch: one line per group (e.g. model),
+    the mean over its runs (seeds), with a band of ± one standard deviation where there are several.
+
+    Parameters
+    ----------
+    histories : mapping of label to sequence of DataFrame
+        The ``history.csv`` frames of each group's runs.
+    metric : str, optional
+        Validation column; default: the first column of the first history that looks like one.
+    """
+    fig, (ax_loss, ax_val) = _figure(9.0, 3.6, ncols=2)
+    shown = metric
+    for label, frames in histories.items():
+        frame = pd.concat([_with_epoch(h) for h in frames], ignore_index=True)
+        col = metric if metric in frame.columns else _val_column(frame.drop(columns="epoch"))
+        shown = shown or col
+        for ax, name in ((ax_loss, "loss"), (ax_val, col)):
+            if name is None or name not in frame.columns:
+                continue
+            stats = frame.groupby("epoch")[name].agg(["mean", "std"]).dropna(subset=["mean"])
+            epochs, mean, std = stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].to_numpy()
+            (line,) = ax.plot(epochs, mean, marker=".", label=f"{label} (n={len(frames)})")
+            if len(frames) > 1:
+                spread = np.nan_to_num(std)
+                ax.fill_between(epochs, mean - spread, mean + spread, color=line.get_color(), alpha=0.2)
+    ax_loss.set(xlabel="epoch", ylabel="training loss (model's objective)", title="training loss")
+    ax_val.set(xlabel="epoch", ylabel=shown or "validation metric", title=f"validation {shown or ''}".strip())
+    for ax in (ax_loss, ax_val):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    return fig
+
+
+def _with_epoch(hist: pd.DataFrame) -> pd.DataFrame:
+    if "epoch" in hist.columns:
+        return hist
+    return hist.assign(epoch=np.arange(1, len(hist) + 1))
+
+
+def distribution_figure(values: Mapping[str, np.ndarray], metric: str) -> Figure:
+    """Box plots of per-user values of ``metric``, one box per group (users of all its runs pooled);
+    the mean is marked with a triangle."""
+    labels = list(values)
+    fig, (ax,) = _figure(max(4.0, 0.9 * len(labels) + 1.5), 3.6)
+    ax.boxplot([np.asarray(values[k], dtype=float) for k in labels], showmeans=True, sym=".")
+    crowded = len(labels) > 6
+    ax.set_xticks(np.arange(1, len(labels) + 1), labels, rotation=30 if crowded else 0)
+    ax.set(ylabel=f"{metric} per user", title=f"per-user {metric}")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def tradeoff_figure(points: pd.DataFrame, x: str, y: str) -> Figure:
+    """One point per group: mean ``x`` against mean ``y`` with std error bars (``points`` has columns
+    ``label``, ``x``, ``x_std``, ``y``, ``y_std``)."""
+    fig, (ax,) = _figure(5.5, 4.0)
+    for row in points.itertuples(index=False):
+        ax.errorbar(row.x, row.y, xerr=row.x_std, yerr=row.y_std, fmt="o", capsize=3, label=str(row.label))
+        ax.annotate(
+            str(row.label), (row.x, row.y), textcoords="offset points", xytext=(5, 5), fontsize="small"
+        )
+    ax.set(xlabel=x, ylabel=y, title=f"{y} against {x}")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def svg_text(fig: Figure) -> str:
+    """The figure as SVG markup (text kept as text, deterministic ids)."""
+    import io
+
+    from matplotlib import rc_context
+
+    buf = io.StringIO()
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "recbench"}):
+        fig.savefig(buf, format="svg")
+    return buf.getvalue()

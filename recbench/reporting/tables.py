@@ -166,6 +166,26 @@ def _caption(table: ComparisonTable) -> str:
     return f"n={common} runs per cell unless marked; best in bold"
 
 
+def cells(table: ComparisonTable, digits: int = 4, pm: str = "±") -> list[list[tuple[str, bool]]]:
+    """The table's cells as every renderer shows them: ``(text, is_best)``, row keys first, per row."""
+    return _cells(table, digits, pm)
+
+
+def caption(table: ComparisonTable) -> str:
+    """What the numbers are (runs per cell, best marked), as every renderer's caption says."""
+    return _caption(table)
+
+
+def column_label(col: object, metric: str, by_cols: bool, several: bool) -> str:
+    """The column name of ``metric`` for a column-key value ``col``, as :func:`compare` names it."""
+    return _label(col, metric, by_cols, several)
+
+
+def key_text(value: object) -> str:
+    """A row or column key as shown in a table (``–`` for a missing value)."""
+    return _key_text(value)
+
+
 def to_rich(table: ComparisonTable, digits: int = 4) -> Table:
     """A rich table (best cells bold green) with a caption saying what the numbers are."""
     header = [*table.rows, *table.value.columns]

@@ -13,6 +13,8 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -41,6 +43,24 @@ class Trainable(Protocol):
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray: ...
+
+
+#: Functions called with every epoch row (see :func:`epoch_listener`); the pipeline's tracking hook.
+_EPOCH_LISTENERS: ContextVar[tuple[Callable[[dict[str, float]], None], ...]] = ContextVar(
+    "epoch_listeners", default=()
+)
+
+
+@contextmanager
+def epoch_listener(fn: Callable[[dict[str, float]], None]) -> Iterator[None]:
+    """Within the block, every Trainer calls ``fn(row)`` after each epoch (``epoch``, ``loss``,
+    validation metric, ``seconds``). This is how experiment trackers see training progress without
+    the Trainer knowing about them."""
+    token = _EPOCH_LISTENERS.set((*_EPOCH_LISTENERS.get(), fn))
+    try:
+        yield
+    finally:
+        _EPOCH_LISTENERS.reset(token)
 
 
 #: Validation metrics without a cut-off that early stopping accepts (rating errors and CTR metrics).
@@ -269,6 +289,8 @@ class Trainer:
                     bad_rounds += 1
             row["seconds"] = time.perf_counter() - start
             history.rows.append(row)
+            for listener in _EPOCH_LISTENERS.get():
+                listener(dict(row))
             bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds")})
             log.info("epoch %d: %s", epoch, {k: round(v, 5) for k, v in row.items() if k != "epoch"})
             if self.checkpoint_dir:
