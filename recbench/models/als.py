@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models import kernels
+from recbench.models.adhoc import FoldIn, score_by_fold_in
 from recbench.models.base import Recommender
 
 
@@ -137,6 +138,23 @@ class ImplicitALS(Recommender):
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """``float32[len(users), n_items]``: ``X[users] Y^T``."""
         return np.asarray(self.user_factors_[np.asarray(users, dtype=np.int64)] @ self.item_factors_.T)
+
+    def fold_in_spec(self) -> FoldIn:
+        """The user half-step solved exactly for a session: ``(Y^T C_u Y + reg I) x = Y^T C_u p_u``."""
+        y = self.item_factors_
+        alpha = float(self.alpha)
+        return FoldIn(
+            factors=y,
+            offset=np.zeros(len(y), dtype=np.float32),
+            reg=float(self.reg),
+            gram=y.T.astype(np.float64) @ y,
+            weight=lambda r: alpha * r,
+            target=lambda r, items: 1.0 + alpha * r,
+            implicit=bool(self.implicit),
+        )
+
+    #: A session's scores from its exactly solved user factor (see :mod:`recbench.models.adhoc`).
+    score_history = score_by_fold_in
 
 
 class _Side:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from recbench.data.interactions import Interactions
+from recbench.models.adhoc import score_own_history
 from recbench.models.base import Recommender
 
 
@@ -33,6 +34,9 @@ class Popularity(Recommender):
         """``float32[len(users), n_items]``: the training counts repeated for every user."""
         users = np.asarray(users, dtype=np.int64)
         return np.broadcast_to(self.item_counts_, (len(users), self.n_items_)).copy()
+
+    #: The same counts for any session: the fallback of a service (see :mod:`recbench.models.adhoc`).
+    score_history = score_own_history
 
 
 class Random(Recommender):

@@ -16,6 +16,7 @@ from scipy.sparse.linalg import svds
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
 from recbench.models import kernels
+from recbench.models.adhoc import score_own_history
 from recbench.models.base import Recommender
 from recbench.models.similarity import gram_blocks
 
@@ -69,6 +70,9 @@ class PureSVD(Recommender):
         rows = _history_rows(history, users, self.implicit)
         return np.asarray((rows @ self.item_factors_) @ self.item_factors_.T, dtype=np.float32)
 
+    #: A session is a history row: its projection ``x V V^T`` (see :mod:`recbench.models.adhoc`).
+    score_history = score_own_history
+
 
 class EASE(Recommender):
     """EASE^R (Steck, "Embarrassingly shallow autoencoders for sparse data", WWW 2019).
@@ -107,6 +111,9 @@ class EASE(Recommender):
         """``float32[len(users), n_items]``: binary history rows times ``B``."""
         rows = history.binary_csr[np.asarray(users, dtype=np.int64)]
         return np.asarray(rows.toarray() @ self.weights_, dtype=np.float32)
+
+    #: A session is a history row times ``B`` (see :mod:`recbench.models.adhoc`).
+    score_history = score_own_history
 
 
 class NMF(Recommender):

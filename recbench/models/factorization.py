@@ -23,6 +23,7 @@ from torch import nn
 from recbench.data.interactions import Interactions
 from recbench.errors import DataError
 from recbench.models import kernels
+from recbench.models.adhoc import FoldIn, score_by_fold_in
 from recbench.models.base import TorchRecommender
 from recbench.training.losses import bpr_loss
 from recbench.training.samplers import PositiveSet, uniform_negatives
@@ -281,6 +282,33 @@ class _RatingFactorization(TorchRecommender):
             low, high = net.rating_range
             return net(u, i).clamp(low, high).float().cpu().numpy()
 
+    def fold_in_spec(self) -> FoldIn:
+        """Least squares on the session's ratings (the top of the rating range when none are given)
+        around ``mu + b_i``, with this model's L2 per rating; the user bias is left at 0 (it cannot
+        change a ranking)."""
+        net = self.network_
+        q = net.item.detach().cpu().numpy()
+        offset = np.full(len(q), float(net.global_mean), dtype=np.float32)
+        if net.item_bias is not None:
+            offset += net.item_bias.detach().cpu().numpy()
+        per_rating = self._fold_in_reg()
+        return FoldIn(
+            factors=q,
+            offset=offset,
+            reg=per_rating[0],
+            reg_per_item=per_rating[1],
+            target=lambda r, items: r - offset[items],
+            implicit=False,
+            default_value=float(net.rating_range[1]),
+        )
+
+    def _fold_in_reg(self) -> tuple[float, float]:
+        """``(reg, reg_per_item)`` of the user factor in this model's objective."""
+        return 0.0, float(self.reg)  # type: ignore[attr-defined]
+
+    #: A session's scores from its folded-in user factor (see :mod:`recbench.models.adhoc`).
+    score_history = score_by_fold_in
+
 
 class MF(_RatingFactorization):
     r"""Biased matrix factorisation ("FunkSVD", "biased SVD") for rating prediction.
@@ -415,6 +443,11 @@ class PMF(_RatingFactorization):
         prior, _ = net.l2(self.lambda_u * user_w, self.lambda_v * item_w)
         return F.mse_loss(net(users, items), batch["ratings"]) + prior / len(users)
 
+    def _fold_in_reg(self) -> tuple[float, float]:
+        """The user prior ``lambda_u``, once per rating or once per user (``prior_per_rating``)."""
+        lam = float(self.lambda_u)
+        return (0.0, lam) if self.prior_per_rating else (lam, 0.0)
+
 
 class BPR(TorchRecommender):
     r"""BPR-MF: matrix factorisation trained with Bayesian personalised ranking.
@@ -504,3 +537,21 @@ class BPR(TorchRecommender):
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
         """``P[users] @ Q^T + b``."""
         return net.all_items(users)
+
+    def fold_in_spec(self) -> FoldIn:
+        """Projection of the binary session row onto the item factors: ``p = (Q^T Q + reg I)^-1 Q^T x``
+        (the ridge fit of ``x`` by ``Q p`` over all items); scores ``Q p + b``."""
+        net = self.network_
+        q = net.item.detach().cpu().numpy()
+        bias = net.item_bias
+        offset = np.zeros(len(q), np.float32) if bias is None else bias.detach().cpu().numpy().copy()
+        return FoldIn(
+            factors=q,
+            offset=offset,
+            reg=float(self.reg),
+            gram=q.T.astype(np.float64) @ q,
+            weight=np.zeros_like,
+        )
+
+    #: A session's scores from its projected user factor (see :mod:`recbench.models.adhoc`).
+    score_history = score_by_fold_in

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
+from recbench.models.adhoc import score_own_history
 from recbench.models.base import Recommender
 from recbench.models.similarity import centre, sparse_times_sparse, topk_similarity
 
@@ -224,6 +225,9 @@ class ItemKNN(_Neighbourhood):
         """``float32[len(users), n_items]``: history rows times the neighbour weights."""
         hist = self._history(history)[np.asarray(users, dtype=np.int64)]
         return sparse_times_sparse(hist, self.weights_)
+
+    #: A session is a history row times the neighbour weights (see :mod:`recbench.models.adhoc`).
+    score_history = score_own_history
 
 
 class UserKNN(_Neighbourhood):

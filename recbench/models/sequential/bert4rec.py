@@ -11,6 +11,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
+from recbench.models.adhoc import score_own_history
 from recbench.models.base import TorchRecommender
 from recbench.models.sequential.data import (
     full_sequences,
@@ -177,3 +178,6 @@ class BERT4Rec(TorchRecommender):
                 hidden, net.token_weight, self.n_items_
             )
         return out
+
+    #: A session is the input sequence, followed by ``[MASK]`` (see :mod:`recbench.models.adhoc`).
+    score_history = score_own_history

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from recbench.data.interactions import Interactions
+from recbench.models.adhoc import score_own_history
 from recbench.models.base import TorchRecommender
 from recbench.models.sequential.data import history_sequences, length_sorted_chunks, next_item_batches
 from recbench.models.sequential.layers import item_logits, next_item_loss
@@ -71,3 +72,6 @@ class NextItemRecommender(TorchRecommender):
                 hidden, net.token_weight, self.n_items_
             )
         return out
+
+    #: A session is the input sequence (see :mod:`recbench.models.adhoc`).
+    score_history = score_own_history
