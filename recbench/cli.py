@@ -33,6 +33,10 @@ commands:
                            (--history test: the lists the run's test metrics were computed from)
   similar RUN_DIR --item ID [--k 10]
                            items most similar to an item ("because you watched")
+  explain RUN_DIR --user ID [--item ID] [--k 10]
+                           why items are recommended to a user, by a method per model family
+  serve RUN_DIR [--host 127.0.0.1] [--port 8000]
+                           the run as an HTTP JSON service (needs the [serve] extra; docs at /docs)
 
 examples:
   recbench train
@@ -67,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(_list(rest))
         if command in ("recommend", "similar"):
             sys.exit(_serve(command, rest))
+        if command in ("serve", "explain"):
+            from recbench.service import commands as service
+
+            sys.exit(service.serve_main(rest) if command == "serve" else service.explain_main(rest))
     except RecbenchError as exc:
         _print_error(exc)
         sys.exit(2)

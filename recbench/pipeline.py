@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import recbench
 from recbench.config import build, flatten
 from recbench.data.cache import load_cached
+from recbench.data.events import with_logged_events
 from recbench.data.features import FeatureSpec, source_folder
 from recbench.data.interactions import Interactions
 from recbench.data.splits import Split
@@ -108,6 +109,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         with _timer(timings, "load_s"):
             source = build(cfg.dataset, "dataset")
             data, ids = load_cached(source, cfg.paths.get("cache_dir"))
+            data, ids = with_logged_events(data, ids, cfg.get("extra_interactions"))
             features = _feature_spec(cfg, model)
             if features is not None:
                 data = data.with_features(*features.for_source(source, ids))

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from recbench.config import build
 from recbench.data.cache import load_cached
+from recbench.data.events import with_logged_events
 from recbench.data.interactions import IdMaps, Interactions
 from recbench.data.splits import Split
 from recbench.errors import RecbenchError
@@ -54,6 +55,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     cfg = OmegaConf.load(cfg_path)
     source = build(cfg.dataset, "dataset")
     data, ids = load_cached(source, cfg.paths.get("cache_dir"))
+    data, ids = with_logged_events(data, ids, cfg.get("extra_interactions"))
     split = build(cfg.split, "split")(data, seed=int(cfg.seed), ids=ids)
     model = build(cfg.model, "model")
     load_state(model, run_dir, train=split.train)

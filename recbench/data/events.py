@@ -104,6 +104,8 @@ class EventLog:
                     os.fsync(fh.fileno())
         self.replayed: list[Event] = read_events(self.path) if self.path.exists() else []
         self._next = self.replayed[-1].seq + 1 if self.replayed else 1
+        #: events in the file (replayed plus appended since opening)
+        self.count = len(self.replayed)
         self._fh = open(self.path, "ab")  # noqa: SIM115 - held open for the server's lifetime
         _fsync_dir(self.path.parent)
 
@@ -115,6 +117,7 @@ class EventLog:
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._next += 1
+            self.count += 1
             return event
 
     def close(self) -> None:
@@ -141,7 +144,8 @@ def add_events(data: Interactions, ids: IdMaps, events: list[Event]) -> tuple[In
     """``data`` with ``events`` appended; new users get dense ids ``n_users, n_users + 1, ...``.
 
     Ratings: an event without one counts as the highest rating of ``data`` (a positive interaction).
-    Timestamps are kept where ``data`` has them.
+    Timestamps are kept where ``data`` has them. As datasets hold one row per (user, item), an event
+    repeating a pair replaces the older row.
     """
     if not events:
         return data, ids
@@ -151,7 +155,8 @@ def add_events(data: Interactions, ids: IdMaps, events: list[Event]) -> tuple[In
     if missing:
         raise DataError(
             f"the interaction log names item ids the dataset does not have: {', '.join(missing[:5])}"
-            f"{' ...' if len(missing) > 5 else ''}. Remove those lines, or train on the dataset that has them."
+            f"{' ...' if len(missing) > 5 else ''}. Remove those lines, or train on the dataset that has "
+            "them."
         )
     user_index = {raw: u for u, raw in enumerate(ids.users.astype(str))}
     new_users: list[str] = []
@@ -170,5 +175,24 @@ def add_events(data: Interactions, ids: IdMaps, events: list[Event]) -> tuple[In
     grown = replace(data, n_users=n_users) if new_users else data
     extra = Interactions(users, items, n_users, data.n_items, ratings=ratings, timestamps=stamps)
     if new_users:
-        ids = replace(ids, users=np.concatenate([ids.users.astype(object), np.array(new_users, dtype=object)]))
-    return grown.concat(extra), ids
+        ids = replace(
+            ids, users=np.concatenate([ids.users.astype(object), np.array(new_users, dtype=object)])
+        )
+    both = grown.concat(extra)
+    # one row per (user, item), the latest: an event repeating a pair replaces the older row
+    key = both.users * both.n_items + both.items
+    _, last = np.unique(key[::-1], return_index=True)
+    return both.select(np.sort(len(key) - 1 - last)), ids
+
+
+def with_logged_events(
+    data: Interactions, ids: IdMaps, path: str | Path | None
+) -> tuple[Interactions, IdMaps]:
+    """``data`` with the events of the log at ``path`` added (:func:`add_events`); unchanged for ``None``.
+
+    The config key ``extra_interactions`` of ``recbench train`` (and the run loader, which rebuilds what
+    training used) goes through here.
+    """
+    if path is None or str(path) == "":
+        return data, ids
+    return add_events(data, ids, read_events(path))

@@ -167,7 +167,11 @@ class FoldIn:
 
     def _kwargs(self) -> dict[str, Any]:
         return dict(
-            reg=self.reg, reg_per_item=self.reg_per_item, gram=self.gram, weight=self.weight, target=self.target
+            reg=self.reg,
+            reg_per_item=self.reg_per_item,
+            gram=self.gram,
+            weight=self.weight,
+            target=self.target,
         )
 
     def score(self, history: Interactions) -> np.ndarray:

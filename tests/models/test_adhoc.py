@@ -85,7 +85,9 @@ def test_bpr_projection_and_mf_fold_in_solve_their_objectives(blocks: Interactio
     resid = ratings - spec.offset[items]
     p = _weighted_ridge(spec.factors[items].astype(np.float64), np.ones(3), resid, 0.2 * 3)
     hist = session_interactions([items.tolist()], blocks.n_items, ratings=[ratings.tolist()])
-    np.testing.assert_allclose(mf.score_history(hist)[0], spec.factors @ p + spec.offset, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        mf.score_history(hist)[0], spec.factors @ p + spec.offset, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_fold_in_contributions_sum_to_the_score(blocks: Interactions) -> None:

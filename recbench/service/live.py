@@ -1,0 +1,355 @@
+"""The live state of a served run: loaded model, interaction log, and each user's current history.
+
+A user's history is what the dataset holds for them (oldest first) followed by the events posted
+since, in log order. Recommendations read it as follows:
+
+* a user with no new events: ``model.score`` over the dataset, as ``recbench recommend``;
+* a user with new events, for models that score ad-hoc histories (``score_history``: item-item and
+  projection models, fold-in factor models, sequence models, popularity): the whole current history
+  as a session, so the events count at once (fold-in models re-solve the user's factor);
+* otherwise ``model.score`` over the dataset plus the events (models that read neighbours' or the
+  user's own history from it, e.g. UserKNN, Caser), or a refusal for users the model has no state for.
+
+All mutation happens under one lock, after the event is durably in the log, so the in-memory order
+of events is the log order and a restart (which replays the log) rebuilds the same state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recbench.data.events import LOG_FILE, Event, EventLog, read_events
+from recbench.data.interactions import Interactions
+from recbench.evaluation.ranking import top_k
+from recbench.explanations import ExplainInput, explain
+from recbench.models.adhoc import session_interactions
+from recbench.serving import LoadedRun, similar_items
+
+
+class ServiceError(Exception):
+    """A request the service refuses: ``status`` is the HTTP code, the message one line."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Configurable request limits of the service (``recbench serve --max-...``)."""
+
+    max_k: int = 100
+    max_history: int = 500
+    max_exclude: int = 1000
+    max_body_bytes: int = 65536
+
+
+def history_models() -> list[str]:
+    """Names of the model configs whose class scores an ad-hoc history (has ``score_history``)."""
+    from recbench.config import config_dir
+
+    root = config_dir()
+    if root.startswith("pkg://"):
+        from importlib.resources import files
+
+        base = Path(str(files("recbench._configs"))) / "model"
+    else:
+        base = Path(root) / "model"
+    names = []
+    for path in sorted(base.glob("*.yaml")):
+        lines = [ln for ln in path.read_text().splitlines() if ln.startswith("_target_:")]
+        target = lines[0].split(":", 1)[1].strip() if lines else None
+        if target is None:
+            continue
+        module, _, cls = target.rpartition(".")
+        try:
+            if hasattr(getattr(importlib.import_module(module), cls), "score_history"):
+                names.append(path.stem)
+        except (ImportError, AttributeError):
+            continue
+    return names
+
+
+@dataclass
+class _UserEvents:
+    items: list[int] = field(default_factory=list)
+    ratings: list[float | None] = field(default_factory=list)
+
+
+class LiveRun:
+    """A loaded run plus its interaction log (``run_dir/interactions.jsonl``), replayed on creation.
+
+    ``writable=False`` only reads the log (``recbench explain``); :meth:`add_event` then refuses.
+    """
+
+    def __init__(
+        self, run: LoadedRun, run_dir: str | Path, limits: Limits | None = None, *, writable: bool = True
+    ) -> None:
+        self.run = run
+        self.run_dir = Path(run_dir)
+        self.limits = limits or Limits()
+        self.model = run.model
+        self.n_items = run.data.n_items
+        self.users = {str(raw): u for u, raw in enumerate(run.ids.users)}
+        self.items = {str(raw): i for i, raw in enumerate(run.ids.items)}
+        data = run.data
+        order = data.chronological_order()
+        self._hist_items = data.items[order]
+        self._hist_ratings = None if data.ratings is None else data.ratings[order]
+        self._hist_ptr = np.concatenate([[0], np.cumsum(np.bincount(data.users, minlength=data.n_users))])
+        self._seen = data.binary_csr
+        self._lock = threading.Lock()
+        self._events: dict[str, _UserEvents] = {}
+        self._merged: Interactions | None = None
+        path = self.run_dir / LOG_FILE
+        self.log = EventLog(path) if writable else None
+        replayed = self.log.replayed if self.log else (read_events(path) if path.exists() else [])
+        for event in replayed:
+            self._apply(event)
+        self.n_replayed = len(replayed)
+
+    @property
+    def can_score_history(self) -> bool:
+        """Whether the model scores ad-hoc histories (sessions, new users)."""
+        return hasattr(self.model, "score_history")
+
+    # ---- ids ----------------------------------------------------------------------------------
+    def item_id(self, raw: object) -> int:
+        """Dense id of a raw item id; a 404 naming it when the dataset has no such item."""
+        dense = self.items.get(str(raw))
+        if dense is None:
+            raise ServiceError(404, f"unknown item id {raw!r}: use an item id of the run's dataset")
+        return dense
+
+    def item_ids(self, raws: list[Any], what: str) -> list[int]:
+        """Dense ids of raw item ids; one 404 listing every unknown one."""
+        unknown = [r for r in raws if str(r) not in self.items]
+        if unknown:
+            shown = ", ".join(repr(r) for r in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise ServiceError(404, f"unknown item id(s) in {what}: {shown}")
+        return [self.items[str(r)] for r in raws]
+
+    # ---- events -------------------------------------------------------------------------------
+    def _apply(self, event: Event) -> None:
+        item = self.items.get(event.item)
+        if item is None:  # the log was written by this run's service, which checks items first
+            return
+        entry = self._events.setdefault(event.user, _UserEvents())
+        entry.items.append(item)
+        entry.ratings.append(event.rating)
+        self._merged = None
+
+    def add_event(self, user: str, item: object, timestamp: int, rating: float | None) -> Event:
+        """Log one interaction durably, then make it part of the user's history."""
+        self.item_id(item)
+        if self.log is None:
+            raise ServiceError(405, "this run was opened read-only; events go through recbench serve")
+        with self._lock:
+            event = self.log.append(str(user), str(item), timestamp, rating)
+            self._apply(event)
+        return event
+
+    def history(self, user: str) -> tuple[int | None, np.ndarray, np.ndarray | None]:
+        """``(dense user or None, items oldest first, ratings or None)``: dataset history + new events."""
+        dense = self.users.get(user)
+        if dense is not None:
+            lo, hi = self._hist_ptr[dense], self._hist_ptr[dense + 1]
+            items = self._hist_items[lo:hi]
+            ratings = None if self._hist_ratings is None else self._hist_ratings[lo:hi]
+        else:
+            items, ratings = np.zeros(0, dtype=np.int64), None
+        with self._lock:
+            entry = self._events.get(user)
+            new_items = list(entry.items) if entry else []
+            new_ratings = list(entry.ratings) if entry else []
+        if dense is None and not new_items:
+            raise ServiceError(404, f"unknown user id {user!r}: use a user id of the run's dataset")
+        if new_items:
+            items = np.concatenate([items, np.asarray(new_items, dtype=np.int64)])
+            if ratings is not None or any(r is not None for r in new_ratings):
+                top = float(self._hist_ratings.max()) if self._hist_ratings is not None else 1.0
+                old = ratings if ratings is not None else np.full(len(items) - len(new_items), top)
+                fresh = [top if r is None else r for r in new_ratings]
+                ratings = np.concatenate([old, np.asarray(fresh)]).astype(np.float32)
+        return dense, items, ratings
+
+    def has_events(self, user: str) -> bool:
+        """Whether events were posted for ``user`` (since training)."""
+        with self._lock:
+            return user in self._events
+
+    def _merged_history(self) -> Interactions:
+        """The dataset plus the events of its known users (rebuilt after new events)."""
+        with self._lock:
+            if self._merged is None:
+                known = [(self.users[u], e) for u, e in self._events.items() if u in self.users]
+                rows = [(dense, i) for dense, e in known for i in e.items]
+                data = self.run.data
+                if rows:
+                    users, items = (np.asarray(c, dtype=np.int64) for c in zip(*rows))
+                    extra = Interactions(
+                        users,
+                        items,
+                        data.n_users,
+                        data.n_items,
+                        ratings=None if data.ratings is None else np.full(len(users), data.ratings.max()),
+                        timestamps=None
+                        if data.timestamps is None
+                        else np.full(len(users), data.timestamps.max() + 1),
+                    )
+                    data = data.concat(extra)
+                self._merged = data
+            return self._merged
+
+    # ---- recommendations ----------------------------------------------------------------------
+    def check_k(self, k: int) -> int:
+        """``k`` within ``[1, max_k]``, else a 422."""
+        if not 1 <= k <= self.limits.max_k:
+            raise ServiceError(422, f"k={k} is out of range: use 1 <= k <= {self.limits.max_k}")
+        return k
+
+    def user_scores(self, user: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores[n_items], history items)`` of a known or event-only user."""
+        dense, items, ratings = self.history(user)
+        if self.has_events(user) and self.can_score_history:
+            session = session_interactions([items], self.n_items, None if ratings is None else [ratings])
+            return np.asarray(self.model.score_history(session))[0], items
+        if dense is None:
+            raise ServiceError(
+                422,
+                f"user {user!r} is not in the training data and model {type(self.model).__name__} cannot "
+                f"score an ad-hoc history; models that can: {', '.join(history_models())}",
+            )
+        history = self._merged_history() if self.has_events(user) else self.run.data
+        return np.asarray(self.model.score(np.array([dense]), history))[0], items
+
+    def session_scores(self, items: list[int], ratings: list[float] | None) -> np.ndarray:
+        """Scores of an ad-hoc session (dense items, oldest first); a 422 for models that cannot."""
+        if not self.can_score_history:
+            raise ServiceError(
+                422,
+                f"model {type(self.model).__name__} cannot score an ad-hoc history without retraining; "
+                f"models that can: {', '.join(history_models())}",
+            )
+        session = session_interactions([items], self.n_items, None if ratings is None else [ratings])
+        return np.asarray(self.model.score_history(session))[0]
+
+    def top(self, scores: np.ndarray, k: int, exclude: np.ndarray) -> list[dict[str, Any]]:
+        """The ``k`` best items not in ``exclude``, as JSON-ready rows (rank, item, title, score)."""
+        scores = np.array(scores, dtype=np.float64)
+        scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
+        k = min(k, len(scores))
+        items, values = top_k(scores[None, :], k)
+        titles = self.run.ids.item_titles
+        out = []
+        for rank, (item, value) in enumerate(zip(items[0], values[0]), 1):
+            if not np.isfinite(value):
+                break
+            row: dict[str, Any] = {"rank": rank, "item": _json_id(self.run.ids.items[item])}
+            if titles is not None:
+                row["title"] = str(titles[item])
+            row["score"] = float(value)
+            out.append(row)
+        return out
+
+    def recommend_user(self, user: str, k: int) -> list[dict[str, Any]]:
+        """Top-``k`` for a user, excluding everything in their current history."""
+        self.check_k(k)
+        scores, items = self.user_scores(user)
+        return self.top(scores, k, items)
+
+    def recommend_session(
+        self, history: list[Any], k: int, exclude: list[Any], ratings: list[float] | None
+    ) -> list[dict[str, Any]]:
+        """Top-``k`` for an ad-hoc history of raw item ids, excluding it and ``exclude``."""
+        self.check_k(k)
+        lim = self.limits
+        if not history:
+            raise ServiceError(422, "history is empty: give at least one item id")
+        caps = (("history", history, lim.max_history), ("exclude", exclude, lim.max_exclude))
+        for name, values, cap in caps:
+            if len(values) > cap:
+                raise ServiceError(422, f"{name} has {len(values)} items, more than max_{name}={cap}")
+        if ratings is not None and len(ratings) != len(history):
+            raise ServiceError(422, f"ratings has {len(ratings)} values but history has {len(history)} items")
+        items = self.item_ids(history, "history")
+        skip = self.item_ids(exclude, "exclude")
+        scores = self.session_scores(items, ratings)
+        return self.top(scores, k, np.asarray(items + skip, dtype=np.int64))
+
+    def explain(self, user: str, item: object | None, k: int = 10) -> dict[str, Any]:
+        """Why ``item`` (default: the user's top recommendation) is recommended, ``k`` contributions."""
+        self.check_k(k)
+        dense, items, ratings = self.history(user)
+        if item is None:
+            scores, _ = self.user_scores(user)
+            best = self.top(scores, 1, items)
+            if not best:
+                raise ServiceError(422, f"user {user!r} has no item left to recommend")
+            item = best[0]["item"]
+        target = self.item_id(item)
+        history = self._merged_history() if self.has_events(user) else self.run.data
+        out = explain(self.model, ExplainInput(items, ratings, dense, history), target, top=k)
+        ids, titles = self.run.ids.items, self.run.ids.item_titles
+        rows = []
+        for row in out.contributions:
+            row = dict(row)
+            if "item" in row:
+                if titles is not None:
+                    row["title"] = str(titles[row["item"]])
+                row["item"] = _json_id(ids[row["item"]])
+            rows.append(row)
+        answer: dict[str, Any] = {"user": user, "item": _json_id(ids[target])}
+        if titles is not None:
+            answer["title"] = str(titles[target])
+        answer.update(
+            method=out.method,
+            exact=out.exact,
+            score=out.score,
+            baseline=out.baseline,
+            rest=out.rest,
+            contributions=rows,
+        )
+        return answer
+
+    def similar(self, item: object, k: int) -> list[dict[str, Any]]:
+        """The ``k`` items most similar to ``item``."""
+        self.check_k(k)
+        frame = similar_items(self.run, self.item_id(item), k)
+        return [
+            {key: (_json_id(v) if key == "item" else v) for key, v in row.items()}
+            for row in frame.to_dict(orient="records")
+        ]
+
+    def metadata(self) -> dict[str, Any]:
+        """Model, dataset, training metrics and sizes of the run."""
+        record: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            record = json.loads((self.run_dir / "metrics.json").read_text())
+        return {
+            "run_dir": str(self.run_dir),
+            "model": type(self.model).__name__,
+            "choices": record.get("choices", {}),
+            "metrics": record.get("metrics", {}),
+            "n_users": self.run.data.n_users,
+            "n_items": self.n_items,
+            "n_interactions": len(self.run.data),
+            "n_logged_events": self.log.count if self.log else self.n_replayed,
+            "scores_history": self.can_score_history,
+            "limits": self.limits.__dict__,
+        }
+
+
+def _json_id(raw: Any) -> Any:
+    """A raw id as JSON: ints stay ints, everything else becomes a string."""
+    if isinstance(raw, (int, np.integer)):
+        return int(raw)
+    return str(raw)
