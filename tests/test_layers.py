@@ -22,7 +22,17 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Rank of each package (a module may import only equal or lower ranks).
-LAYERS = {"data": 0, "evaluation": 1, "training": 2, "models": 3, "pipeline": 4, "serving": 4, "cli": 5}
+LAYERS = {
+    "data": 0,
+    "evaluation": 1,
+    "training": 2,
+    "models": 3,
+    "pipeline": 4,
+    "serving": 4,
+    "explanations": 4,
+    "service": 4,
+    "cli": 5,
+}
 #: Top-level modules every layer may use; they import no layer.
 SHARED = {"errors", "files", "serialization"}
 HYDRA_EDGE = {"recbench.cli", "recbench.pipeline", "recbench.config", "recbench.serving"}
