@@ -29,7 +29,7 @@ import recbench
 from recbench.config import build, flatten
 from recbench.data.cache import load_cached
 from recbench.data.events import with_logged_events
-from recbench.data.features import FeatureSpec, source_folder
+from recbench.data.features import FeatureSpec
 from recbench.data.interactions import Interactions
 from recbench.data.splits import Split
 from recbench.errors import ConfigError, RecbenchError
@@ -113,7 +113,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
             features = _feature_spec(cfg, model)
             if features is not None:
                 data = data.with_features(*features.for_source(source, ids))
-            spec, side, unable = side_for_spec(spec, source_folder(source), ids, cfg.paths.get("cache_dir"))
+            cache = cfg.paths.get("cache_dir")
+            spec, side, unable = side_for_spec(spec, source, ids, cache, files=_feature_spec(cfg, None))
         for key, why in unable.items():
             extra[f"test/{key}"] = why
             log.warning("%s: %s", key, why)
@@ -253,6 +254,7 @@ def _run_folds(
     metrics: dict[str, float] = {}
     per_user: dict[str, dict[str, np.ndarray]] = {}
     history: list[dict[str, float]] | None = None
+    val_spec = dataclasses.replace(spec, user_groups=(), item_groups=())  # group slices: test part only
     for j, split in enumerate(folds):
         fold_model = model if j == 0 else model.clone()
         prefix = f"fold{j}/" if len(folds) > 1 else ""
@@ -270,7 +272,8 @@ def _run_folds(
                 extra["test/cold"] = _COLD_UNABLE.format(model=type(fold_model).__name__)
                 log.warning(extra["test/cold"])
             for part, target, seen, *scorer in parts:
-                result = evaluate(scorer[0] if scorer else fold_model, target, seen, spec, side)
+                part_spec = val_spec if part == "val" else spec
+                result = evaluate(scorer[0] if scorer else fold_model, target, seen, part_spec, side)
                 metrics.update({f"{prefix}{part}/{k}": v for k, v in result.metrics.items()})
                 per_user[f"{prefix}{part}"] = _per_user(result)
                 extra[f"{prefix}{part}_skipped_users"] = result.n_skipped_users
@@ -308,8 +311,9 @@ def _per_user(result: EvalResult) -> dict[str, np.ndarray]:
     return {"users": result.users, **result.per_user, **groups}
 
 
-def _feature_spec(cfg: DictConfig, model: Recommender) -> FeatureSpec | None:
-    """The side features to load: the ``features`` config, else the defaults for models that need them."""
+def _feature_spec(cfg: DictConfig, model: Recommender | None) -> FeatureSpec | None:
+    """The side features to load: the ``features`` config, else the defaults for models that need them
+    (``model=None``: the ``features`` config only)."""
     if cfg.get("features") and "_target_" in cfg.features:
         return build(cfg.features, "features")
     if getattr(model, "requires_features", False):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Final
 
 import numpy as np
@@ -97,6 +98,22 @@ class ListContext:
             hits=np.asarray(hits, dtype=bool),
             categories=categories,
         )
+
+    @cached_property
+    def category_rows(self) -> np.ndarray:
+        """Dense ``float64[n_items + 1, n_categories]`` category rows; the last (zero) row is item ``-1``."""
+        if self.categories is None:
+            raise ValueError("the metric needs item categories (features); none were given")
+        return _padded(sp.csr_matrix(self.categories).toarray().astype(np.float64))
+
+    @cached_property
+    def history_categories(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each list's user's history category distribution ``p(g|u)`` and its unnormalised total."""
+        if self.categories is None:
+            raise ValueError("the metric needs item categories (features); none were given")
+        hist = np.asarray((self.seen @ sp.csr_matrix(self.categories, dtype=np.float64)).todense())
+        total = hist.sum(axis=1, keepdims=True)
+        return np.divide(hist, total, out=np.zeros_like(hist), where=total > 0), total[:, 0]
 
     def subset(self, rows: np.ndarray) -> ListContext:
         """The context of the lists selected by ``rows`` (a bool mask or indices); catalogue-wide
@@ -170,11 +187,10 @@ def ild(top: np.ndarray, k: int, ctx: ListContext) -> np.ndarray:
     Computed without forming the pairs: with unit vectors, the sum of the pairwise cosines is
     ``(|sum_i x_i|^2 - m) / 2``. A list with fewer than two items with features has no value (NaN).
     """
-    cats = _categories(ctx, "ild")
-    dense = cats.toarray()
+    dense = ctx.category_rows
     norms = np.linalg.norm(dense, axis=1, keepdims=True)
-    unit = _padded(np.divide(dense, norms, out=np.zeros_like(dense), where=norms > 0))
-    has = _padded((norms > 0).astype(np.float64))[:, 0]
+    unit = np.divide(dense, norms, out=np.zeros_like(dense), where=norms > 0)
+    has = (norms[:, 0] > 0).astype(np.float64)
     t, _ = _valid(top, k)
     out = np.full(len(t), np.nan)
     for sl in _blocks(len(t)):
@@ -197,11 +213,8 @@ def miscalibration(top: np.ndarray, k: int, ctx: ListContext) -> np.ndarray:
     finite when the list misses a category of the history. Natural logarithm (nats); 0 = the list
     reproduces the history's mix. Users whose history or list has no item with features: NaN.
     """
-    cats = _categories(ctx, "miscalibration")
-    hist = np.asarray((ctx.seen @ cats).todense(), dtype=np.float64)
-    hist_total = hist.sum(axis=1, keepdims=True)
-    p_all = np.divide(hist, hist_total, out=np.zeros_like(hist), where=hist_total > 0)
-    padded = _padded(cats.toarray().astype(np.float64))
+    p_all, hist_total = ctx.history_categories
+    padded = ctx.category_rows
     t, _ = _valid(top, k)
     out = np.full(len(t), np.nan)
     a = CALIBRATION_ALPHA
@@ -212,15 +225,9 @@ def miscalibration(top: np.ndarray, k: int, ctx: ListContext) -> np.ndarray:
         p = p_all[sl]
         q_smooth = (1.0 - a) * q + a * p
         terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0) / np.where(p > 0, q_smooth, 1.0)), 0.0)
-        ok = (hist_total[sl, 0] > 0) & (q_total[:, 0] > 0)
+        ok = (hist_total[sl] > 0) & (q_total[:, 0] > 0)
         out[sl][ok] = terms.sum(axis=1)[ok]
     return out
-
-
-def _categories(ctx: ListContext, name: str) -> sp.csr_matrix:
-    if ctx.categories is None:
-        raise ValueError(f"{name} needs item categories (features); none were given")
-    return sp.csr_matrix(ctx.categories, dtype=np.float64)
 
 
 def _counts(top: np.ndarray, k: int, n_items: int) -> np.ndarray:

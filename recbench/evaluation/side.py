@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-from recbench.data.features import UNKNOWN, FeatureSpec
+from recbench.data.features import UNKNOWN, FeatureSpec, load_feature_file, source_folder
 from recbench.data.interactions import FeatureTable, IdMaps
 from recbench.errors import RecbenchError
 from recbench.evaluation.beyond import NEEDS_CATEGORIES
@@ -79,41 +78,58 @@ def labels_of(table: FeatureTable, name: str) -> np.ndarray:
     return np.where(has, names[first] if labels else "", "").astype(str)
 
 
+def _table(
+    side: str, name: str, source: object, ids: IdMaps, files: FeatureSpec | None, cache_dir: str | None
+) -> FeatureTable | None:
+    """One field of one side: from the run's own feature file when it has one, else the dataset's side
+    files (:meth:`~recbench.data.features.FeatureSpec.for_source`)."""
+    file = getattr(files, f"{side}_file", None) if files is not None else None
+    if file:
+        assert files is not None
+        field_spec = f"{name}:multi" if side == "item" else name  # "a|b" lists; one value is a list of one
+        raw = ids.items if side == "item" else ids.users
+        return load_feature_file(file, raw, [field_spec], id_column=files.id_column, sep=files.sep)
+    if source_folder(source) is None and not callable(getattr(source, "side_features", None)):
+        raise RecbenchError(
+            "the dataset has no side-information files (e.g. synthetic data); give them with "
+            f"features=default features.{side}_file=<csv>"
+        )
+    wanted = FeatureSpec(
+        user_fields=[name] if side == "user" else [],
+        item_fields=[name] if side == "item" else [],
+        cache_dir=cache_dir,
+    )
+    user_t, item_t = wanted.for_source(source, ids)
+    return user_t if side == "user" else item_t
+
+
 def load_side_info(
-    folder: Path | None,
+    source: object,
     ids: IdMaps,
     *,
     item_field: str | None,
     user_fields: Sequence[str],
     cache_dir: str | None = None,
+    files: FeatureSpec | None = None,
 ) -> tuple[SideInfo, dict[str, str]]:
-    """Side information of a dataset folder for evaluation, and the reasons for what is missing.
+    """Side information for evaluation, and the reasons for what is missing.
 
+    Fields are read from the run's own feature files (``files.item_file`` / ``files.user_file``, as
+    configured under ``features``; the item field as ``|``-separated values) where given, else from
+    the dataset ``source``'s side files (MovieLens ``u.item``/``u.user``, RecBole ``.item``...).
     Returns ``(side, unable)``: ``unable`` maps ``"item_field"`` or a user field to a sentence saying
-    why it could not be read (no dataset folder, such as synthetic data, or no such field).
+    why it could not be read (no files, such as synthetic data, or no such field).
     """
     unable: dict[str, str] = {}
-    wanted_users = [f for f in user_fields if f != ACTIVITY]
-    if folder is None:
-        why = "the dataset has no side-information files (e.g. synthetic data)"
-        if item_field:
-            unable["item_field"] = f"no item field {item_field!r}: {why}"
-        unable.update({f: f"no user attribute {f!r}: {why}" for f in wanted_users})
-        return SideInfo(), unable
     tables: dict[str, FeatureTable | None] = {}
-    for side, names in (("user", wanted_users), ("item", [item_field] if item_field else [])):
-        for name in names:
-            spec = FeatureSpec(
-                user_fields=[name] if side == "user" else [],
-                item_fields=[name] if side == "item" else [],
-                cache_dir=cache_dir,
-            )
-            try:
-                user_t, item_t = spec.load(folder, ids)
-            except RecbenchError as exc:
-                unable["item_field" if side == "item" else name] = f"no {side} field {name!r}: {exc}"
-                continue
-            tables[name] = user_t if side == "user" else item_t
+    wanted = [("user", f) for f in user_fields if f != ACTIVITY] + (
+        [("item", item_field)] if item_field else []
+    )
+    for side, name in wanted:
+        try:
+            tables[name] = _table(side, name, source, ids, files, cache_dir)
+        except RecbenchError as exc:
+            unable["item_field" if side == "item" else name] = f"no {side} field {name!r}: {exc}"
     categories, names = None, ()
     if item_field and tables.get(item_field) is not None:
         categories, names = categories_of(tables[item_field], item_field)  # type: ignore[arg-type]
@@ -122,7 +138,11 @@ def load_side_info(
 
 
 def side_for_spec(
-    spec: EvalSpec, folder: Path | None, ids: IdMaps, cache_dir: str | None = None
+    spec: EvalSpec,
+    source: object,
+    ids: IdMaps,
+    cache_dir: str | None = None,
+    files: FeatureSpec | None = None,
 ) -> tuple[EvalSpec, SideInfo | None, dict[str, str]]:
     """The side information ``spec`` needs, and ``spec`` without what the dataset cannot support.
 
@@ -139,11 +159,12 @@ def side_for_spec(
     if not needs_items and not user_fields:
         return spec, SideInfo(), {}
     side, why = load_side_info(
-        folder,
+        source,
         ids,
         item_field=spec.item_field if needs_items else None,
         user_fields=user_fields,
         cache_dir=cache_dir,
+        files=files,
     )
     unable: dict[str, str] = {}
     if "item_field" in why:

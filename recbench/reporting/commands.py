@@ -17,7 +17,8 @@ import pandas as pd
 from rich.console import Console
 
 from recbench.errors import RecbenchError
-from recbench.reporting import stats, tables
+from recbench.reporting import groups, stats, tables
+from recbench.reporting.plots import TRADEOFF_PLOT
 from recbench.reporting.records import atomic_write_text, read_runs
 
 FORMATS = ("rich", "csv", "markdown", "latex")
@@ -48,6 +49,10 @@ def report_main(argv: list[str]) -> int:
     if ok.empty:
         _print_failures(failed, _console(stderr=fmt != "rich" and not ns.out))
         return 1
+    if ns.groups:
+        _emit(_group_sections(ok, ns, rows, cols, fmt), fmt, ns.out, console)
+        _print_failures(failed, _console(stderr=fmt != "rich" and not ns.out))
+        return 0
     metrics = ns.metric or default_metrics(ok)
     table = tables.compare(df, metrics, rows=rows, cols=cols, agg=ns.agg)
     sections = [_render_table(table, fmt, ns.digits)]
@@ -57,7 +62,13 @@ def report_main(argv: list[str]) -> int:
         shown = sig if fmt == "csv" else _baseline_display(sig, rows + cols, ns.digits)
         sections.append(_render_frame(shown, fmt, len(rows) + len(cols) + 1, title))
     _emit(sections, fmt, ns.out, console)
-    if ns.plot:
+    if ns.plot == TRADEOFF_PLOT:
+        from recbench.reporting.plots import tradeoff_plot
+
+        y = ns.metric[0] if ns.metric else "test/ndcg@10"
+        path = tradeoff_plot(ok, y, ns.plot_x, rows, ns.plot_file or f"{TRADEOFF_PLOT}.png")
+        console.print(f"plot: {path}", highlight=False)
+    elif ns.plot:
         from recbench.reporting.plots import bar_plot
 
         console.print(f"plot: {bar_plot(ok, metrics[0], rows, ns.plot, cols=cols)}", highlight=False)
@@ -168,10 +179,68 @@ def _report_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", help="key=value of the group every other row is tested against")
     parser.add_argument("--format", choices=FORMATS, help="output format (default: rich, or from --out)")
     parser.add_argument("--out", help="write the output to this file instead of the terminal")
-    parser.add_argument("--plot", help="also draw a bar plot of the (first) metric to this PNG")
+    parser.add_argument(
+        "--plot",
+        help=f"also draw a bar plot of the (first) metric to this PNG, or '{TRADEOFF_PLOT}': each row "
+        "group as a point, the first --metric (default test/ndcg@10) against --plot-x, std over "
+        "seeds as error bars",
+    )
     parser.add_argument("--html", help="also write a self-contained HTML report (charts, runs) to this file")
+    parser.add_argument(
+        "--plot-x", default="test/arp@10", help=f"x axis of --plot {TRADEOFF_PLOT} (or test/aplt@10)"
+    )
+    parser.add_argument("--plot-file", help=f"PNG of --plot {TRADEOFF_PLOT} (default: {TRADEOFF_PLOT}.png)")
+    parser.add_argument(
+        "--groups",
+        metavar="ATTR",
+        help="per-group table of the runs' test/group/ATTR=<value>/ metrics (e.g. gender, activity, "
+        "popularity) and, for user attributes, a two-sample test between two groups",
+    )
+    parser.add_argument(
+        "--between", metavar="A,B", help="the two groups --groups tests (default: the two largest)"
+    )
     parser.add_argument("--digits", type=int, default=4, help="decimals shown (default 4)")
     return parser
+
+
+def _group_sections(
+    ok: pd.DataFrame, ns: argparse.Namespace, rows: list[str], cols: list[str], fmt: str
+) -> list:
+    """The per-group table of ``--groups`` and the two-sample tests between two of its groups."""
+    attr = ns.groups
+    metrics = ns.metric or ["test/ndcg@10"]
+    frame = groups.long_by_group(ok, attr, metrics)
+    table = tables.compare(frame, [*metrics, "n_users"], rows=[*rows, attr], cols=cols, agg=ns.agg)
+    sections: list[object] = [_render_table(table, fmt, ns.digits)]
+    values = [v for v in groups.group_values(ok, attr) if v != "unknown"]
+    if not ns.between and len(values) < 2:
+        return [*sections, f"no two-sample test: {attr} has fewer than two known groups\n"]
+    pair = tuple(_keys(ns.between)) if ns.between else tuple(values[:2])
+    if len(pair) != 2 or any(v not in values for v in pair):
+        raise RecbenchError(
+            f"--between expects two groups of {attr} separated by a comma, from: {', '.join(values)}."
+        )
+    try:
+        gaps = groups.group_gap_tests(ok, attr, pair, metrics, rows)  # type: ignore[arg-type]
+    except RecbenchError as exc:
+        if ns.between:
+            raise
+        sections.append(f"no two-sample test: {exc}\n")
+        return sections
+    title = f"{attr}: {pair[1]} - {pair[0]} per user (Welch t and Mann-Whitney U, two-sided, Holm-corrected)"
+    shown = gaps if fmt == "csv" else _gap_display(gaps, rows, pair, ns.digits)
+    sections.append(_render_frame(shown, fmt, len(rows) + 1, title))
+    return sections
+
+
+def _gap_display(frame: pd.DataFrame, rows: list[str], pair: tuple[str, str], digits: int) -> pd.DataFrame:
+    out = frame[[*rows, "metric"]].astype(str)
+    for side, g in (("a", pair[0]), ("b", pair[1])):
+        out[f"{g} (n)"] = [f"{m:.{digits}f} ({n})" for m, n in zip(frame[f"mean_{side}"], frame[f"n_{side}"])]
+    out["diff"] = [_signed(d, digits) for d in frame["diff"]]
+    out["Welch p"] = [_fmt_p(p) for p in frame["welch_p"]]
+    out["Mann-Whitney p"] = [_fmt_p(p) for p in frame["mannwhitney_p"]]
+    return out
 
 
 def _keys(text: str) -> list[str]:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 #: Adjusted p-value under which a leaderboard cell gets a significance mark.
 ALPHA = 0.05
 #: Catalogue metrics plotted against accuracy in the trade-off charts, when the runs have them.
-TRADEOFF_METRICS = ("coverage", "novelty")
+TRADEOFF_METRICS = ("coverage", "novelty", "arp", "aplt")
 
 
 @dataclass(frozen=True)

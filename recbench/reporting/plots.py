@@ -242,3 +242,32 @@ def svg_text(fig: Figure) -> str:
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": "recbench"}):
         fig.savefig(buf, format="svg")
     return buf.getvalue()
+
+
+#: Name of the trade-off plot of ``recbench report --plot``.
+TRADEOFF_PLOT = "accuracy-vs-popularity"
+
+
+def tradeoff_plot(
+    df: pd.DataFrame,
+    y_metric: str,
+    x_metric: str,
+    rows: Sequence[str],
+    out_png: str | Path,
+) -> Path:
+    """Each row group (model) as a point: ``y_metric`` (accuracy) against ``x_metric`` (popularity
+    bias, e.g. ``test/arp@10`` or ``test/aplt@10``), mean over runs with the std over seeds as error bars
+    (:func:`tradeoff_figure`), written to ``out_png`` (PNG, atomically). Failed runs are left out."""
+    table = compare(df, [x_metric, y_metric], rows=rows, agg="mean")
+    value, std = table.value, table.std.fillna(0.0)
+    labels = ["/".join(map(str, k)) if isinstance(k, tuple) else str(k) for k in value.index]
+    points = pd.DataFrame(
+        {
+            "label": labels,
+            "x": value[x_metric].to_numpy(),
+            "x_std": std[x_metric].to_numpy(),
+            "y": value[y_metric].to_numpy(),
+            "y_std": std[y_metric].to_numpy(),
+        }
+    )
+    return _save(tradeoff_figure(points, x_metric, y_metric), out_png)

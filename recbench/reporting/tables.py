@@ -25,9 +25,10 @@ AGGS: tuple[str, ...] = ("mean", "median", "max", "min", "last")
 
 def lower_is_better(metric: str) -> bool:
     """Whether smaller values of ``metric`` are better: errors (rmse, mae, mse, loss, logloss), timings
-    (``*_s``) and spreads (``*_std``)."""
+    (``*_s``), spreads (``*_std``), concentration and miscalibration, and group gaps
+    (``.../disparity/...``)."""
     name = metric.rsplit("/", 1)[-1]
-    if name.endswith("_std"):
+    if name.endswith("_std") or "disparity/" in metric:
         return True
     return name.split("@", 1)[0] in LOWER_IS_BETTER or name.endswith("_s")
 

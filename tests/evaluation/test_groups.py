@@ -131,9 +131,10 @@ def test_unable_without_side_files_and_errors_when_asked_directly(parts) -> None
 def test_ml100k_side_information(ml100k_dir) -> None:
     from recbench.data.sources import MovieLens
 
-    data, ids = MovieLens(variant="ml-100k", path=str(ml100k_dir), download=False).load()
+    source = MovieLens(variant="ml-100k", path=str(ml100k_dir), download=False)
+    data, ids = source.load()
     spec = EvalSpec(metrics=("ild", "miscalibration"), user_groups=("gender", "age", "occupation"))
-    kept, side, unable = side_for_spec(spec, ml100k_dir, ids)
+    kept, side, unable = side_for_spec(spec, source, ids)
     assert not unable and kept == spec
     assert (
         set(side.user_labels["gender"]) == {"F", "M"} and len(side.user_labels["occupation"]) == data.n_users
@@ -141,3 +142,46 @@ def test_ml100k_side_information(ml100k_dir) -> None:
     assert len(side.category_names) == 19 and "Comedy" in side.category_names
     sums = np.asarray(side.categories.sum(axis=1)).ravel()
     assert np.allclose(sums, 1.0)  # every ml-100k movie has a genre (possibly "unknown")
+
+
+def test_pipeline_beyond_preset_on_synthetic_data(tmp_path) -> None:
+    """eval=beyond on data without side files: unable reasons, every other metric, test-only groups;
+    with the run's own feature files (features.item_file/user_file) the same run gets all of them."""
+    from pathlib import Path
+
+    import pandas as pd
+    from hydra import compose, initialize_config_dir
+
+    from recbench.pipeline import RunContext, run
+
+    config_dir = str(Path(__file__).resolve().parents[2] / "configs")
+    base = ["dataset=tiny", "model=pop", "eval=beyond", f"paths.cache_dir={tmp_path / 'c'}"]
+    with initialize_config_dir(version_base="1.3", config_dir=config_dir):
+        record = run(compose("train", overrides=base), RunContext(tmp_path / "a"))
+    m, extra = record.metrics, record.extra
+    assert extra["test/ild"].startswith("unable:") and extra["test/group/gender"].startswith("unable:")
+    assert "test/ild@10" not in m and "test/gini@10" in m and "val/arp@10" in m
+    assert "test/group/activity=top20/ndcg@10" in m and "test/disparity/popularity/ndcg@10" in m
+    assert not any(k.startswith("val/group/") for k in m)
+    items = pd.DataFrame({"id": range(40), "genre": ["a|b", "b", "c", ""] * 10})
+    users = pd.DataFrame({"id": range(60), "gender": ["F", "M", "M"] * 20})
+    items.to_csv(tmp_path / "items.csv", index=False)
+    users.to_csv(tmp_path / "users.csv", index=False)
+    files = [
+        "features=default",
+        f"features.item_file={tmp_path / 'items.csv'}",
+        f"features.user_file={tmp_path / 'users.csv'}",
+        "features.item_fields=[genre:multi]",
+        "features.user_fields=[gender]",
+        "eval.user_groups=[activity,gender]",
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=config_dir):
+        record = run(compose("train", overrides=[*base, *files]), RunContext(tmp_path / "b"))
+    m = record.metrics
+    assert not [v for v in record.extra.values() if str(v).startswith("unable")]
+    assert 0 <= m["test/ild@10"] <= 1 and m["test/miscalibration@10"] >= 0
+    assert {
+        "test/group/gender=F/n_users",
+        "test/group/genre=a/ndcg@10",
+        "test/disparity/gender/ndcg@10",
+    } <= set(m)
