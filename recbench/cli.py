@@ -27,6 +27,10 @@ commands:
   report PATH... [opts]    comparison table from the metrics.json files under PATH(s)
   compare RUN_A RUN_B      metric-by-metric comparison of two runs with paired significance tests
   data list|fetch|check    the datasets recbench knows, download one, or validate a local copy
+  data export NAME --split S --format recbole|csv|parquet --out DIR
+                           write the train/valid/test parts a run would use (with a JSON sidecar)
+  data stats NAME [--format markdown|latex|csv] [--plot FILE.png]
+                           dataset statistics before and after preprocessing
   list [GROUP]             the options of every config group (or of one group)
   recommend RUN_DIR --user ID [--k 10] | --all --out recs.csv [--history test]
                            top-k items for a user from a trained run, excluding items they have
@@ -172,6 +176,10 @@ def _fmt(value: float | None) -> str:
 def _data(rest: list[str]) -> int:
     import os
 
+    if rest and rest[0] in ("export", "stats"):
+        from recbench import interchange
+
+        return (interchange.export_main if rest[0] == "export" else interchange.stats_main)(rest[1:])
     from recbench.data import catalog, commands
 
     parser = argparse.ArgumentParser(prog="recbench data", description="Datasets known to recbench.")

@@ -25,7 +25,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -236,3 +236,87 @@ def check_config_types(node: Any, where: str) -> None:
                 f"{path}={value!r} is not valid: {target} expects {_expected(hints[name])} there. "
                 f"Fix the value on the command line (e.g. {path}=...) or in the YAML file."
             )
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """The ``train`` config composed with ``overrides`` exactly as ``recbench train OVERRIDES`` would
+    (without Hydra's runtime node), for commands that need a run's data and split without training."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    root = config_dir()
+    context = (
+        initialize_config_module("recbench._configs", version_base="1.3")
+        if root.startswith("pkg://")
+        else initialize_config_dir(config_dir=root, version_base="1.3")
+    )
+    try:
+        with context:
+            return hydra_compose("train", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        raise ConfigError(f"The overrides {list(overrides)} do not compose: {exc}") from exc
+
+
+def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """A saved config (a run directory's ``.hydra/config.yaml``, the directory itself, or any YAML of
+    a full config) with ``key=value`` overrides applied."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / ".hydra" / "config.yaml"
+    try:
+        cfg = OmegaConf.load(p)
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except (OSError, ValueError, yaml_errors()) as exc:
+        raise ConfigError(f"{p} could not be read as a recbench config ({exc}).") from exc
+    if not isinstance(cfg, DictConfig) or "dataset" not in cfg:
+        raise ConfigError(f"{p} is not a full recbench config (it has no 'dataset' node).")
+    return cfg
+
+
+def yaml_errors() -> type[Exception]:
+    """The exception class of malformed YAML (PyYAML's, as used by OmegaConf)."""
+    import yaml
+
+    return yaml.YAMLError
+
+
+def resolve_config_source(
+    name_or_config: str, overrides: Sequence[str] = (), choices: Mapping[str, object] | None = None
+) -> DictConfig:
+    """The config of ``recbench data export|stats NAME_OR_CONFIG``.
+
+    ``name_or_config`` is a dataset option (``ml-100k``), a YAML file of a dataset (a node with
+    ``_target_``), or a run directory / full saved config. Group ``choices`` (``{"split": "loo"}``)
+    and ``overrides`` apply as on the ``recbench train`` command line; a saved config keeps its groups
+    (only ``key=value`` overrides apply), so it gives back exactly what that run used.
+    """
+    chosen = [f"{k}={v}" for k, v in (choices or {}).items() if v is not None]
+    p = Path(name_or_config).expanduser()
+    if p.is_dir() or (p.is_file() and p.suffix in (".yaml", ".yml")):
+        if p.is_file():
+            try:
+                node = OmegaConf.load(p)
+            except (OSError, ValueError, yaml_errors()) as exc:
+                raise ConfigError(f"{p} could not be read as YAML ({exc}).") from exc
+            if isinstance(node, DictConfig) and "_target_" in node:
+                cfg = compose([*chosen, *overrides])
+                cfg.dataset = node
+                return cfg
+        groups = [c for c in chosen if not c.startswith("seed=")]
+        if groups:
+            raise ConfigError(
+                f"{p} is a saved run config, whose split is part of it; leave out {groups} (or override "
+                "keys, e.g. split.ratios=[0.7,0.1,0.2])."
+            )
+        return load_run_config(p, [*(c for c in chosen if c.startswith("seed=")), *overrides])
+    return compose([f"dataset={name_or_config}", *chosen, *overrides])
+
+
+def to_plain(node: Any) -> Any:
+    """A config node as plain, resolved Python containers (for JSON files)."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(node, resolve=True)
+    return node

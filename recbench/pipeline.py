@@ -30,7 +30,7 @@ from recbench.config import build, flatten
 from recbench.data.cache import load_cached
 from recbench.data.events import with_logged_events
 from recbench.data.features import FeatureSpec
-from recbench.data.interactions import Interactions
+from recbench.data.interactions import IdMaps, Interactions
 from recbench.data.splits import Split
 from recbench.errors import ConfigError, RecbenchError
 from recbench.evaluation.candidates import CandidateScorer
@@ -107,9 +107,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         model: Recommender = build(cfg.model, "model")
         spec: EvalSpec = build(cfg.eval, "eval")
         with _timer(timings, "load_s"):
-            source = build(cfg.dataset, "dataset")
-            data, ids = load_cached(source, cfg.paths.get("cache_dir"))
-            data, ids = with_logged_events(data, ids, cfg.get("extra_interactions"))
+            source, data, ids = load_dataset(cfg)
             features = _feature_spec(cfg, model)
             if features is not None:
                 data = data.with_features(*features.for_source(source, ids))
@@ -120,9 +118,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
             log.warning("%s: %s", key, why)
         extra["dataset"] = _data_stats(data)
         with _timer(timings, "split_s"):
-            splitter = build(cfg.split, "split")
-            folds = splitter.folds(data, seed=int(cfg.seed), ids=ids)
-            check_splits(folds, splitter)
+            splitter, folds = make_folds(cfg, data, ids)
         _check_compatible(model, data, spec, cfg)
         cold = getattr(splitter, "cold_candidates", None)
         with epoch_listener(tracking.epoch):
@@ -144,6 +140,23 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         tracking.log_params({"error": error})
         tracking.finish("failed", {}, timings, _tracked_files(out, None) if tracking else [])
         raise
+
+
+def load_dataset(cfg: DictConfig) -> tuple[Any, Interactions, IdMaps]:
+    """The run's dataset: ``(source, data, ids)``, read through the cache (plus the logged events of
+    ``extra_interactions``) exactly as every run reads it."""
+    source = build(cfg.dataset, "dataset")
+    data, ids = load_cached(source, cfg.paths.get("cache_dir"))
+    data, ids = with_logged_events(data, ids, cfg.get("extra_interactions"))
+    return source, data, ids
+
+
+def make_folds(cfg: DictConfig, data: Interactions, ids: IdMaps) -> tuple[Any, list[Split]]:
+    """The run's splitter and its checked folds (one split, or k for k-fold) of ``data``."""
+    splitter = build(cfg.split, "split")
+    folds = splitter.folds(data, seed=int(cfg.seed), ids=ids)
+    check_splits(folds, splitter)
+    return splitter, folds
 
 
 def config_digest(cfg: DictConfig) -> str:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from recbench.data.filters import drop_missing, normalise_ids
 from recbench.data.interactions import IdMaps, Interactions
+from recbench.data.parquet import read_parquet
 from recbench.data.readers import read_table
 from recbench.data.splits import Split, Splitter
 from recbench.errors import DataError
@@ -41,7 +42,8 @@ class PredefinedSplit(Splitter):
     sep, header, columns, encoding:
         Layout of the files (as for :class:`~recbench.data.sources.CsvSource`); only user and item
         are used: ratings and timestamps come from the dataset. ``columns=None``: user and item are
-        the first two columns.
+        the first two columns. Files ending in ``.parquet`` are read as Parquet (``columns`` apply;
+        sep, header and encoding do not).
     drop_unknown:
         Drop rows whose user or item the dataset does not know (with a warning) instead of failing.
     """
@@ -86,7 +88,12 @@ class PredefinedSplit(Splitter):
         columns = None
         if self.columns is not None:
             columns = {role: self.columns.get(role) for role in ("user", "item")}
-        frame = read_table(path, sep=self.sep, header=self.header, columns=columns, encoding=self.encoding)
+        if path.suffix == ".parquet":
+            frame = read_parquet(path, columns=columns)
+        else:
+            frame = read_table(
+                path, sep=self.sep, header=self.header, columns=columns, encoding=self.encoding
+            )
         frame = drop_missing(frame, source=str(path))
         users = _dense(ids.users, frame["user"])
         items = _dense(ids.items, frame["item"])
@@ -133,9 +140,18 @@ def _refuse_shared_pairs(parts: dict[str, Interactions], files: dict[str, object
 
 
 def _dense(raw_ids: np.ndarray, values: pd.Series) -> np.ndarray:
-    """Dense id of each value (compared as strings), -1 where unknown."""
+    """Dense id of each value, -1 where unknown: the text as written (``0000000000``) or, failing
+    that, its canonical form (``007`` and ``7.0`` match a dataset that read them as the number 7)."""
     index = pd.Index(np.asarray(raw_ids).astype(str))
-    return index.get_indexer(normalise_ids(values.to_numpy()).astype(str))
+    text = values.to_numpy().astype(str)
+    found = index.get_indexer(text)
+    miss = found < 0
+    if miss.any():
+        numbers = pd.to_numeric(pd.Series(text[miss]), errors="coerce").to_numpy()
+        whole = np.isfinite(numbers) & (numbers == np.round(numbers)) & (np.abs(numbers) < 2**53)
+        canonical = np.where(whole, np.char.mod("%d", np.where(whole, numbers, 0)), text[miss])
+        found[miss] = index.get_indexer(normalise_ids(canonical).astype(str))
+    return found
 
 
 def _rows_of_pairs(data: Interactions, users: np.ndarray, items: np.ndarray) -> np.ndarray:

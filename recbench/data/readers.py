@@ -135,8 +135,12 @@ def read_table(
     header: bool = True,
     columns: Mapping[str, object] | None = None,
     encoding: str = "utf-8",
+    as_text: bool = False,
 ) -> pd.DataFrame:
     """Delimited file -> frame with the canonical columns named in ``columns``.
+
+    ``as_text`` reads every field as written (ids such as ``0000000000`` keep their zeros); ratings
+    and timestamps are converted either way.
 
     ``columns`` maps roles (user, item, rating, timestamp) to column names (with a header) or
     0-based positions; rating and timestamp must be numeric (timestamps may also be ISO dates).
@@ -146,7 +150,13 @@ def read_table(
     spec = column_spec(columns)
     first = 2 if header else 1
     raw = parse_delimited(
-        p, sep=sep, header=0 if header else None, encoding=encoding, skip_blank_lines=False, low_memory=False
+        p,
+        sep=sep,
+        header=0 if header else None,
+        encoding=encoding,
+        skip_blank_lines=False,
+        low_memory=False,
+        dtype=str if as_text else None,
     )
     raw.index = pd.RangeIndex(first, first + len(raw), name="line")
     raw = raw.loc[~raw.isna().to_numpy().all(axis=1)] if raw.shape[1] else raw

@@ -271,3 +271,26 @@ def tradeoff_plot(
         }
     )
     return _save(tradeoff_figure(points, x_metric, y_metric), out_png)
+
+
+def dataset_plot(counts: Mapping[str, tuple[np.ndarray, np.ndarray]], out_png: str | Path) -> Path:
+    """Popularity long tail (left: item interaction counts by popularity rank, log-log) and the
+    histogram of history lengths (right: interactions per user, log-spaced bins), one line per
+    labelled ``(item_counts, user_counts)`` pair, e.g. before and after preprocessing."""
+    fig, (ax_tail, ax_hist) = _figure(9.0, 3.6, ncols=2)
+    longest = max((int(u.max()) for _, u in counts.values() if len(u)), default=1)
+    bins = np.unique(np.geomspace(1, max(2, longest + 1), 40).astype(int))
+    for label, (items, users) in counts.items():
+        ranked = np.sort(items[items > 0])[::-1]
+        ax_tail.plot(np.arange(1, len(ranked) + 1), ranked, label=label)
+        ax_hist.hist(users[users > 0], bins=bins, histtype="step", label=label)
+    ax_tail.set(
+        xscale="log", yscale="log", xlabel="item popularity rank", ylabel="interactions", title="long tail"
+    )
+    ax_hist.set(
+        xscale="log", yscale="log", xlabel="interactions per user", ylabel="users", title="history length"
+    )
+    for ax in (ax_tail, ax_hist):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return _save(fig, out_png)
