@@ -105,7 +105,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
             with open_dict(cfg):
                 cfg.trainer.checkpoint_dir = str(out)
         model: Recommender = build(cfg.model, "model")
-        spec: EvalSpec = build(cfg.eval, "eval")
+        spec: EvalSpec = _eval_threads(build(cfg.eval, "eval"), cfg)
         with _timer(timings, "load_s"):
             source, data, ids = load_dataset(cfg)
             features = _feature_spec(cfg, model)
@@ -286,7 +286,9 @@ def _run_folds(
                 log.warning(extra["test/cold"])
             for part, target, seen, *scorer in parts:
                 part_spec = val_spec if part == "val" else spec
-                result = evaluate(scorer[0] if scorer else fold_model, target, seen, part_spec, side)
+                with _timer(timings, f"eval_{part.replace('/', '_')}_s", f"{prefix}eval {part}"):
+                    scorer_ = scorer[0] if scorer else fold_model
+                    result = evaluate(scorer_, target, seen, part_spec, side, label=part)
                 metrics.update({f"{prefix}{part}/{k}": v for k, v in result.metrics.items()})
                 per_user[f"{prefix}{part}"] = _per_user(result)
                 extra[f"{prefix}{part}_skipped_users"] = result.n_skipped_users
@@ -302,6 +304,14 @@ _COLD_UNABLE = (
     "there are no test/cold/... metrics (the test/... metrics rank the cold items among all items). "
     "Feature-aware models (fm, widedeep, deepfm, ncf/mlp with model.use_features=true) rank cold items."
 )
+
+
+def _eval_threads(spec: EvalSpec, cfg: DictConfig) -> EvalSpec:
+    """``spec`` with ``num_threads`` from the trainer's setting when ``eval.num_threads`` is unset."""
+    trainer_threads = cfg.trainer.get("num_threads") if "trainer" in cfg else None
+    if spec.num_threads is None and trainer_threads:
+        return dataclasses.replace(spec, num_threads=int(trainer_threads))
+    return spec
 
 
 def _uses_features(model: Recommender) -> bool:
@@ -428,13 +438,21 @@ def _git_rev() -> str | None:
 
 
 class _timer:
-    """Adds the elapsed seconds of a ``with`` block to ``timings[key]``."""
+    """Adds the elapsed seconds of a ``with`` block to ``timings[key]`` and logs the phase's duration.
 
-    def __init__(self, timings: dict[str, float], key: str) -> None:
+    The log line (``phase load: 1.7 s``) goes to the terminal and to ``train.log``; ``phase`` defaults
+    to the key without its ``_s`` suffix.
+    """
+
+    def __init__(self, timings: dict[str, float], key: str, phase: str | None = None) -> None:
         self.timings, self.key = timings, key
+        self.phase = phase or key.removesuffix("_s")
 
     def __enter__(self) -> None:
         self.start = time.perf_counter()
 
-    def __exit__(self, *exc: object) -> None:
-        self.timings[self.key] = self.timings.get(self.key, 0.0) + time.perf_counter() - self.start
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        elapsed = time.perf_counter() - self.start
+        self.timings[self.key] = self.timings.get(self.key, 0.0) + elapsed
+        if exc_type is None:
+            log.info("phase %s: %.1f s", self.phase, elapsed)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from recbench.config import build
 from recbench.errors import ConfigError
-from recbench.pipeline import RunContext, run
+from recbench.pipeline import RunContext, _eval_threads, run
 from recbench.reporting.records import read_runs
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -81,3 +83,20 @@ def test_cold_items_split_reports_id_only_models_as_unable(tmp_path: Path) -> No
         assert record.extra["test/cold"].startswith("unable:")
         saved = json.loads((tmp_path / name / "metrics.json").read_text())
         assert saved["extra"]["test/cold"] == record.extra["test/cold"]
+
+
+def test_phases_are_logged_with_durations(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = cfg_for("model=pop", "trainer.num_threads=1", tmp_path=tmp_path)
+    with caplog.at_level(logging.INFO, logger="recbench.pipeline"):
+        record = run(cfg, RunContext(tmp_path / "r"))
+    phases = [r.getMessage().split(":")[0] for r in caplog.records if r.getMessage().startswith("phase ")]
+    assert phases == [
+        "phase load",
+        "phase split",
+        "phase fit",
+        "phase eval val",
+        "phase eval test",
+        "phase eval",
+    ]
+    assert record.timings["eval_val_s"] + record.timings["eval_test_s"] <= record.timings["eval_s"]
+    assert _eval_threads(build(cfg.eval, "eval"), cfg).num_threads == 1  # the trainer's thread setting

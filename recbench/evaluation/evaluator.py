@@ -19,11 +19,17 @@ rankings; :class:`EvalSpec` describes how the pairs are labelled. Probabilities 
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, TrainingError
@@ -40,6 +46,7 @@ from recbench.evaluation.metrics import (
 )
 from recbench.evaluation.ranking import sample_negatives, top_k
 from recbench.evaluation.side import POPULARITY, SideInfo
+from recbench.memory import rows_within
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,10 @@ VALID_METRICS: tuple[str, ...] = (
     *RATING_METRICS,
     *CTR_METRICS,
 )
+
+#: Bytes per (user, item) score held during evaluation: the model's float32 block, a converted copy
+#: when the model returns another type, and the next block scored ahead.
+_BYTES_PER_SCORE = 12
 
 
 class Scorer(Protocol):
@@ -78,7 +89,13 @@ class EvalSpec:
         with ``predict(users, items)`` and rated targets) and :data:`CTR_METRICS` (``auc``,
         ``logloss``, ``accuracy``; see below).
     ks: cut-offs; a k larger than the catalogue is allowed (the lists are then shorter).
-    batch_size: users per ``model.score`` call; bounds memory to ``batch_size x n_items`` floats.
+    batch_size: users per ``model.score`` call; ``None`` (default) sizes the blocks from
+        ``memory_mb`` (and the memory available), so any catalogue size fits.
+    memory_mb: memory budget of the score blocks (MiB) when ``batch_size`` is ``None``.
+    num_threads: torch threads for scoring and top-k selection during evaluation (``None``: leave
+        torch's setting, i.e. every core unless the trainer or ``OMP_NUM_THREADS`` set fewer). With
+        more than one thread the next block is scored while the current one is ranked.
+    progress: progress bar (users ranked per second) on a terminal.
     exclude_seen: mask the items of ``history`` from each user's ranking.
     sampled_negatives: 0 ranks all items; ``N > 0`` ranks each user's targets among ``N`` sampled
         unseen items (keys get the suffix ``_sampledN``).
@@ -117,7 +134,10 @@ class EvalSpec:
 
     metrics: tuple[str, ...] = ("ndcg", "recall", "hit")
     ks: tuple[int, ...] = (10, 20)
-    batch_size: int = 1024
+    batch_size: int | None = None
+    memory_mb: int = 512
+    num_threads: int | None = None
+    progress: bool = True
     exclude_seen: bool = True
     sampled_negatives: int = 0
     sample_seed: int = 0
@@ -143,12 +163,15 @@ class EvalSpec:
             raise ConfigError(
                 f"eval.ks={list(ks)} must be a non-empty list of positive integers, e.g. [10, 20]."
             )
-        for name in ("batch_size", "sampled_negatives", "sample_seed", "ctr_negatives"):
+        positive = ("batch_size", "memory_mb", "num_threads")
+        for name in (*positive, "sampled_negatives", "sample_seed", "ctr_negatives"):
             value = getattr(self, name)
+            if value is None and name in ("batch_size", "num_threads"):
+                continue  # automatic
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ConfigError(f"eval.{name}={value!r} must be an integer.")
-        if self.batch_size < 1:
-            raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1.")
+            if name in positive and value < 1:
+                raise ConfigError(f"eval.{name}={value} must be >= 1 (batch_size/num_threads: or null).")
         if self.sampled_negatives < 0:
             raise ConfigError(
                 f"eval.sampled_negatives={self.sampled_negatives} must be >= 0 (0 = full ranking)."
@@ -187,6 +210,11 @@ class EvalSpec:
             )
         object.__setattr__(self, "ks", tuple(dict.fromkeys(int(k) for k in ks)))
         object.__setattr__(self, "exclude_seen", bool(self.exclude_seen))
+        object.__setattr__(self, "progress", bool(self.progress))
+
+    def users_per_block(self, n_items: int, n_users: int) -> int:
+        """Users scored at once: ``batch_size``, else as many as ``memory_mb`` and free memory allow."""
+        return block_users(self.batch_size, self.memory_mb, n_items, n_users)
 
     @property
     def topk_metrics(self) -> tuple[str, ...]:
@@ -236,6 +264,19 @@ class EvalResult:
     user_groups: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def block_users(batch_size: int | None, memory_mb: int, n_items: int, n_users: int) -> int:
+    """Users per score block: ``batch_size`` if given, else what fits ``memory_mb`` and free memory."""
+    if batch_size is not None:
+        return int(batch_size)
+    return rows_within(
+        memory_mb << 20,
+        _BYTES_PER_SCORE * max(n_items, 1),
+        max(n_users, 1),
+        f"Evaluation score blocks ({n_items} items per user)",
+        "Lower eval.memory_mb or set eval.batch_size to a small number of users (e.g. 64).",
+    )
+
+
 def _model_name(model: object) -> str:
     return type(model).__name__
 
@@ -282,7 +323,13 @@ def _hits(rel: sp.csr_matrix, users: np.ndarray, items: np.ndarray) -> np.ndarra
 
 
 def evaluate(
-    model: Scorer, target: Interactions, history: Interactions, spec: EvalSpec, side: SideInfo | None = None
+    model: Scorer,
+    target: Interactions,
+    history: Interactions,
+    spec: EvalSpec,
+    side: SideInfo | None = None,
+    *,
+    label: str = "eval",
 ) -> EvalResult:
     """Score ``model`` on ``target`` given what it may know (``history``).
 
@@ -295,6 +342,7 @@ def evaluate(
         (train for validation, train + validation for test).
     spec: :class:`EvalSpec`.
     side: item categories and user attributes for the beyond-accuracy metrics and groups.
+    label: name of the progress bar (e.g. the evaluated part, ``val`` or ``test``).
 
     Returns
     -------
@@ -302,6 +350,32 @@ def evaluate(
     """
     if (target.n_users, target.n_items) != (history.n_users, history.n_items):
         raise ValueError("target and history must share the id space (n_users, n_items)")
+    with _torch_threads(spec.num_threads):
+        return _evaluate(model, target, history, spec, side, label)
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(n)`` inside the block (nothing when ``n`` is ``None``)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _evaluate(
+    model: Scorer,
+    target: Interactions,
+    history: Interactions,
+    spec: EvalSpec,
+    side: SideInfo | None,
+    label: str,
+) -> EvalResult:
     rel = _relevant(target, history, spec.exclude_seen)
     n_rel_all = np.diff(rel.indptr)
     users = np.flatnonzero(n_rel_all > 0).astype(np.int64)
@@ -316,7 +390,7 @@ def evaluate(
         if spec.sampled_negatives:
             per_user = _sampled(model, rel, users, history, spec)
         if not spec.sampled_negatives or spec.also_full_ranking:
-            full, catalogue, labels = _full_ranking(model, rel, users, history, spec, side)
+            full, catalogue, labels = _full_ranking(model, rel, users, history, spec, side, label)
             per_user.update(full)
         for key, values in per_user.items():
             metrics[key] = mean_ignoring_nan(values)
@@ -349,7 +423,9 @@ def top_lists(
     k: int,
     *,
     exclude_seen: bool = True,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
+    memory_mb: int = 512,
+    label: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The top-``k`` lists that full-ranking evaluation reads, and their scores.
 
@@ -357,19 +433,32 @@ def top_lists(
     ``exclude_seen``, best first with ties to the lower item id; a slot left empty because too few
     items remain holds item ``-1`` (score ``-inf``). ``k <= n_items`` required. ``recbench recommend
     --history test`` writes these same lists, so the metrics can be recomputed from its file.
+
+    Users go in blocks of ``batch_size`` (``None``: sized from ``memory_mb`` and the available memory,
+    see :func:`block_users`). With more than one torch thread the next block is scored while the
+    current one is masked and ranked (``model.score`` is never called from two threads at once).
+    ``label`` names a progress bar (users per second), shown on a terminal only.
     """
     seen = history.binary_csr if exclude_seen else None
     top = np.full((len(users), k), -1, dtype=np.int64)
     top_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
-    for start in range(0, len(users), batch_size):
-        batch = users[start : start + batch_size]
-        scores = _checked_scores(model, batch, history)
-        if seen is not None:
-            sub = seen[batch]
-            scores[np.repeat(np.arange(len(batch)), np.diff(sub.indptr)), sub.indices] = -np.inf
-        items, values = top_k(scores, k)
-        top[start : start + len(batch)] = np.where(np.isneginf(values), -1, items)
-        top_scores[start : start + len(batch)] = values
+    step = block_users(batch_size, memory_mb, history.n_items, len(users))
+    starts = range(0, len(users), step)
+    blocks = (users[start : start + step] for start in starts)
+    show = label is not None and sys.stderr.isatty()
+    bar = tqdm(total=len(users), desc=label, unit="user", disable=not show, leave=False, smoothing=0.1)
+    ahead = torch.get_num_threads() > 1 and len(starts) > 1
+    with ThreadPoolExecutor(max_workers=1) if ahead else nullcontext() as pool:
+        for start, (batch, scores) in zip(starts, _scored_blocks(model, blocks, history, pool)):
+            if seen is not None:
+                sub = seen[batch]
+                scores[np.repeat(np.arange(len(batch)), np.diff(sub.indptr)), sub.indices] = -np.inf
+            items, values = top_k(scores, k)
+            del scores
+            top[start : start + len(batch)] = np.where(np.isneginf(values), -1, items)
+            top_scores[start : start + len(batch)] = values
+            bar.update(len(batch))
+    bar.close()
     return top, top_scores
 
 
@@ -380,13 +469,21 @@ def _full_ranking(
     history: Interactions,
     spec: EvalSpec,
     side: SideInfo | None = None,
+    label: str = "eval",
 ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
     n_items = history.n_items
     big_k = min(max(spec.ks), n_items)
     if max(spec.ks) > n_items:
         log.info("k=%d exceeds the catalogue (%d items): top-k lists are shorter", max(spec.ks), n_items)
     top, _ = top_lists(
-        model, users, history, big_k, exclude_seen=spec.exclude_seen, batch_size=spec.batch_size
+        model,
+        users,
+        history,
+        big_k,
+        exclude_seen=spec.exclude_seen,
+        batch_size=spec.batch_size,
+        memory_mb=spec.memory_mb,
+        label=label if spec.progress else None,
     )
     hits = _hits(rel[users], np.arange(len(users)), top)
     per_user = _topk_values(hits, np.diff(rel.indptr)[users], spec, "")
@@ -409,6 +506,28 @@ def _full_ranking(
         per_user |= more
         catalogue |= run_level
     return per_user, catalogue, labels
+
+
+def _scored_blocks(
+    model: Scorer, blocks: Iterator[np.ndarray], history: Interactions, pool: ThreadPoolExecutor | None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(users, scores)`` per block; with a ``pool``, each block is scored while the previous is used."""
+    if pool is None:
+        for batch in blocks:
+            yield batch, _checked_scores(model, batch, history)
+        return
+    pending: Future[np.ndarray] | None = None
+    previous: np.ndarray | None = None
+    for batch in blocks:
+        if pending is not None and previous is not None:
+            ready = pending.result()
+            pending = pool.submit(_checked_scores, model, batch, history)
+            yield previous, ready
+        else:
+            pending = pool.submit(_checked_scores, model, batch, history)
+        previous = batch
+    if pending is not None and previous is not None:
+        yield previous, pending.result()
 
 
 def _sampled(
@@ -438,8 +557,9 @@ def _sampled(
     cand, is_target = np.take_along_axis(cand, by_id, axis=1), np.take_along_axis(is_target, by_id, axis=1)
     big_k = min(max(spec.ks), width)
     hits = np.zeros((len(users), big_k), dtype=bool)
-    for start in range(0, len(users), spec.batch_size):
-        sl = slice(start, start + spec.batch_size)
+    step = spec.users_per_block(history.n_items, len(users))
+    for start in range(0, len(users), step):
+        sl = slice(start, start + step)
         scores = _checked_scores(model, users[sl], history)
         c = cand[sl]
         vals = np.where(c >= 0, np.take_along_axis(scores, np.maximum(c, 0), axis=1), -np.inf)
@@ -476,12 +596,13 @@ def _rating(model: Scorer, target: Interactions, history: Interactions, spec: Ev
 def _pair_scores(
     model: Scorer, users: np.ndarray, items: np.ndarray, history: Interactions, spec: EvalSpec
 ) -> np.ndarray:
-    """``model.score`` at the pairs (``users`` sorted), ``spec.batch_size`` users per call."""
+    """``model.score`` at the pairs (``users`` sorted), in blocks of :meth:`EvalSpec.users_per_block`."""
     out = np.empty(len(users), dtype=np.float64)
     distinct = np.unique(users)
     bounds = np.append(np.searchsorted(users, distinct), len(users))  # pairs of distinct[j]: bounds[j:j+2]
-    for start in range(0, len(distinct), spec.batch_size):
-        batch = distinct[start : start + spec.batch_size]
+    step = spec.users_per_block(history.n_items, len(distinct))
+    for start in range(0, len(distinct), step):
+        batch = distinct[start : start + step]
         lo, hi = bounds[start], bounds[start + len(batch)]
         scores = _checked_scores(model, batch, history)
         out[lo:hi] = scores[np.searchsorted(batch, users[lo:hi]), items[lo:hi]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from recbench.errors import ConfigError
 
@@ -11,9 +12,38 @@ from recbench.errors import ConfigError
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Items and scores of the ``k`` best columns of each row, best first, ties to the lower item id.
 
-    One ``np.partition`` finds each row's k-th largest score ``t``; all items above ``t`` are kept and
-    the remaining slots go to the items equal to ``t`` in id order. Returns ``int64[n, k]`` item ids
-    and ``float32[n, k]`` scores (``k <= n_items`` required).
+    ``torch.topk`` selects ``k + 1`` columns per row (it uses every torch thread). A row whose k-th
+    and (k+1)-th selected scores differ has an exact top-k set; it is then ordered by score with ties
+    to the lower id. Only rows with a tie across the cut (where ``topk`` may have kept any of the
+    tied items) go through :func:`_top_k_exact`, which fills the tied slots in id order. Returns
+    ``int64[n, k]`` item ids and ``float32[n, k]`` scores (``k <= n_items`` required).
+    """
+    scores = np.ascontiguousarray(scores, dtype=np.float32)
+    n, m = scores.shape
+    if k >= m or n == 0:
+        return _top_k_exact(scores, k)
+    vals, idx = torch.topk(torch.from_numpy(scores), k + 1, dim=1, sorted=True)
+    tied = (vals[:, k - 1] == vals[:, k]).numpy()
+    items = _order_ties_by_id(vals[:, :k].numpy(), idx[:, :k].numpy())
+    values = np.take_along_axis(scores, items, axis=1)
+    if tied.any():
+        rows = np.flatnonzero(tied)
+        items[rows], values[rows] = _top_k_exact(scores[rows], k)
+    return items, values
+
+
+def _order_ties_by_id(values: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``items`` of each row reordered by descending ``values``, equal values by ascending item id."""
+    by_id = np.argsort(items, axis=1)
+    items, values = np.take_along_axis(items, by_id, axis=1), np.take_along_axis(values, by_id, axis=1)
+    return np.take_along_axis(items, np.argsort(-values, axis=1, kind="stable"), axis=1)
+
+
+def _top_k_exact(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` by one ``np.partition`` per row, for any ties (and any ``k <= n_items``).
+
+    The partition finds each row's k-th largest score ``t``; all items above ``t`` are kept and the
+    remaining slots go to the items equal to ``t`` in id order.
     """
     n, m = scores.shape
     thr = np.partition(scores, m - k, axis=1)[:, m - k]

@@ -348,6 +348,7 @@ class Trainer:
 
         assert val is not None
         name, k = stopper.name_and_k
-        spec = EvalSpec(metrics=(name,), ks=(k,)) if k else EvalSpec(metrics=(name,))
+        ks = {"ks": (k,)} if k else {}
+        spec = EvalSpec(metrics=(name,), progress=False, **ks)  # the epoch bar is showing
         result = evaluate(model, val, train, spec)
         return float(result.metrics[stopper.metric])

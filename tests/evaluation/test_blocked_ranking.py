@@ -1,0 +1,78 @@
+"""Blocked, threaded full ranking: torch top-k selection, memory-sized blocks, prefetching, progress."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recbench.errors import ConfigError
+from recbench.evaluation import evaluator as ev
+from recbench.evaluation.evaluator import EvalSpec, evaluate
+from recbench.evaluation.ranking import _top_k_exact, top_k
+from tests.evaluation.test_evaluator import ALL, assert_same, random_case
+
+
+@pytest.mark.parametrize("integer_scores", [True, False])
+def test_top_k_matches_the_exact_selection(integer_scores: bool) -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        n, m = int(rng.integers(1, 30)), int(rng.integers(1, 40))
+        k = int(rng.integers(1, m + 1))
+        if integer_scores:  # many ties, also across the cut
+            scores = rng.integers(0, int(rng.integers(1, 6)), size=(n, m)).astype(np.float32)
+        else:
+            scores = rng.standard_normal((n, m)).astype(np.float32)
+        scores[rng.random((n, m)) < 0.2] = -np.inf  # masked items tie at -inf
+        items, values = top_k(scores, k)
+        want_items, want_values = _top_k_exact(scores.copy(), k)
+        np.testing.assert_array_equal(items, want_items)
+        np.testing.assert_array_equal(values, want_values)
+
+
+def test_top_k_orders_ties_inside_the_list_by_id() -> None:
+    scores = np.array([[1, 5, 3, 5, 0, 3, 9]], dtype=np.float32)
+    items, values = top_k(scores, 4)
+    np.testing.assert_array_equal(items, [[6, 1, 3, 2]])  # 5 and 5: id 1 before 3; 3 and 3: cut at 2
+    np.testing.assert_array_equal(values, [[9, 5, 5, 3]])
+
+
+def test_blocks_follow_the_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = EvalSpec(memory_mb=1)
+    per_user = ev._BYTES_PER_SCORE * 1000
+    assert spec.users_per_block(1000, 10**6) == (1 << 20) // per_user
+    assert spec.users_per_block(1000, 5) == 5  # never more than the users to rank
+    assert EvalSpec(batch_size=7, memory_mb=1).users_per_block(1000, 10**6) == 7
+    # little free memory shrinks the blocks; not even one user's row fitting is a clear error
+    monkeypatch.setattr("recbench.memory.available_bytes", lambda: 10 * per_user)
+    assert spec.users_per_block(1000, 10**6) == 9
+    monkeypatch.setattr("recbench.memory.available_bytes", lambda: per_user // 2)
+    with pytest.raises(ConfigError, match="eval.memory_mb"):
+        spec.users_per_block(1000, 10**6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threads_and_block_sizes_give_identical_results(threads: int) -> None:
+    model, target, history = random_case(5, n_users=60, n_items=30)
+    before = torch.get_num_threads()
+    base = evaluate(model, target, history, EvalSpec(metrics=ALL, ks=(1, 5, 10), batch_size=1000))
+    blocked = evaluate(
+        model, target, history, EvalSpec(metrics=ALL, ks=(1, 5, 10), batch_size=7, num_threads=threads)
+    )
+    assert_same(base, blocked)
+    assert torch.get_num_threads() == before  # restored after the evaluation
+    assert sum(model.calls[1:]) == len(base.users) and max(model.calls[1:]) == 7
+
+
+def test_scoring_errors_surface_from_the_prefetch_thread() -> None:
+    model, target, history = random_case(6)
+    model.scores[5:, 3] = np.nan
+    with pytest.raises(Exception, match="non-finite"):
+        evaluate(model, target, history, EvalSpec(batch_size=3, num_threads=2))
+
+
+def test_spec_checks_the_new_settings() -> None:
+    for bad in (dict(memory_mb=0), dict(num_threads=0), dict(batch_size=0), dict(memory_mb=1.5)):
+        with pytest.raises(ConfigError, match="eval."):
+            EvalSpec(**bad)
+    assert EvalSpec().batch_size is None and EvalSpec(progress=0).progress is False
