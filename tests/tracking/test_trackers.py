@@ -178,39 +178,6 @@ def wandb_records(run_folder: Path) -> list[object]:
     return out
 
 
-def test_wandb_offline_run_folder(tmp_path: Path) -> None:
-    pytest.importorskip("wandb")
-    cfg = cfg_for("model=pop", "logger=wandb", f"logger.wandb.save_dir={tmp_path / 'wb'}", tmp_path=tmp_path)
-    ctx = RunContext(
-        tmp_path / "r", {"model": "pop"}, run_name="model=pop", group="sweep-a", group_dir=tmp_path
-    )
-    record = run(cfg, ctx)
-    (folder,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
-    assert (folder / "files" / "metrics.json").is_file()
-    for _ in range(100):  # wandb-core writes the file in its own process: wait for its last record
-        records = wandb_records(folder)
-        kinds = [r.WhichOneof("record_type") for r in records]
-        if "exit" in kinds:
-            break
-        time.sleep(0.2)
-    assert "run" in kinds and "exit" in kinds, kinds
-    (head,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
-    assert head.run_group == "sweep-a" and head.display_name == "model=pop"
-    config = {
-        i.key: json.loads(i.value_json) for r in records if r.HasField("config") for i in r.config.update
-    }
-    assert config["model._target_"] == "recbench.models.baselines.Popularity"
-    history = {
-        i.nested_key[0]: json.loads(i.value_json)
-        for r in records
-        if r.HasField("history")
-        for i in r.history.item
-    }
-    assert history["test/ndcg@10"] == pytest.approx(record.metrics["test/ndcg@10"])
-    (end,) = [r.exit for r in records if r.HasField("exit")]
-    assert end.exit_code == 0
-
-
 @pytest.mark.slow
 def test_two_job_sweep_is_one_group_in_every_tracker(tmp_path: Path) -> None:
     """``recbench train -m seed=1,2 logger=many``: one MLflow parent run with both jobs nested, one
@@ -266,7 +233,34 @@ def test_two_job_sweep_is_one_group_in_every_tracker(tmp_path: Path) -> None:
 
     folders = sorted((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     assert len(folders) == 2
-    heads = [r.run for f in folders for r in wandb_records(f) if r.WhichOneof("record_type") == "run"]
-    assert [h.run_group for h in heads] == [group, group]
+    for folder in folders:
+        check_wandb_run(folder, group)
     for job in ("0", "1"):
         assert json.loads((sweep_dir / job / "csv" / "status.json").read_text())["status"] == "ok"
+
+
+def check_wandb_run(folder: Path, group: str) -> None:
+    """An offline W&B run of a pop job: grouped by the sweep, with config, final metrics, files, exit 0."""
+    for _ in range(100):  # wandb-core writes the file in its own process: wait for its last record
+        records = wandb_records(folder)
+        kinds = [r.WhichOneof("record_type") for r in records]
+        if "exit" in kinds:
+            break
+        time.sleep(0.2)
+    assert "run" in kinds and "exit" in kinds, kinds
+    (head,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert head.run_group == group and head.display_name.startswith("dataset=tiny,model=pop,seed=")
+    config = {
+        i.key: json.loads(i.value_json) for r in records if r.HasField("config") for i in r.config.update
+    }
+    assert config["model._target_"] == "recbench.models.baselines.Popularity"
+    history = {
+        i.nested_key[0]: json.loads(i.value_json)
+        for r in records
+        if r.HasField("history")
+        for i in r.history.item
+    }
+    assert 0 < history["test/ndcg@10"] <= 1 and history["time/fit_s"] >= 0
+    assert (folder / "files" / "metrics.json").is_file()
+    (end,) = [r.exit for r in records if r.HasField("exit")]
+    assert end.exit_code == 0
