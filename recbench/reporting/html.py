@@ -137,7 +137,7 @@ def report_context(
         "runs": _run_rows(runs, rows + cols, records),
         "versions": _version_rows(runs),
         "failed": [
-            {"run_dir": str(r["run_dir"]), "keys": _keys_text(r, rows + cols), "error": str(r.get("error"))}
+            {"run_dir": str(r["run_dir"]), "group": _keys_text(r, rows + cols), "error": str(r.get("error"))}
             for _, r in failed.iterrows()
         ],
     }
@@ -337,7 +337,7 @@ def _dataset_rows(ok: pd.DataFrame, records: Mapping[str, Any]) -> list[dict[str
             "split": key[1],
             "seed": key[2],
             "users": users,
-            "items": items,
+            "n_items": items,
             "interactions": n,
             "density": f"{density:.3%}" if density else "–",
             "test_users": test_users,
@@ -361,7 +361,7 @@ def _run_rows(runs: pd.DataFrame, keys: list[str], records: Mapping[str, Any]) -
         out.append(
             {
                 "run_dir": str(run_dir),
-                "keys": _keys_text(run, keys),
+                "group": _keys_text(run, keys),
                 "seed": run.get("seed"),
                 "status": run["status"],
                 "fit_s": "–" if pd.isna(fit) else f"{fit:.2f}",

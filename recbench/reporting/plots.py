@@ -174,11 +174,19 @@ def learning_band_figure(
     metric : str, optional
         Validation column; default: the first column of the first history that looks like one.
     """
-    fig, (ax_loss, ax_val) = _figure(9.0, 3.6, ncols=2)
+    frames_by_label = {
+        k: pd.concat([_with_epoch(h) for h in v], ignore_index=True) for k, v in histories.items()
+    }
+    val_cols = {
+        k: metric if metric in f.columns else _val_column(f.drop(columns="epoch"))
+        for k, f in frames_by_label.items()
+    }
+    has_val = any(c is not None for c in val_cols.values())
+    fig, axes = _figure(9.0 if has_val else 5.0, 3.6, ncols=2 if has_val else 1)
+    ax_loss, ax_val = axes[0], axes[-1]
     shown = metric
     for label, frames in histories.items():
-        frame = pd.concat([_with_epoch(h) for h in frames], ignore_index=True)
-        col = metric if metric in frame.columns else _val_column(frame.drop(columns="epoch"))
+        frame, col = frames_by_label[label], val_cols[label]
         shown = shown or col
         for ax, name in ((ax_loss, "loss"), (ax_val, col)):
             if name is None or name not in frame.columns:
@@ -190,8 +198,11 @@ def learning_band_figure(
                 spread = np.nan_to_num(std)
                 ax.fill_between(epochs, mean - spread, mean + spread, color=line.get_color(), alpha=0.2)
     ax_loss.set(xlabel="epoch", ylabel="training loss (model's objective)", title="training loss")
-    ax_val.set(xlabel="epoch", ylabel=shown or "validation metric", title=f"validation {shown or ''}".strip())
-    for ax in (ax_loss, ax_val):
+    if has_val:
+        ax_val.set(
+            xlabel="epoch", ylabel=shown or "validation metric", title=f"validation {shown or ''}".strip()
+        )
+    for ax in axes:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -73,7 +73,8 @@ def test_context_holds_leaderboard_marks_charts_and_failures(sweep: Path) -> Non
     svg = base64.b64decode(ctx["metric_charts"][0].src.split(",", 1)[1]).decode()
     assert "<svg" in svg and "test/ndcg@10" in svg
     assert [f["error"] for f in ctx["failed"]] == ["TrainingError: loss nan"]
-    assert len(ctx["runs"]) == 7 and ctx["datasets"][0]["test_users"] == 200
+    assert len(ctx["runs"]) == 7 and ctx["runs"][0]["group"] == "model=pop"
+    assert ctx["datasets"][0]["test_users"] == 200 and ctx["datasets"][0]["users"] == 10
 
 
 def _chromium() -> str:
@@ -90,7 +91,7 @@ def test_report_html_is_self_contained_and_works_in_headless_chromium(sweep: Pat
     assert (
         "<script src" not in html and "<link" not in html and "http://" not in html and "https://" not in html
     )
-    assert "TrainingError: loss nan" in html
+    assert "TrainingError: loss nan" in html and "built-in method" not in html
     sync_api = pytest.importorskip("playwright.sync_api")
     chromium = _chromium()
     errors: list[str] = []
