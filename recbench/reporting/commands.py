@@ -91,7 +91,9 @@ def compare_main(argv: list[str]) -> int:
     )
     parser.add_argument("run_a", help="run folder (or its metrics.json) of A, the reference")
     parser.add_argument("run_b", help="run folder (or its metrics.json) of B; differences are B - A")
-    parser.add_argument("--metric", action="append", help="metric to compare (repeatable; default: all)")
+    parser.add_argument(
+        "--metric", action="append", help="metric to compare (repeatable; default: all but group slices)"
+    )
     parser.add_argument("--format", choices=FORMATS, help="output format (default: rich, or from --out)")
     parser.add_argument("--out", help="also write the table to this file")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed of the 95%% CI (default 0)")
@@ -101,7 +103,11 @@ def compare_main(argv: list[str]) -> int:
     metrics = ns.metric or sorted(
         c
         for c in a.index
-        if "/" in c and c in b.index and _is_number(a[c]) and not c.startswith(_NOT_METRICS)
+        if "/" in c
+        and c in b.index
+        and _is_number(a[c])
+        and not c.startswith(_NOT_METRICS)
+        and not _sliced(c)
     )
     if not metrics:
         raise RecbenchError(f"Runs {ns.run_a} and {ns.run_b} share no metric; did both finish (status ok)?")
