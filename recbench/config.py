@@ -320,3 +320,90 @@ def to_plain(node: Any) -> Any:
     if isinstance(node, (DictConfig, ListConfig)):
         return OmegaConf.to_container(node, resolve=True)
     return node
+
+
+def _model_config_files() -> dict[str, Any]:
+    """``{name: file}`` of the shipped ``model/*.yaml`` configs (repo checkout, env override or wheel)."""
+    root = config_dir()
+    if root.startswith("pkg://"):
+        from importlib.resources import files
+
+        folder: Any = files("recbench._configs") / "model"
+    else:
+        folder = Path(root) / "model"
+    return {f.name[: -len(".yaml")]: f for f in folder.iterdir() if f.name.endswith(".yaml")}
+
+
+def model_config(name: str) -> DictConfig:
+    """The ``model/<name>.yaml`` node as written, with the model configs its defaults list names
+    merged under it (``userknn_rating`` extends ``userknn``); interpolations are left unresolved."""
+    files = _model_config_files()
+    if name not in files:
+        raise ConfigError(f"model={name} is not a model config; choose one of {', '.join(sorted(files))}.")
+    return OmegaConf.create(_model_yaml(config_dir(), name))
+
+
+@lru_cache(maxsize=256)
+def _model_yaml(root: str, name: str) -> str:
+    """The merged ``model/<name>.yaml`` of config folder ``root`` as YAML text (read once per process)."""
+    node = OmegaConf.create(_model_config_files()[name].read_text())
+    assert isinstance(node, DictConfig)
+    merged = OmegaConf.create()
+    for entry in node.pop("defaults", []) or []:
+        if isinstance(entry, str) and entry != "_self_":
+            merged = OmegaConf.merge(merged, model_config(entry))
+    return OmegaConf.to_yaml(OmegaConf.merge(merged, node))
+
+
+def model_capabilities(node: DictConfig) -> Any:
+    """The :class:`~recbench.models.base.Capabilities` the ``model`` config node declares: read from its
+    ``_target_`` class and the hyperparameters the node sets, without building the model or loading data.
+    Values that cannot be resolved here (``trainer: ${trainer}`` out of context) are left to their
+    defaults, which no capability depends on."""
+    from recbench.models.base import Capabilities, Recommender, class_capabilities
+
+    cls = _target_class(node)
+    if not (inspect.isclass(cls) and issubclass(cls, Recommender)):
+        return Capabilities()
+    params: dict[str, Any] = {}
+    for key in node:
+        name = str(key)
+        if name.startswith("_"):
+            continue
+        try:
+            value = node[name]
+        except Exception:  # an interpolation that resolves only in the full config
+            continue
+        if not isinstance(value, (DictConfig, ListConfig)):
+            params[name] = value
+    return class_capabilities(cls, params)
+
+
+def models_with(capability: str, settings: bool = False) -> list[str]:
+    """The names of the shipped model configs whose declared capabilities (with the YAML's settings)
+    include ``capability`` (a field of :class:`~recbench.models.base.Capabilities`), sorted.
+
+    With ``settings``, also the models that gain it through a declared setting, written as overrides
+    (``"mlp model.mode=rating"``, from the class's ``capability_settings``).
+    """
+    from recbench.models.base import CAPABILITIES
+
+    if capability not in CAPABILITIES:
+        raise ValueError(f"capability {capability!r} is not one of {', '.join(CAPABILITIES)}")
+    out = []
+    for name in sorted(_model_config_files()):
+        node = model_config(name)
+        if getattr(model_capabilities(node), capability):
+            out.append(name)
+            continue
+        switch = getattr(_target_class(node), "capability_settings", {}).get(capability) if settings else None
+        if switch and getattr(model_capabilities(OmegaConf.merge(node, dict(switch))), capability):
+            out.append(" ".join([name, *(f"model.{k}={v}" for k, v in switch.items())]))
+    return out
+
+
+def _target_class(node: DictConfig) -> Any:
+    try:
+        return get_object(str(node.get("_target_", "")))
+    except Exception:  # not importable: build() reports it
+        return None

@@ -26,7 +26,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import recbench
-from recbench.config import build, flatten
+from recbench.config import build, flatten, models_with
 from recbench.data.cache import load_cached
 from recbench.data.events import with_logged_events
 from recbench.data.features import FeatureSpec
@@ -34,11 +34,10 @@ from recbench.data.interactions import IdMaps, Interactions
 from recbench.data.splits import Split
 from recbench.errors import ConfigError, RecbenchError
 from recbench.evaluation.candidates import CandidateScorer
-from recbench.evaluation.ctr import has_probabilities, probability_error
 from recbench.evaluation.evaluator import EvalResult, EvalSpec, evaluate
 from recbench.evaluation.metrics import PROBABILITY_METRICS
 from recbench.evaluation.side import SideInfo, side_for_spec
-from recbench.models.base import RatingPredictor, Recommender
+from recbench.models.base import Capabilities, Recommender, capabilities_of
 from recbench.models.persistence import save_model
 from recbench.reporting.records import SCHEMA_VERSION, RunRecord, write_run
 from recbench.tracking.base import RunInfo
@@ -106,9 +105,13 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
                 cfg.trainer.checkpoint_dir = str(out)
         model: Recommender = build(cfg.model, "model")
         spec: EvalSpec = _eval_threads(build(cfg.eval, "eval"), cfg)
+        name = str(ctx.choices.get("model") or type(model).__name__)
+        caps = capabilities_of(model)
+        check_request(name, caps, spec)  # before any data is loaded
         with _timer(timings, "load_s"):
             source, data, ids = load_dataset(cfg)
-            features = _feature_spec(cfg, model)
+            check_data(name, caps, data, spec, cfg)
+            features = _feature_spec(cfg, caps)
             if features is not None:
                 data = data.with_features(*features.for_source(source, ids))
             cache = cfg.paths.get("cache_dir")
@@ -119,7 +122,6 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         extra["dataset"] = _data_stats(data)
         with _timer(timings, "split_s"):
             splitter, folds = make_folds(cfg, data, ids)
-        _check_compatible(model, data, spec, cfg)
         cold = getattr(splitter, "cold_candidates", None)
         with epoch_listener(tracking.epoch):
             metrics, per_user, history = _run_folds(model, folds, spec, timings, extra, cold, side)
@@ -316,7 +318,7 @@ def _eval_threads(spec: EvalSpec, cfg: DictConfig) -> EvalSpec:
 
 def _uses_features(model: Recommender) -> bool:
     """Whether ``model`` scores items from side features (and so can rank items it never trained on)."""
-    return bool(getattr(model, "requires_features", False))
+    return capabilities_of(model).needs_features
 
 
 def _fold_summary(metrics: dict[str, float], n_folds: int) -> dict[str, float]:
@@ -334,42 +336,70 @@ def _per_user(result: EvalResult) -> dict[str, np.ndarray]:
     return {"users": result.users, **result.per_user, **groups}
 
 
-def _feature_spec(cfg: DictConfig, model: Recommender | None) -> FeatureSpec | None:
+def _feature_spec(cfg: DictConfig, caps: Capabilities | None) -> FeatureSpec | None:
     """The side features to load: the ``features`` config, else the defaults for models that need them
-    (``model=None``: the ``features`` config only)."""
+    (``caps=None``: the ``features`` config only). The run loader calls it too, so a served run gets
+    the features training read."""
     if cfg.get("features") and "_target_" in cfg.features:
         return build(cfg.features, "features")
-    if getattr(model, "requires_features", False):
+    if caps is not None and caps.needs_features:
         return FeatureSpec(cache_dir=cfg.paths.get("cache_dir"))
     return None
 
 
-def _check_compatible(model: Recommender, data: Interactions, spec: EvalSpec, cfg: DictConfig) -> None:
-    name = type(model).__name__
-    if getattr(model, "requires_sequences", False) and not data.has_timestamps:
-        raise ConfigError(
-            f"model={name} reads time-ordered histories, but dataset {cfg.dataset._target_} has no "
-            "timestamps. Choose a dataset with timestamps (MovieLens, seqfile) or another model."
-        )
-    if getattr(model, "requires_ratings", False) and not data.has_ratings:
-        raise ConfigError(
-            f"model={name} learns explicit ratings, but the dataset is implicit (no ratings; check "
-            "dataset.preprocess.implicit). Use a dataset with ratings or a ranking model such as bpr."
-        )
+def _unable(name: str, request: str, capability: str, fix: str) -> ConfigError:
+    """The one error for "model ``name`` cannot do ``request``", naming the models that can."""
+    able = models_with(capability, settings=True)
+    return ConfigError(
+        f"{request}, but model={name} {fix}. Models that can: {', '.join(able) or 'none shipped'}. "
+        "Choose one of them (model=NAME, with the settings shown), or change the request."
+    )
+
+
+def check_request(name: str, caps: Capabilities, spec: EvalSpec) -> None:
+    """Refuse, before any data is loaded, what model ``name`` (with capabilities ``caps``) cannot do for
+    the evaluation ``spec``: rating metrics without ``ratings``, probability metrics without
+    ``probabilities``. One :class:`ConfigError` names the model, the request and the models that can."""
     wants_rating = [m for m in spec.metrics if m in RATING_METRICS]
-    if wants_rating and not isinstance(model, RatingPredictor):
-        raise ConfigError(
-            f"eval.metrics asks for {', '.join(wants_rating)}, but model={name} does not predict ratings. "
-            "Use eval=default for ranking metrics, or a rating model (mf, pmf, nmf, userknn, itemknn, mlp)."
-        )
-    if wants_rating and not data.has_ratings:
-        raise ConfigError(
-            f"eval.metrics asks for {', '.join(wants_rating)}, but the dataset has no ratings. "
-            "Use eval=default, or keep ratings (dataset.preprocess.implicit=false)."
+    if wants_rating and not caps.ratings:
+        raise _unable(
+            name,
+            f"eval.metrics asks for {', '.join(wants_rating)} (predicted ratings)",
+            "ratings",
+            "does not predict ratings with these settings (use eval=default for ranking metrics)",
         )
     wants_probs = [m for m in spec.metrics if m in PROBABILITY_METRICS]
-    if wants_probs and not has_probabilities(model):
-        raise probability_error(wants_probs, name)
+    if wants_probs and not caps.probabilities:
+        raise _unable(
+            name,
+            f"eval.metrics asks for {', '.join(wants_probs)}, which need click probabilities",
+            "probabilities",
+            "does not predict probabilities with these settings (auc needs only scores: keep only auc)",
+        )
+
+
+def check_data(name: str, caps: Capabilities, data: Interactions, spec: EvalSpec, cfg: DictConfig) -> None:
+    """Refuse, right after loading and before splitting or training, data that lacks what model
+    ``name`` needs (timestamps, sequences, ratings) or what the evaluation ``spec`` reads (ratings)."""
+    dataset = cfg.dataset.get("_target_", "?")
+    if (caps.needs_sequences or caps.needs_timestamps) and not data.has_timestamps:
+        what = "time-ordered histories" if caps.needs_sequences else "interaction timestamps"
+        raise ConfigError(
+            f"model={name} reads {what}, but dataset {dataset} has no timestamps. Choose a dataset with "
+            "timestamps (dataset=synthetic, dataset=ml-100k, dataset=seqfile) or another model."
+        )
+    if caps.needs_ratings and not data.has_ratings:
+        raise ConfigError(
+            f"model={name} learns explicit ratings, but the data is implicit (no ratings; dataset "
+            f"{dataset}). Keep the ratings (dataset.preprocess.implicit=false) or use a ranking model "
+            "such as model=bpr."
+        )
+    wants_rating = [m for m in spec.metrics if m in RATING_METRICS]
+    if wants_rating and not data.has_ratings:
+        raise ConfigError(
+            f"eval.metrics asks for {', '.join(wants_rating)}, but the data has no ratings (dataset "
+            f"{dataset}). Use eval=default, or keep ratings (dataset.preprocess.implicit=false)."
+        )
     if spec.ctr_metrics and spec.ctr_threshold is not None and not data.has_ratings:
         raise ConfigError(
             f"eval.ctr_threshold={spec.ctr_threshold:g} labels the test interactions by their ratings for "

@@ -24,29 +24,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The models of this package that predict click probabilities (named in error messages).
-PROBABILITY_MODELS = "gmf, ncf_mlp, ncf, mlp, and fm, widedeep, deepfm with loss_type=bce"
-
 
 def has_probabilities(model: object) -> bool:
     """Whether ``model`` predicts click probabilities for logloss and accuracy.
 
     True when it has a callable ``predict_proba(users, items) -> float32[n]`` and does not set a
-    false ``predicts_probabilities`` attribute (a model whose ``predict_proba`` depends on a setting,
-    e.g. an FM trained with a BPR or squared loss, says so through that attribute).
+    false ``predicts_probabilities`` attribute (every recbench model has that attribute: its declared
+    ``Capabilities.probabilities``, e.g. false for an FM trained with a BPR or squared loss).
     """
     return callable(getattr(model, "predict_proba", None)) and bool(
         getattr(model, "predicts_probabilities", True)
-    )
-
-
-def probability_error(metrics: tuple[str, ...] | list[str], model_name: str) -> ConfigError:
-    """The :class:`ConfigError` for probability metrics asked of a model without probabilities."""
-    return ConfigError(
-        f"eval.metrics asks for {', '.join(metrics)}, which need click probabilities, but "
-        f"model={model_name} has no predict_proba(users, items) (or, with its settings, its output is "
-        f"not a probability, e.g. loss_type=bpr or mse). Use a model trained with binary cross-entropy "
-        f"({PROBABILITY_MODELS}), or keep only auc, which every model has (it needs only scores)."
     )
 
 
@@ -173,7 +160,12 @@ def ctr_metrics(
     with_probs = has_probabilities(model)
     wants_probs = [m for m in names if m in PROBABILITY_METRICS]
     if wants_probs and not with_probs:
-        raise probability_error(wants_probs, type(model).__name__)
+        raise ConfigError(
+            f"eval.metrics asks for {', '.join(wants_probs)}, which need click probabilities, but "
+            f"{type(model).__name__} does not give them (no predict_proba(users, items), or with its "
+            "settings its output is not a probability: see the model's declared capabilities). "
+            "Keep only auc (it needs only scores), or use a model whose capabilities include probabilities."
+        )
     users, items, labels = _ctr_pairs(model, rel, target, history, spec)
     if len(labels) == 0:
         log.warning("evaluate: no labelled CTR pair (no user has a target item); CTR metrics are NaN")

@@ -12,9 +12,11 @@ Rules every model follows (scikit-learn's estimator conventions):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -28,15 +30,72 @@ if TYPE_CHECKING:
     from recbench.training.trainer import Trainer, TrainHistory
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model class can do and what it needs, declared on the class (``capabilities = ...``).
+
+    The pipeline and the serving layer read these before any data is loaded or any model trained
+    (:func:`capabilities_of`, :func:`recbench.config.model_capabilities`), so a request a model cannot
+    serve fails at once, naming the models that can (:func:`recbench.config.models_with`).
+
+    Can do (``True``: the model has the method or behaviour):
+
+    * ``rank``: ``score(users, history)`` ranks the catalogue (every model).
+    * ``ratings``: ``predict(users, items)`` returns explicit ratings (``eval=rating``: rmse, mae).
+    * ``probabilities``: ``predict_proba(users, items)`` returns click probabilities (logloss, accuracy).
+    * ``history``: ``score`` reads the ``history`` it is given, so an ad-hoc history (events added
+      after training) changes a known user's scores.
+    * ``fold_in``: a user absent from training is scored from a history alone (a new user id past the
+      training id space, with its events in ``history``).
+    * ``explain``: has ``explain(user, items, history)`` naming the history items behind a score.
+    * ``similar``: has its own ``similar_items(items) -> float[len(items), n_items]`` (item-item
+      similarities or item embeddings); without it, serving compares score columns.
+
+    Needs (``True``: the run fails before loading data when the dataset cannot provide it):
+
+    * ``needs_sequences``: time-ordered histories (timestamps, a temporal leave-one-out split).
+    * ``needs_ratings``: explicit ratings in the training data.
+    * ``needs_features``: side features (the pipeline and the run loader load them).
+    * ``needs_timestamps``: interaction times (but not sequences).
+    """
+
+    rank: bool = True
+    ratings: bool = False
+    probabilities: bool = False
+    history: bool = False
+    fold_in: bool = False
+    explain: bool = False
+    similar: bool = False
+    needs_sequences: bool = False
+    needs_ratings: bool = False
+    needs_features: bool = False
+    needs_timestamps: bool = False
+
+    def replace(self, **changes: bool) -> Capabilities:
+        """A copy with ``changes`` applied (for hyperparameter-dependent capabilities)."""
+        return dataclasses.replace(self, **changes)
+
+
+#: Capability names (the fields of :class:`Capabilities`), as used by ``models_with``.
+CAPABILITIES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Capabilities))
+
+
 class Recommender(ABC):
     """Base class of every recommender (see the module docstring for the rules)."""
 
-    #: ``True`` for models that read time-ordered histories; the pipeline then requires timestamps.
-    requires_sequences: ClassVar[bool] = False
-    #: ``True`` for models that need explicit ratings (e.g. rating-only factorisations).
-    requires_ratings: ClassVar[bool] = False
-    #: ``True`` for feature-aware models: the pipeline then loads the dataset's side features.
-    requires_features: ClassVar[bool] = False
+    #: What the class can do and needs; a class whose capabilities depend on its hyperparameters
+    #: (e.g. ``mode=rating``, ``loss_type=bce``, ``use_features``) overrides :meth:`capabilities_for`.
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: Settings that grant a capability the defaults lack, ``{capability: {param: value}}`` (e.g.
+    #: ``{"ratings": {"mode": "rating"}}``); error messages suggest them as ``model.param=value``.
+    capability_settings: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    @classmethod
+    def capabilities_for(cls, params: Mapping[str, Any]) -> Capabilities:
+        """The capabilities of an instance built with hyperparameters ``params`` (complete: callers go
+        through :func:`class_capabilities`, which fills in the constructor's defaults). Called on the
+        class, before anything is built or trained."""
+        return cls.capabilities
 
     @abstractmethod
     def fit(self, train: Interactions, val: Interactions | None = None) -> Recommender:
@@ -69,6 +128,21 @@ class Recommender(ABC):
         params.update(overrides)
         return type(self)(**params)
 
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        """The constructor's default hyperparameters (parameters without a default are left out)."""
+        sig = inspect.signature(cls.__init__)
+        return {
+            name: p.default
+            for name, p in sig.parameters.items()
+            if name in cls._param_names() and p.default is not p.empty
+        }
+
+    @property
+    def predicts_probabilities(self) -> bool:
+        """Whether ``predict_proba`` gives click probabilities (``capabilities.probabilities``)."""
+        return capabilities_of(self).probabilities
+
     @property
     def is_fitted(self) -> bool:
         """Whether :meth:`fit` has set any learned (``_``-suffixed) attribute."""
@@ -79,21 +153,22 @@ class Recommender(ABC):
         return f"{type(self).__name__}({args})"
 
 
-@runtime_checkable
-class RatingPredictor(Protocol):
-    """Models that predict explicit ratings (MF, PMF, NMF, KNN on ratings, the MLP in rating mode)."""
+def class_capabilities(cls: type[Recommender], params: Mapping[str, Any] | None = None) -> Capabilities:
+    """The capabilities of ``cls`` built with ``params`` (the constructor's defaults fill the rest)."""
+    return cls.capabilities_for({**cls.param_defaults(), **(params or {})})
 
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """``float32[n]`` predicted ratings for the (user, item) pairs, on the data's rating scale."""
-        ...
+
+def capabilities_of(model: Recommender) -> Capabilities:
+    """The capabilities of a built ``model`` (its class's declaration for its hyperparameters)."""
+    return class_capabilities(type(model), model.get_params())
 
 
 @runtime_checkable
 class ProbabilityPredictor(Protocol):
-    """Models that predict click probabilities (trained with binary cross-entropy on labels or sampled
-    negatives: fm, widedeep, deepfm, gmf, ncf_mlp, ncf, mlp); the evaluator's logloss and accuracy
-    need them. A model whose output is a probability only under some settings also has a
-    ``predicts_probabilities`` attribute (see :func:`recbench.evaluation.ctr.has_probabilities`).
+    """The method a model declaring ``Capabilities(probabilities=True)`` has (fm, widedeep, deepfm with
+    ``loss_type=bce``, gmf, ncf_mlp, ncf, mlp); the evaluator's logloss and accuracy need it. Whether a
+    model has the capability is read from its declaration (:func:`capabilities_of`), never from the
+    presence of the method.
     """
 
     def predict_proba(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

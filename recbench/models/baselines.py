@@ -10,7 +10,7 @@ import numpy as np
 
 from recbench.data.interactions import Interactions
 from recbench.models.adhoc import score_own_history
-from recbench.models.base import Recommender
+from recbench.models.base import Capabilities, Recommender
 
 
 class Popularity(Recommender):
@@ -20,6 +20,8 @@ class Popularity(Recommender):
     recommender algorithms on top-N recommendation tasks", RecSys 2010, "TopPop"). Every user
     receives the same scores; the evaluator removes items the user has already seen.
     """
+
+    capabilities = Capabilities(fold_in=True)
 
     def __init__(self) -> None:
         pass
@@ -51,6 +53,8 @@ class Random(Recommender):
     seed:
         Seed of the score hash; the same seed gives the same scores.
     """
+
+    capabilities = Capabilities(fold_in=True)
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed

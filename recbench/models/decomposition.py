@@ -7,8 +7,6 @@ as long as the id space is the same; NMF is a rating model and scores with its u
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
@@ -17,7 +15,7 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
 from recbench.models import kernels
 from recbench.models.adhoc import score_own_history
-from recbench.models.base import Recommender
+from recbench.models.base import Capabilities, Recommender
 from recbench.models.similarity import gram_blocks
 
 
@@ -43,6 +41,8 @@ class PureSVD(Recommender):
     seed:
         Seed of the ARPACK start vector (makes the decomposition reproducible).
     """
+
+    capabilities = Capabilities(history=True, fold_in=True)
 
     def __init__(self, *, factors: int = 20, implicit: bool = True, seed: int = 0) -> None:
         self.factors = factors
@@ -86,6 +86,8 @@ class EASE(Recommender):
     l2:
         L2 regularisation added to the diagonal of the Gram matrix.
     """
+
+    capabilities = Capabilities(history=True, fold_in=True)
 
     def __init__(self, *, l2: float = 500.0) -> None:
         self.l2 = l2
@@ -141,7 +143,7 @@ class NMF(Recommender):
         Seed of the uniform initialisation.
     """
 
-    requires_ratings: ClassVar[bool] = True
+    capabilities = Capabilities(ratings=True, needs_ratings=True)
 
     def __init__(self, *, factors: int = 15, iterations: int = 100, reg: float = 0.15, seed: int = 0) -> None:
         self.factors = factors

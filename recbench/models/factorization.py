@@ -24,7 +24,7 @@ from recbench.data.interactions import Interactions
 from recbench.errors import DataError
 from recbench.models import kernels
 from recbench.models.adhoc import FoldIn, score_by_fold_in
-from recbench.models.base import TorchRecommender
+from recbench.models.base import Capabilities, TorchRecommender
 from recbench.training.losses import bpr_loss
 from recbench.training.samplers import PositiveSet, uniform_negatives
 from recbench.training.trainer import Trainer
@@ -226,7 +226,7 @@ def _epoch_slices(n: int, batch_size: int, rng: np.random.Generator) -> Iterator
 class _RatingFactorization(TorchRecommender):
     """Shared plumbing of the explicit-feedback models :class:`MF` and :class:`PMF`."""
 
-    requires_ratings: ClassVar[bool] = True
+    capabilities = Capabilities(ratings=True, needs_ratings=True)
     #: whether the network learns user and item biases
     biases: ClassVar[bool] = False
     factors: int

@@ -12,7 +12,7 @@ an item projection and evaluating the rest on chunks of users x all items.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,7 +21,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
-from recbench.models.base import TorchRecommender, sigmoid_probabilities
+from recbench.models.base import Capabilities, TorchRecommender, sigmoid_probabilities
 from recbench.models.feature_embeddings import FeatureEmbeddings, feature_embeddings
 from recbench.training.losses import bce_loss, bpr_loss, mse_loss
 from recbench.training.samplers import PositiveSet, uniform_negatives
@@ -188,7 +188,17 @@ class _FeatureModel(TorchRecommender):
     Subclasses set the hyperparameters and implement :meth:`_network` from the embeddings.
     """
 
-    requires_features = True
+    capabilities = Capabilities(needs_features=True)
+    capability_settings = {"ratings": {"loss_type": "mse"}, "probabilities": {"loss_type": "bce"}}
+
+    @classmethod
+    def capabilities_for(cls, params: Mapping[str, Any]) -> Capabilities:
+        """Probabilities with ``loss_type=bce``; ratings (which it then needs) with ``loss_type=mse``."""
+        loss = params.get("loss_type")
+        return cls.capabilities.replace(
+            probabilities=loss == "bce", ratings=loss == "mse", needs_ratings=loss == "mse"
+        )
+
     factors: int
     use_ids: bool
     loss_type: str
@@ -292,12 +302,6 @@ class _FeatureModel(TorchRecommender):
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
         """Logits (or predicted ratings) of every item, computed side by side (see the module docstring)."""
         return net.score_all(users)
-
-    @property
-    def predicts_probabilities(self) -> bool:
-        """Whether :meth:`predict_proba` gives click probabilities: only with ``loss_type=bce`` (BPR
-        scores are uncalibrated, MSE outputs are ratings)."""
-        return self.loss_type == "bce"
 
     def predict_proba(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``float32[n]`` click probabilities ``sigmoid(logit)`` of the pairs (``loss_type=bce`` only)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -12,7 +12,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
-from recbench.models.base import sigmoid_probabilities
+from recbench.models.base import Capabilities, sigmoid_probabilities
 from recbench.models.pointwise import PointwiseRecommender, check_choice
 from recbench.models.towers import MLPBranch, PairNet, feature_branch, init_embeddings
 from recbench.training.trainer import Trainer
@@ -79,10 +79,13 @@ class MLPClassifier(PointwiseRecommender):
         self.trainer = trainer
         self.seed = seed
 
-    @property
-    def requires_features(self) -> bool:  # type: ignore[override]
-        """Whether the pipeline must load side features (``use_features``)."""
-        return bool(self.use_features)
+    capability_settings = {"ratings": {"mode": "rating"}}
+
+    @classmethod
+    def capabilities_for(cls, params: Mapping[str, Any]) -> Capabilities:
+        """Ratings (and the need for them) with ``mode=rating``; side features with ``use_features``."""
+        rating = params.get("mode") == "rating"
+        return super().capabilities_for(params).replace(ratings=rating, needs_ratings=rating)
 
     def build_network(self, train: Interactions) -> nn.Module:
         """Embeddings, the ReLU tower and a one-logit output layer; records ``max_rating_``."""

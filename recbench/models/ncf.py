@@ -263,11 +263,6 @@ class NeuMF(PointwiseRecommender):
         self.trainer = trainer
         self.seed = seed
 
-    @property
-    def requires_features(self) -> bool:  # type: ignore[override]
-        """Whether the pipeline must load side features (``use_features``)."""
-        return bool(self.use_features)
-
     def build_network(self, train: Interactions) -> nn.Module:
         """Both branches and the fused predict layer, initialised from pretrained runs if given."""
         _check(self, ("embedding_dim", "mlp_embedding_dim", "num_negatives"), self.mlp_layers)

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
 from recbench.models.adhoc import score_own_history
-from recbench.models.base import Recommender
+from recbench.models.base import Capabilities, Recommender
 from recbench.models.similarity import centre, sparse_times_sparse, topk_similarity
 
 Similarity = Literal["cosine", "jaccard", "pearson", "adjusted_cosine"]
@@ -193,6 +193,7 @@ class ItemKNN(_Neighbourhood):
     """
 
     _item_based = True
+    capabilities = Capabilities(ratings=True, history=True, fold_in=True)
 
     def __init__(
         self,
@@ -240,6 +241,7 @@ class UserKNN(_Neighbourhood):
     """
 
     _item_based = False
+    capabilities = Capabilities(ratings=True, history=True)
 
     def __init__(
         self,

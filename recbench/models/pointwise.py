@@ -9,7 +9,7 @@ network in chunks of users of at most ``max_score_pairs`` pairs (:func:`score_al
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,7 +18,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
-from recbench.models.base import TorchRecommender, sigmoid_probabilities
+from recbench.models.base import Capabilities, TorchRecommender, sigmoid_probabilities
 from recbench.training.losses import bce_loss
 from recbench.training.samplers import PositiveSet, popularity_negatives, uniform_negatives
 
@@ -115,6 +115,12 @@ class PointwiseRecommender(TorchRecommender):
     max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
     num_negatives: int
     negative_sampling: str
+    capabilities = Capabilities(probabilities=True)
+
+    @classmethod
+    def capabilities_for(cls, params: Mapping[str, Any]) -> Capabilities:
+        """Side features are needed with ``use_features=true`` (where the model has that switch)."""
+        return cls.capabilities.replace(needs_features=bool(params.get("use_features", False)))
 
     def batches(
         self, train: Interactions, batch_size: int, rng: np.random.Generator

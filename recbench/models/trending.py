@@ -25,7 +25,7 @@ import numpy as np
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
-from recbench.models.base import Recommender
+from recbench.models.base import Capabilities, Recommender
 
 _DAY = 86_400
 REFERENCES = ("global", "user")
@@ -45,7 +45,7 @@ class Trending(Recommender):
         interaction); see the module docstring.
     """
 
-    requires_timestamps = True
+    capabilities = Capabilities(history=True, fold_in=True, needs_timestamps=True)
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ import pytest
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
-from recbench.models.base import RatingPredictor
+from recbench.models.base import capabilities_of
 from recbench.models.decomposition import EASE, NMF, PureSVD
 from recbench.models.persistence import load_state, save_model
 
@@ -106,7 +106,7 @@ def test_ease_rejects_non_positive_l2(blocks: Interactions) -> None:
 def test_nmf_factors_are_non_negative_and_fit_the_ratings() -> None:
     data = random_ratings(seed=4)
     model = NMF(factors=6, iterations=200, reg=0.0).fit(data)
-    assert isinstance(model, RatingPredictor)
+    assert capabilities_of(model).ratings
     assert (model.user_factors_ >= 0).all() and (model.item_factors_ >= 0).all()
     pred = model.predict(data.users, data.items)
     assert pred.dtype == np.float32 and pred.min() >= 1.0 and pred.max() <= 5.0
@@ -131,7 +131,7 @@ def test_nmf_objective_decreases() -> None:
 
 def test_nmf_needs_ratings(blocks: Interactions) -> None:
     implicit_only = Interactions(blocks.users, blocks.items, blocks.n_users, blocks.n_items)
-    assert NMF.requires_ratings
+    assert NMF.capabilities.needs_ratings
     with pytest.raises(DataError, match="ratings"):
         NMF().fit(implicit_only)
 

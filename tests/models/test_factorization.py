@@ -11,7 +11,7 @@ import yaml
 
 from recbench.data.interactions import Interactions
 from recbench.errors import DataError, TrainingError
-from recbench.models.base import RatingPredictor
+from recbench.models.base import capabilities_of
 from recbench.models.factorization import BPR, MF, PMF, DotProduct, _GatherDot, row_counts
 from recbench.training.trainer import Trainer
 
@@ -82,7 +82,8 @@ def explicit(n_users: int = 60, n_items: int = 40, density: float = 0.5, seed: i
 def test_rating_models_beat_global_mean(name: str, params: dict) -> None:
     train, test = explicit()
     model = make(name, epochs=40, lr=0.02, factors=8, **params).fit(train)
-    assert isinstance(model, RatingPredictor) and model.requires_ratings
+    caps = capabilities_of(model)
+    assert caps.ratings and caps.needs_ratings
     pred = model.predict(test.users, test.items)
     assert pred.dtype == np.float32 and pred.shape == (len(test),)
     assert pred.min() >= 1.0 and pred.max() <= 5.0

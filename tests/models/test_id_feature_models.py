@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from recbench.data.features import multi_hot, one_hot
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
-from recbench.models.base import TorchRecommender
+from recbench.models.base import TorchRecommender, capabilities_of
 from recbench.models.mlp import MLPClassifier
 from recbench.models.ncf import GMF, NeuMF
 from recbench.models.persistence import load_state, save_model
@@ -74,8 +74,8 @@ def warm(featured: Interactions) -> Interactions:
 def test_tower_input_grows_by_the_feature_fields(name: str, warm: Interactions) -> None:
     plain = make(name, epochs=1, use_features=False).fit(warm)
     model = make(name, epochs=1).fit(warm)
-    assert model.requires_features and not plain.requires_features
-    assert type(plain)().requires_features is False  # the default needs no features
+    assert capabilities_of(model).needs_features and not capabilities_of(plain).needs_features
+    assert capabilities_of(type(plain)()).needs_features is False  # the default needs no features
     width = model.network_.branches["mlp"].tower.linears[0].in_features
     # [user id, block, age] + [item id, tag, kind], 8 dimensions each, against [user id, item id]
     assert width == 8 * (3 + 3)

@@ -12,7 +12,7 @@ import yaml
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
-from recbench.models.base import RatingPredictor
+from recbench.models.base import capabilities_of
 from recbench.models.mlp import MLPClassifier
 from recbench.training.trainer import Trainer
 
@@ -96,7 +96,7 @@ def explicit(n_users: int = 80, n_items: int = 40, density: float = 0.5, seed: i
 def test_rating_mode_predicts_on_the_rating_scale(blocks: Interactions) -> None:
     train, test = explicit()
     model = make(mode="rating", epochs=40, lr=0.005, batch_size=128).fit(train)
-    assert isinstance(model, RatingPredictor) and model.max_rating_ == 5.0
+    assert capabilities_of(model).ratings and model.max_rating_ == 5.0
     pred = model.predict(test.users, test.items)
     assert pred.dtype == np.float32 and pred.shape == (len(test),)
     assert pred.min() > 0.0 and pred.max() <= 5.0 and pred.max() > 3.5

@@ -9,7 +9,7 @@ import recbench.models.neighborhood as nb
 import recbench.models.similarity as similarity
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
-from recbench.models.base import RatingPredictor
+from recbench.models.base import capabilities_of
 from recbench.models.neighborhood import ItemKNN, UserKNN, fit_baselines
 from recbench.models.persistence import load_state, save_model
 
@@ -213,7 +213,7 @@ def test_predict_matches_pairwise_reference(name: str, monkeypatch: pytest.Monke
     monkeypatch.setattr(nb, "_PREDICT_CHUNK", 37)  # several chunks
     data = random_ratings(seed=6)
     model = MODELS[name](k=5, implicit=False, similarity="pearson", shrink=1.0).fit(data)
-    assert isinstance(model, RatingPredictor)
+    assert capabilities_of(model).ratings
     users, items = np.meshgrid(np.arange(30), np.arange(20), indexing="ij")
     users, items = users.ravel(), items.ravel()
     pred = model.predict(users, items)

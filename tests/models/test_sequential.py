@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
+from recbench.models.base import capabilities_of
 from recbench.models.sequential import layers
 from recbench.models.sequential.bert4rec import BERT4Rec
 from recbench.models.sequential.caser import Caser
@@ -121,7 +122,7 @@ def trained(name: str, data: Interactions):
 @pytest.mark.parametrize("name", list(SMALL))
 def test_contract(name: str, data: Interactions) -> None:
     model = make(name)
-    assert model.requires_sequences
+    assert capabilities_of(model).needs_sequences
     assert model.fit(data) is model
     users = np.arange(data.n_users)
     scores = model.score(users, data)

@@ -12,7 +12,7 @@ from torch import nn
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.adhoc import score_own_history
-from recbench.models.base import TorchRecommender
+from recbench.models.base import Capabilities, TorchRecommender
 from recbench.models.sequential.data import (
     full_sequences,
     history_sequences,
@@ -85,7 +85,7 @@ class BERT4Rec(TorchRecommender):
     with Bidirectional Encoder Representations from Transformer. CIKM 2019.
     """
 
-    requires_sequences: ClassVar[bool] = True
+    capabilities = Capabilities(history=True, fold_in=True, needs_sequences=True)
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 60,
         "batch_size": 64,

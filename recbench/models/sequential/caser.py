@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbench.data.interactions import Interactions
-from recbench.models.base import TorchRecommender
+from recbench.models.base import Capabilities, TorchRecommender
 from recbench.models.sequential.data import (
     full_sequences,
     history_sequences,
@@ -100,7 +100,7 @@ class Caser(TorchRecommender):
     Embedding. WSDM 2018.
     """
 
-    requires_sequences: ClassVar[bool] = True
+    capabilities = Capabilities(history=True, fold_in=False, needs_sequences=True)
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 30,
         "batch_size": 512,

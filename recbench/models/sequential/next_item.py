@@ -11,7 +11,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.models.adhoc import score_own_history
-from recbench.models.base import TorchRecommender
+from recbench.models.base import Capabilities, TorchRecommender
 from recbench.models.sequential.data import history_sequences, length_sorted_chunks, next_item_batches
 from recbench.models.sequential.layers import item_logits, next_item_loss
 
@@ -29,7 +29,7 @@ class NextItemRecommender(TorchRecommender):
     all-padding columns, and scoring skips most of the padding.
     """
 
-    requires_sequences: ClassVar[bool] = True
+    capabilities = Capabilities(history=True, fold_in=True, needs_sequences=True)
     padding_invariant: ClassVar[bool] = False
     max_len: int
     loss_type: str
