@@ -9,7 +9,7 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models import kernels
 from recbench.models.adhoc import FoldIn, score_by_fold_in
-from recbench.models.base import Recommender
+from recbench.models.base import Capabilities, Recommender
 
 
 class ImplicitALS(Recommender):
@@ -47,6 +47,8 @@ class ImplicitALS(Recommender):
     seed:
         Seed of the Gaussian initialisation (standard deviation 0.01).
     """
+
+    capabilities = Capabilities(history=True, fold_in=True, explain=True)
 
     def __init__(
         self,

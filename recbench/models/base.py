@@ -43,11 +43,12 @@ class Capabilities:
     * ``rank``: ``score(users, history)`` ranks the catalogue (every model).
     * ``ratings``: ``predict(users, items)`` returns explicit ratings (``eval=rating``: rmse, mae).
     * ``probabilities``: ``predict_proba(users, items)`` returns click probabilities (logloss, accuracy).
-    * ``history``: ``score`` reads the ``history`` it is given, so an ad-hoc history (events added
-      after training) changes a known user's scores.
-    * ``fold_in``: a user absent from training is scored from a history alone (a new user id past the
-      training id space, with its events in ``history``).
-    * ``explain``: has ``explain(user, items, history)`` naming the history items behind a score.
+    * ``history``: has ``score_history(sessions)``: scores ad-hoc histories (sessions of users the
+      model never trained on, see :mod:`recbench.models.adhoc`).
+    * ``fold_in``: has ``fold_in_spec()``: a new user's factor is solved exactly from a history (factor
+      models), so the score splits exactly into one term per history item.
+    * ``explain``: :func:`recbench.explanations.explain` has a method for the model (its decomposition,
+      attention, occlusion or popularity).
     * ``similar``: has its own ``similar_items(items) -> float[len(items), n_items]`` (item-item
       similarities or item embeddings); without it, serving compares score columns.
 

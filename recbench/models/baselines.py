@@ -21,7 +21,7 @@ class Popularity(Recommender):
     receives the same scores; the evaluator removes items the user has already seen.
     """
 
-    capabilities = Capabilities(fold_in=True)
+    capabilities = Capabilities(history=True, explain=True)
 
     def __init__(self) -> None:
         pass
@@ -53,8 +53,6 @@ class Random(Recommender):
     seed:
         Seed of the score hash; the same seed gives the same scores.
     """
-
-    capabilities = Capabilities(fold_in=True)
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed

@@ -42,7 +42,7 @@ class PureSVD(Recommender):
         Seed of the ARPACK start vector (makes the decomposition reproducible).
     """
 
-    capabilities = Capabilities(history=True, fold_in=True)
+    capabilities = Capabilities(history=True, explain=True)
 
     def __init__(self, *, factors: int = 20, implicit: bool = True, seed: int = 0) -> None:
         self.factors = factors
@@ -87,7 +87,7 @@ class EASE(Recommender):
         L2 regularisation added to the diagonal of the Gram matrix.
     """
 
-    capabilities = Capabilities(history=True, fold_in=True)
+    capabilities = Capabilities(history=True, explain=True)
 
     def __init__(self, *, l2: float = 500.0) -> None:
         self.l2 = l2

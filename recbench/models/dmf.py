@@ -30,7 +30,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
-from recbench.models.base import Capabilities, TorchRecommender
+from recbench.models.base import TorchRecommender
 from recbench.models.pointwise import MAX_SCORE_PAIRS, check_choice, score_in_chunks
 from recbench.models.towers import MLPTower
 from recbench.training.samplers import PositiveSet, popularity_negatives, uniform_negatives
@@ -131,7 +131,6 @@ class DMF(TorchRecommender):
     seed: initialisation and sampling seed.
     """
 
-    capabilities = Capabilities(history=True)
     training_defaults: ClassVar[dict[str, Any]] = {"epochs": 12, "batch_size": 1024, "lr": 1e-3}
     max_score_pairs: ClassVar[int] = MAX_SCORE_PAIRS
 

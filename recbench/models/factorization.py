@@ -226,7 +226,7 @@ def _epoch_slices(n: int, batch_size: int, rng: np.random.Generator) -> Iterator
 class _RatingFactorization(TorchRecommender):
     """Shared plumbing of the explicit-feedback models :class:`MF` and :class:`PMF`."""
 
-    capabilities = Capabilities(ratings=True, needs_ratings=True)
+    capabilities = Capabilities(ratings=True, history=True, fold_in=True, explain=True, needs_ratings=True)
     #: whether the network learns user and item biases
     biases: ClassVar[bool] = False
     factors: int
@@ -477,6 +477,7 @@ class BPR(TorchRecommender):
     seed: seed of initialisation, batch order and negative sampling.
     """
 
+    capabilities = Capabilities(history=True, fold_in=True, explain=True)
     training_defaults: ClassVar[dict[str, Any]] = dict(
         epochs=200, batch_size=8192, lr=5e-3, weight_decay=0.0, validate_every=10
     )

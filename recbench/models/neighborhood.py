@@ -193,7 +193,7 @@ class ItemKNN(_Neighbourhood):
     """
 
     _item_based = True
-    capabilities = Capabilities(ratings=True, history=True, fold_in=True)
+    capabilities = Capabilities(ratings=True, history=True, explain=True)
 
     def __init__(
         self,
@@ -241,7 +241,7 @@ class UserKNN(_Neighbourhood):
     """
 
     _item_based = False
-    capabilities = Capabilities(ratings=True, history=True)
+    capabilities = Capabilities(ratings=True, explain=True)
 
     def __init__(
         self,

@@ -45,7 +45,7 @@ class Trending(Recommender):
         interaction); see the module docstring.
     """
 
-    capabilities = Capabilities(history=True, fold_in=True, needs_timestamps=True)
+    capabilities = Capabilities(needs_timestamps=True)
 
     def __init__(
         self,

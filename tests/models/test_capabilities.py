@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 import recbench.pipeline as pipeline
 from recbench.config import model_capabilities, model_config, models_with
 from recbench.errors import ConfigError
+from recbench.explanations import METHODS
 from recbench.models.base import CAPABILITIES, Capabilities, capabilities_of
 from recbench.pipeline import RunContext, run
 
@@ -44,8 +45,9 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_declarations_match_the_methods() -> None:
-    """For every model config: probabilities => predict_proba, ratings => predict, similar <=>
-    similar_items on its class; a declared capability setting really grants the capability."""
+    """For every model config: probabilities => predict_proba, ratings => predict, and similar,
+    history, fold_in, explain <=> the method (or explanation) exists; a declared capability setting
+    really grants the capability."""
     from hydra.utils import get_object
 
     for name in MODELS:
@@ -58,6 +60,9 @@ def test_declarations_match_the_methods() -> None:
         if caps.ratings:
             assert callable(getattr(cls, "predict", None)), name
         assert caps.similar == callable(getattr(cls, "similar_items", None)), name
+        assert caps.history == callable(getattr(cls, "score_history", None)), name
+        assert caps.fold_in == callable(getattr(cls, "fold_in_spec", None)), name
+        assert caps.explain == (cls.__name__ in METHODS), name
         for capability, switch in cls.capability_settings.items():
             assert getattr(model_capabilities(OmegaConf.merge(node, dict(switch))), capability), name
 

@@ -85,7 +85,7 @@ class BERT4Rec(TorchRecommender):
     with Bidirectional Encoder Representations from Transformer. CIKM 2019.
     """
 
-    capabilities = Capabilities(history=True, fold_in=True, needs_sequences=True)
+    capabilities = Capabilities(history=True, explain=True, needs_sequences=True)
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 60,
         "batch_size": 64,

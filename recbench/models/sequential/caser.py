@@ -100,7 +100,7 @@ class Caser(TorchRecommender):
     Embedding. WSDM 2018.
     """
 
-    capabilities = Capabilities(history=True, fold_in=False, needs_sequences=True)
+    capabilities = Capabilities(explain=True, needs_sequences=True)
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 30,
         "batch_size": 512,

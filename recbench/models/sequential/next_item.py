@@ -29,7 +29,7 @@ class NextItemRecommender(TorchRecommender):
     all-padding columns, and scoring skips most of the padding.
     """
 
-    capabilities = Capabilities(history=True, fold_in=True, needs_sequences=True)
+    capabilities = Capabilities(history=True, explain=True, needs_sequences=True)
     padding_invariant: ClassVar[bool] = False
     max_len: int
     loss_type: str
