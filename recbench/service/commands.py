@@ -64,7 +64,9 @@ def serve_main(argv: Sequence[str]) -> int:
         flush=True,
     )
     try:
-        uvicorn.run(create_app(live), host=ns.host, port=ns.port, log_level="warning", workers=1)
+        uvicorn.run(
+            create_app(live), host=ns.host, port=ns.port, log_level="warning", access_log=False, workers=1
+        )
     finally:
         live.log.close()
     return 0

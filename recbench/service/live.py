@@ -107,6 +107,7 @@ class LiveRun:
         self._hist_ptr = np.concatenate([[0], np.cumsum(np.bincount(data.users, minlength=data.n_users))])
         self._seen = data.binary_csr
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._events: dict[str, _UserEvents] = {}
         self._merged: Interactions | None = None
         path = self.run_dir / LOG_FILE
@@ -152,9 +153,10 @@ class LiveRun:
         self.item_id(item)
         if self.log is None:
             raise ServiceError(405, "this run was opened read-only; events go through recbench serve")
-        with self._lock:
+        with self._write_lock:  # log order = apply order; readers only wait for the apply, not the fsync
             event = self.log.append(str(user), str(item), timestamp, rating)
-            self._apply(event)
+            with self._lock:
+                self._apply(event)
         return event
 
     def history(self, user: str) -> tuple[int | None, np.ndarray, np.ndarray | None]:
