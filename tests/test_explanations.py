@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recbench.data.interactions import Interactions
+from recbench.data.features import multi_hot, one_hot
+from recbench.data.interactions import FeatureTable, Interactions
 from recbench.explanations import ExplainError, ExplainInput, explain
 from recbench.models.adhoc import session_interactions
 from recbench.models.als import ImplicitALS
 from recbench.models.baselines import Popularity
 from recbench.models.decomposition import EASE, PureSVD
 from recbench.models.factorization import BPR, MF
+from recbench.models.feature_models import FM, DeepFM
 from recbench.models.ncf import GMF
 from recbench.models.neighborhood import ItemKNN, UserKNN
 from recbench.models.sequential.bert4rec import BERT4Rec
@@ -123,3 +125,37 @@ def test_popularity_and_refusals(blocks: Interactions) -> None:
     gmf = GMF(trainer=_trainer()).fit(blocks)
     with pytest.raises(ExplainError, match="models that explain"):
         explain(gmf, _input(blocks, 0), 3)
+
+
+def _with_features(data: Interactions) -> Interactions:
+    """Users get an 'age' field, items a multi-valued 'tag' field."""
+    rng = np.random.default_rng(0)
+    users, ucols = one_hot(rng.integers(0, 3, data.n_users), "age")
+    tags = [[f"b{i // 8}", f"t{t}"] for i, t in enumerate(rng.integers(0, 4, data.n_items))]
+    items, icols = multi_hot(tags, "tag")
+
+    def table(mat: object, cols: list[str], name: str) -> FeatureTable:
+        return FeatureTable(
+            mat.astype(np.float32).tocsr(), np.zeros(len(cols), dtype=np.int64), (name,), tuple(cols)
+        )
+
+    return data.with_features(table(users, ucols, "age"), table(items, icols, "tag"))
+
+
+@pytest.mark.parametrize("cls", [FM, DeepFM], ids=lambda c: c.__name__)
+def test_feature_fields_fm_exact_and_deepfm_occlusion(blocks: Interactions, cls: type) -> None:
+    data = _with_features(blocks)
+    kw = {} if cls is FM else {"hidden": (8,)}
+    model = cls(factors=4, trainer=_trainer(), **kw).fit(data)
+    ctx = ExplainInput(np.zeros(0, dtype=np.int64), None, 2, data)
+    score = float(model.score(np.array([2]), data)[0, 6])
+    out = explain(model, ctx, 6, top=1000)
+    assert out.score == pytest.approx(score, rel=1e-4, abs=1e-5)
+    labels = {c["fields"] for c in out.contributions}
+    if cls is FM:
+        assert out.exact and {"user.age x item.tag", "user.id x item.id", "item.tag"} <= labels
+        total = out.baseline + sum(c["weight"] for c in out.contributions)
+        assert total == pytest.approx(score, rel=1e-4, abs=1e-5)
+    else:
+        assert not out.exact and labels == {"user.id", "user.age", "item.id", "item.tag"}
+        assert all(np.isfinite(c["weight"]) for c in out.contributions)
