@@ -196,10 +196,10 @@ def mae(pred: np.ndarray, true: np.ndarray) -> float:
 RATING_METRICS: Final[Mapping[str, Callable[[np.ndarray, np.ndarray], float]]] = {"rmse": rmse, "mae": mae}
 
 #: Metric names (without split prefix or ``@k``) for which smaller values are better: the errors, and the
-#: beyond-accuracy metrics of concentration, popularity disparity and miscalibration. Every
+#: beyond-accuracy metrics of concentration, popularity bias and disparity, and miscalibration. Every
 #: other metric is maximised (reports mark the best value, searches and early stopping optimise it).
 LOWER_IS_BETTER: Final[frozenset[str]] = frozenset(
-    {"rmse", "mae", "mse", "loss", "logloss", "gini", "pop_rsp", "pop_reo", "miscalibration"}
+    {"rmse", "mae", "mse", "loss", "logloss", "gini", "arp", "pop_rsp", "pop_reo", "miscalibration"}
 )
 
 

@@ -88,3 +88,18 @@ def test_accuracy_vs_popularity_plot(tmp_path: Path, new_record, monkeypatch) ->
     other = tmp_path / "aplt.png"
     args = ["--plot", "accuracy-vs-popularity", "--plot-x", "test/arp@10", "--plot-file", str(other)]
     assert report_main([str(sweep), *args]) == 0 and other.is_file()
+
+
+def test_gaps_concentration_and_popularity_are_lower_is_better() -> None:
+    from recbench.reporting.tables import lower_is_better
+
+    assert lower_is_better("test/disparity/gender/ndcg@10") and lower_is_better(
+        "test/disparity/age/ndcg@10_ratio"
+    )
+    assert all(
+        lower_is_better(f"test/{m}@10") for m in ("gini", "arp", "pop_rsp", "pop_reo", "miscalibration")
+    )
+    assert not any(
+        lower_is_better(f"test/{m}@10") for m in ("ndcg", "aplt", "ild", "epc", "entropy", "coverage")
+    )
+    assert not lower_is_better("test/group/gender=F/ndcg@10")
