@@ -110,6 +110,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         check_request(name, caps, spec)  # before any data is loaded
         with _timer(timings, "load_s"):
             source, data, ids = load_dataset(cfg)
+            if getattr(source, "user_graph", False) and not spec.exclude_self:
+                spec = dataclasses.replace(spec, exclude_self=True)  # never recommend users themselves
             check_data(name, caps, data, spec, cfg)
             features = _feature_spec(cfg, caps)
             if features is not None:

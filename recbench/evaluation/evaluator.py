@@ -97,6 +97,8 @@ class EvalSpec:
         more than one thread the next block is scored while the current one is ranked.
     progress: progress bar (users ranked per second) on a terminal.
     exclude_seen: mask the items of ``history`` from each user's ranking.
+    exclude_self: also mask item ``u`` for user ``u`` (user-user graphs such as friend recommendation,
+        where the "items" are users; the pipeline sets it for sources marked ``user_graph``).
     sampled_negatives: 0 ranks all items; ``N > 0`` ranks each user's targets among ``N`` sampled
         unseen items (keys get the suffix ``_sampledN``).
     sample_seed: seed of the negative sample; it depends on nothing else, so every model sees the
@@ -139,6 +141,7 @@ class EvalSpec:
     num_threads: int | None = None
     progress: bool = True
     exclude_seen: bool = True
+    exclude_self: bool = False
     sampled_negatives: int = 0
     sample_seed: int = 0
     also_full_ranking: bool = False
@@ -210,6 +213,7 @@ class EvalSpec:
             )
         object.__setattr__(self, "ks", tuple(dict.fromkeys(int(k) for k in ks)))
         object.__setattr__(self, "exclude_seen", bool(self.exclude_seen))
+        object.__setattr__(self, "exclude_self", bool(self.exclude_self))
         object.__setattr__(self, "progress", bool(self.progress))
 
     def users_per_block(self, n_items: int, n_users: int) -> int:
@@ -416,6 +420,23 @@ def _topk_values(hits: np.ndarray, n_rel: np.ndarray, spec: EvalSpec, suffix: st
     }
 
 
+def masked(history: Interactions, exclude_seen: bool, exclude_self: bool) -> sp.csr_matrix | None:
+    """Users x items matrix of what is masked from the rankings: the history (``exclude_seen``) and
+    the diagonal (``exclude_self``, for user-user graphs); ``None`` when nothing is masked."""
+    if exclude_self and history.n_users != history.n_items:
+        raise ConfigError(
+            f"eval.exclude_self masks user u's own id among the items, which needs a user-user graph, but "
+            f"the data has {history.n_users} users and {history.n_items} items. Set eval.exclude_self=false."
+        )
+    seen = history.binary_csr if exclude_seen else None
+    if not exclude_self:
+        return seen
+    diagonal = sp.identity(history.n_users, dtype=np.float32, format="csr")
+    both = diagonal if seen is None else (seen + diagonal).tocsr()
+    both.data[:] = 1.0
+    return both
+
+
 def top_lists(
     model: Scorer,
     users: np.ndarray,
@@ -423,6 +444,7 @@ def top_lists(
     k: int,
     *,
     exclude_seen: bool = True,
+    exclude_self: bool = False,
     batch_size: int | None = None,
     memory_mb: int = 512,
     label: str | None = None,
@@ -430,8 +452,9 @@ def top_lists(
     """The top-``k`` lists that full-ranking evaluation reads, and their scores.
 
     ``model.score(batch, history)`` as ``float32``, the items of ``history`` masked when
-    ``exclude_seen``, best first with ties to the lower item id; a slot left empty because too few
-    items remain holds item ``-1`` (score ``-inf``). ``k <= n_items`` required. ``recbench recommend
+    ``exclude_seen`` (and item ``u`` for user ``u`` when ``exclude_self``), best first with ties to
+    the lower item id; a slot left empty because too few items remain holds item ``-1`` (score
+    ``-inf``). ``k <= n_items`` required. ``recbench recommend
     --history test`` writes these same lists, so the metrics can be recomputed from its file.
 
     Users go in blocks of ``batch_size`` (``None``: sized from ``memory_mb`` and the available memory,
@@ -439,7 +462,7 @@ def top_lists(
     current one is masked and ranked (``model.score`` is never called from two threads at once).
     ``label`` names a progress bar (users per second), shown on a terminal only.
     """
-    seen = history.binary_csr if exclude_seen else None
+    seen = masked(history, exclude_seen, exclude_self)
     top = np.full((len(users), k), -1, dtype=np.int64)
     top_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
     step = block_users(batch_size, memory_mb, history.n_items, len(users))
@@ -481,6 +504,7 @@ def _full_ranking(
         history,
         big_k,
         exclude_seen=spec.exclude_seen,
+        exclude_self=spec.exclude_self,
         batch_size=spec.batch_size,
         memory_mb=spec.memory_mb,
         label=label if spec.progress else None,
@@ -543,7 +567,8 @@ def _sampled(
         )
     rel_u = rel[users]
     n_rel = np.diff(rel_u.indptr)
-    excluded = (rel_u + history.binary_csr[users]).tocsr() if len(history) else rel_u
+    seen = masked(history, bool(len(history)), spec.exclude_self)
+    excluded = (rel_u + seen[users]).tocsr() if seen is not None else rel_u
     negatives = sample_negatives(excluded, n_neg, spec.sample_seed)
     width = int(n_rel.max(initial=0)) + n_neg
     cand = np.full((len(users), width), -1, dtype=np.int64)

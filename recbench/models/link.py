@@ -125,8 +125,10 @@ class PersonalizedPageRank(_GraphHeuristic):
 
     def fit(self, train: Interactions, val: Interactions | None = None) -> PersonalizedPageRank:
         """Validate the settings and the graph."""
-        if isinstance(self.restart, bool) or not isinstance(self.restart, (int, float)) or not (
-            0.0 < self.restart < 1.0
+        if (
+            isinstance(self.restart, bool)
+            or not isinstance(self.restart, (int, float))
+            or not (0.0 < self.restart < 1.0)
         ):
             raise ConfigError(f"model.restart={self.restart!r} must be a number strictly between 0 and 1.")
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
