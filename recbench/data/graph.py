@@ -26,7 +26,7 @@ from recbench.data.features import Field, Sides
 from recbench.data.filters import normalise_ids
 from recbench.data.interactions import IdMaps, Interactions
 from recbench.data.readers import check_file, read_table
-from recbench.data.splits import Split, Splitter, _check_ratios
+from recbench.data.splits import Split, Splitter, check_ratios
 from recbench.errors import DataError
 
 
@@ -163,7 +163,7 @@ class EdgeHoldout(Splitter):
 
     def __call__(self, data: Interactions, *, seed: int, ids: IdMaps | None = None) -> Split:
         """Split the undirected edges of a symmetric user-user ``data``."""
-        ratios = _check_ratios(self.ratios)
+        ratios = check_ratios(self.ratios)
         if data.n_users != data.n_items:
             raise DataError(
                 f"split=link holds out friendships of a user-user graph, but the data has {data.n_users} "

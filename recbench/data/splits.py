@@ -37,7 +37,7 @@ class Split:
         return self.train if self.val is None else self.train.concat(self.val)
 
 
-def _check_ratios(ratios: Sequence[float], key: str = "split.ratios") -> tuple[float, ...]:
+def check_ratios(ratios: Sequence[float], key: str = "split.ratios") -> tuple[float, ...]:
     """``ratios`` as floats: 2 (train, test) or 3 (train, val, test) positive values summing to 1."""
     try:
         values = tuple(float(r) for r in ratios)
@@ -125,10 +125,10 @@ class RandomHoldout(Splitter):
 
     def __init__(self, *, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> None:
         self.ratios = ratios
-        _check_ratios(ratios)
+        check_ratios(ratios)
 
     def __call__(self, data: Interactions, *, seed: int, ids: IdMaps | None = None) -> Split:
-        ratios = _check_ratios(self.ratios)
+        ratios = check_ratios(self.ratios)
         rng = np.random.default_rng(seed)
         shuffled = rng.permutation(len(data))
         order = shuffled[np.argsort(data.users[shuffled], kind="stable")]
@@ -193,13 +193,13 @@ class TemporalHoldout(Splitter):
     def __init__(self, *, ratios: Sequence[float] = (0.8, 0.1, 0.1), drop_cold: bool = True) -> None:
         self.ratios = ratios
         self.drop_cold = drop_cold
-        _check_ratios(ratios)
+        check_ratios(ratios)
         if not isinstance(drop_cold, (bool, np.bool_)):
             raise ConfigError(f"split.drop_cold={drop_cold!r} must be true or false.")
 
     def __call__(self, data: Interactions, *, seed: int, ids: IdMaps | None = None) -> Split:
         _require_timestamps(data, "temporal")
-        ratios = _check_ratios(self.ratios)
+        ratios = check_ratios(self.ratios)
         ts = data.timestamps
         assert ts is not None
         part = np.zeros(len(data), dtype=np.int8)

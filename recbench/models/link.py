@@ -43,6 +43,9 @@ def _square(data: Interactions, model: str) -> None:
 class _GraphHeuristic(Recommender):
     """Shared fit/score of the heuristics: scores come from the history graph at scoring time."""
 
+    #: Works only on a user-user graph (``n_items == n_users``, e.g. ``dataset=lastfm-friends``).
+    requires_user_graph = True
+
     def fit(self, train: Interactions, val: Interactions | None = None) -> _GraphHeuristic:
         """Check the data is a user-user graph; nothing is learned (the graph is read at scoring time)."""
         _square(train, self._name())

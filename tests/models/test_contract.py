@@ -41,6 +41,19 @@ def data() -> Interactions:
     )
 
 
+@pytest.fixture(scope="module")
+def graph() -> Interactions:
+    """A friendship graph for the user-user models: four blocks of ten users, friends within a block."""
+    rng = np.random.default_rng(3)
+    block = np.arange(40) // 10
+    a, b = np.triu_indices(40, k=1)
+    keep = (block[a] == block[b]) & (rng.random(len(a)) < 0.6)
+    users = np.concatenate([a[keep], b[keep]])
+    items = np.concatenate([b[keep], a[keep]])
+    x = Interactions(users=users, items=items, n_users=40, n_items=40)
+    return x.with_features(one_hot(block, "group"), one_hot(block, "group"))
+
+
 def make(name: str, seed: int = 0) -> Recommender:
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
         cfg = compose(
@@ -50,8 +63,10 @@ def make(name: str, seed: int = 0) -> Recommender:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_contract(name: str, data: Interactions) -> None:
+def test_contract(name: str, data: Interactions, graph: Interactions) -> None:
     model = make(name)
+    if getattr(model, "requires_user_graph", False):
+        data = graph
     assert not model.is_fitted
     assert model.fit(data) is model
     users = np.arange(data.n_users)
