@@ -396,6 +396,11 @@ def check_data(name: str, caps: Capabilities, data: Interactions, spec: EvalSpec
             f"{dataset}). Keep the ratings (dataset.preprocess.implicit=false) or use a ranking model "
             "such as model=bpr."
         )
+    if caps.needs_user_graph and data.n_users != data.n_items:
+        raise ConfigError(
+            f"model={name} ranks friends on a user-user graph, but dataset {dataset} has {data.n_users} "
+            f"users and {data.n_items} items. Use dataset=lastfm-friends split=link, or another model."
+        )
     wants_rating = [m for m in spec.metrics if m in RATING_METRICS]
     if wants_rating and not data.has_ratings:
         raise ConfigError(

@@ -58,6 +58,7 @@ class Capabilities:
     * ``needs_ratings``: explicit ratings in the training data.
     * ``needs_features``: side features (the pipeline and the run loader load them).
     * ``needs_timestamps``: interaction times (but not sequences).
+    * ``needs_user_graph``: a user-user graph (items are users, e.g. ``dataset=lastfm-friends``).
     """
 
     rank: bool = True
@@ -71,6 +72,7 @@ class Capabilities:
     needs_ratings: bool = False
     needs_features: bool = False
     needs_timestamps: bool = False
+    needs_user_graph: bool = False
 
     def replace(self, **changes: bool) -> Capabilities:
         """A copy with ``changes`` applied (for hyperparameter-dependent capabilities)."""

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
-from recbench.models.base import Recommender
+from recbench.models.base import Capabilities, Recommender
 
 
 def _square(data: Interactions, model: str) -> None:
@@ -43,8 +43,7 @@ def _square(data: Interactions, model: str) -> None:
 class _GraphHeuristic(Recommender):
     """Shared fit/score of the heuristics: scores come from the history graph at scoring time."""
 
-    #: Works only on a user-user graph (``n_items == n_users``, e.g. ``dataset=lastfm-friends``).
-    requires_user_graph = True
+    capabilities = Capabilities(needs_user_graph=True)
 
     def fit(self, train: Interactions, val: Interactions | None = None) -> _GraphHeuristic:
         """Check the data is a user-user graph; nothing is learned (the graph is read at scoring time)."""
@@ -164,7 +163,7 @@ class TasteHybrid(_GraphHeuristic):
         Share of the taste similarity in the score, in [0, 1].
     """
 
-    requires_features = True
+    capabilities = Capabilities(needs_user_graph=True, needs_features=True)
 
     def __init__(self, *, taste_weight: float = 0.3) -> None:
         self.taste_weight = taste_weight

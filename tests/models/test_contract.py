@@ -65,7 +65,7 @@ def make(name: str, seed: int = 0) -> Recommender:
 @pytest.mark.parametrize("name", MODELS)
 def test_contract(name: str, data: Interactions, graph: Interactions) -> None:
     model = make(name)
-    if getattr(model, "requires_user_graph", False):
+    if capabilities_of(model).needs_user_graph:
         data = graph
     assert not model.is_fitted
     assert model.fit(data) is model
