@@ -152,16 +152,34 @@ def require_complete(frame: pd.DataFrame, *, source: str = "the data") -> pd.Dat
     return frame
 
 
+def _pair_key(frame: pd.DataFrame) -> np.ndarray:
+    """One int64 per row that is equal exactly for rows of the same (user, item) pair."""
+    key = pd.factorize(frame["user"])[0].astype(np.int64, copy=False)
+    items, item_uniques = pd.factorize(frame["item"])
+    key *= max(len(item_uniques), 1)
+    key += items
+    return key
+
+
 def drop_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (user, item): the latest by timestamp, ties and untimed data keep the last row."""
-    if "timestamp" in frame:
-        order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
-        ordered = frame.iloc[order]
-        keep = ~ordered.duplicated(KEY, keep="last").to_numpy()
-        kept = np.sort(order[keep])
-        out = frame.iloc[kept]
+    """One row per (user, item): the latest by timestamp, ties and untimed data keep the last row.
+
+    Works on one integer key per pair (sorted, not hashed: a few bytes per row), and returns
+    ``frame`` itself (no copy) when no pair repeats.
+    """
+    key = _pair_key(frame)
+    ordered = np.sort(key)
+    if not (ordered[1:] == ordered[:-1]).any():
+        return frame
+    del ordered
+    if "timestamp" in frame:  # by pair, then time, then row: the last row of a pair is the one kept
+        order = np.lexsort((frame["timestamp"].to_numpy(), key))
     else:
-        out = frame.loc[~frame.duplicated(KEY, keep="last").to_numpy()]
+        order = np.argsort(key, kind="stable")
+    grouped = key[order]
+    kept = np.sort(order[np.r_[grouped[1:] != grouped[:-1], True]])
+    del key, order, grouped
+    out = frame.iloc[kept]
     if len(out) < len(frame):
         log.info("dropped %d duplicate (user, item) rows", len(frame) - len(out))
     return out
@@ -197,7 +215,7 @@ def normalise_ids(values: pd.Series | np.ndarray) -> np.ndarray:
     """
     arr = np.asarray(values)
     if arr.dtype.kind in "iub":
-        return arr.astype(np.int64)
+        return arr.astype(np.int64, copy=False)
     if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
         return arr.astype(np.int64) if np.all(np.abs(arr) < 2**62) else arr.astype(str)
     strs = arr.astype(str)
@@ -229,7 +247,9 @@ def encode(frame: pd.DataFrame, titles: pd.Series | None = None) -> tuple[Intera
     ratings = frame["rating"].to_numpy(np.float32) if "rating" in frame else None
     timestamps = None
     if "timestamp" in frame:
-        timestamps = np.floor(frame["timestamp"].to_numpy(np.float64)).astype(np.int64)
+        times = frame["timestamp"].to_numpy()
+        whole = times.dtype.kind in "iu"
+        timestamps = times.astype(np.int64, copy=False) if whole else np.floor(times).astype(np.int64)
     data = Interactions(
         users=user_codes,
         items=item_codes,

@@ -48,24 +48,81 @@ def _column_name(p: Path, role: str, col: str | int, names: list[str]) -> str:
     return col
 
 
-def _seconds(p: Path, column: pa.ChunkedArray, name: str) -> pd.Series | None:
-    """An Arrow timestamp/date column as float seconds since the epoch; None for other types."""
+_BATCH = 1 << 20
+
+
+def _numbers(column: pa.Array) -> np.ndarray:
+    """A numeric, timestamp or date Arrow array as numpy (times as float seconds; nulls as 0)."""
     kind = column.type
     if pa.types.is_timestamp(kind):
-        ticks = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
-        return pd.Series(ticks / _UNIT_SECONDS[kind.unit])
+        ticks = pc.cast(column, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        return ticks / _UNIT_SECONDS[kind.unit]
     if pa.types.is_date(kind):
-        days = pc.cast(pc.cast(column, pa.date32()), pa.int32()).to_numpy(zero_copy_only=False)
-        return pd.Series(days.astype(np.float64) * 86_400)
+        days = pc.cast(pc.cast(column, pa.date32()), pa.int32()).fill_null(0).to_numpy(zero_copy_only=False)
+        return days.astype(np.float64) * 86_400
+    if column.null_count:
+        column = column.fill_null(pa.scalar(0, kind))
+    return column.to_numpy(zero_copy_only=False)
+
+
+def _numeric_dtype(kind: pa.DataType) -> np.dtype | None:
+    """The numpy dtype a column of this Arrow type is read into, or None for other types (text)."""
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return np.dtype(np.float64)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return np.dtype(kind.to_pandas_dtype())
     return None
 
 
-def _series(column: pa.ChunkedArray) -> pd.Series:
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    if column.null_count == 0 and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-        return pd.Series(column.to_numpy())
-    return column.to_pandas()
+def _read_columns(p: Path, names: list[str]) -> dict[str, np.ndarray]:
+    """The named columns, batch by batch: numbers go straight into preallocated arrays, so the
+    peak is the result plus one batch; nulls become NaN (numbers) or None (text)."""
+    pf = pq.ParquetFile(p)
+    n = pf.metadata.num_rows
+    if n == 0:
+        raise DataError(f"{p} has no rows.")
+    schema = pf.schema_arrow
+    filled: dict[str, np.ndarray] = {}
+    texts: dict[str, list[pa.Array]] = {}
+    missing: dict[str, np.ndarray] = {}
+    for name in names:
+        kind = schema.field(name).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        dtype = _numeric_dtype(kind)
+        if dtype is None:
+            texts[name] = []
+        else:
+            filled[name] = np.empty(n, dtype=dtype)
+    pos = 0
+    for batch in pf.iter_batches(batch_size=_BATCH, columns=names):
+        k = batch.num_rows
+        if pos + k > n:
+            raise DataError(f"{p} holds more rows than its footer says ({n}); the file is damaged.")
+        for name in names:
+            column = batch.column(name)
+            if pa.types.is_dictionary(column.type):
+                column = column.dictionary_decode()
+            if name in texts:
+                texts[name].append(column)
+                continue
+            if column.null_count:
+                nulls = column.is_null().to_numpy(zero_copy_only=False)
+                missing.setdefault(name, np.zeros(n, dtype=bool))[pos : pos + k] = nulls
+            filled[name][pos : pos + k] = _numbers(column)
+        pos += k
+    if pos != n:
+        raise DataError(f"{p} holds {pos} rows but its footer says {n}; the file is damaged.")
+    out: dict[str, np.ndarray] = dict(filled)
+    for name, mask in missing.items():
+        values = filled[name].astype(np.float64)
+        values[mask] = np.nan
+        out[name] = values
+    for name, parts in texts.items():
+        out[name] = pa.chunked_array(parts, type=parts[0].type if parts else pa.null()).to_numpy(
+            zero_copy_only=False
+        )
+    return out
 
 
 def read_parquet(path: str | Path, *, columns: Mapping[str, object] | None = None) -> pd.DataFrame:
@@ -76,19 +133,11 @@ def read_parquet(path: str | Path, *, columns: Mapping[str, object] | None = Non
     names = parquet_columns(p)
     resolved = {role: _column_name(p, role, col, names) for role, col in spec.items()}
     try:
-        table = pq.read_table(p, columns=list(dict.fromkeys(resolved.values())))
+        arrays = _read_columns(p, list(dict.fromkeys(resolved.values())))
     except (pa.ArrowException, OSError, ValueError) as err:
         raise DataError(f"{p}: the Parquet data could not be read ({err}); the file may be damaged.") from err
-    if table.num_rows == 0:
-        raise DataError(f"{p} has no rows.")
-    out: dict[str, pd.Series] = {}
-    for role, name in resolved.items():
-        column = table.column(name)
-        values = _seconds(p, column, name) if role == "timestamp" else None
-        out[role] = _series(column) if values is None else values
-    del table
-    index = pd.RangeIndex(1, len(out["user"]) + 1, name="line")
-    frame = pd.DataFrame({role: s.to_numpy() for role, s in out.items()}, index=index, copy=False)
+    index = pd.RangeIndex(1, len(arrays[resolved["user"]]) + 1, name="line")
+    frame = pd.DataFrame({role: arrays[name] for role, name in resolved.items()}, index=index, copy=False)
     for role in ("rating", "timestamp"):
         if role in frame:
             frame[role] = numeric_column(p, frame[role], role, resolved[role], unit="row")

@@ -231,9 +231,12 @@ def _reject_header_row(p: Path, raw: pd.DataFrame) -> None:
 
 
 def numeric_column(p: Path, col: pd.Series, role: str, name: str, unit: str = "line") -> pd.Series:
-    """``col`` as float64 (timestamps: seconds, ISO dates accepted); DataError naming the first bad
-    ``unit`` (the index of ``col`` holds line or row numbers)."""
-    if col.dtype.kind in "iuf":
+    """``col`` as numbers (timestamps: seconds, ISO dates accepted); DataError naming the first bad
+    ``unit`` (the index of ``col`` holds line or row numbers). Float columns, and integer timestamps,
+    are kept as they are (no copy; integer times stay exact); other values become float64."""
+    if col.dtype.kind == "f" or (col.dtype.kind in "iu" and role == "timestamp"):
+        values = col
+    elif col.dtype.kind in "iu":
         values = col.astype(np.float64)
     else:
         values = pd.to_numeric(col, errors="coerce")
@@ -248,7 +251,7 @@ def numeric_column(p: Path, col: pd.Series, role: str, name: str, unit: str = "l
                 f"{p}: column {name!r} ({role}) must hold {kind}, but {unit} {line} has {str(value)[:40]!r}; "
                 "fix that line or point columns at the right column."
             )
-    arr = values.to_numpy(np.float64)
+    arr = values.to_numpy()
     limit = 2.0**62 if role == "timestamp" else float(np.finfo(np.float32).max)
     with np.errstate(invalid="ignore"):
         bad = np.isinf(arr) | (np.abs(arr) > limit) | ((arr < 0) if role == "timestamp" else False)

@@ -60,13 +60,13 @@ def test_parquet_reads_only_the_mapped_columns(tmp_path: Path, monkeypatch: pyte
     path = tmp_path / "r.parquet"
     pq.write_table(pa.Table.from_pandas(RAW.assign(text=["long review"] * 7), preserve_index=False), path)
     asked: list[list[str]] = []
-    real = pq.read_table
+    real = pq.ParquetFile.iter_batches
 
-    def spy(source: object, columns: list[str] | None = None, **kw: object) -> pa.Table:
+    def spy(self: pq.ParquetFile, *args: object, columns: list[str] | None = None, **kw: object) -> object:
         asked.append(list(columns or []))
-        return real(source, columns=columns, **kw)
+        return real(self, *args, columns=columns, **kw)
 
-    monkeypatch.setattr(pq, "read_table", spy)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
     ParquetSource(path=path, columns={"user": "uid", "item": "iid"}).load()
     assert asked == [["uid", "iid"]]
 
