@@ -8,7 +8,9 @@ the pipeline's own loading path (:func:`recbench.pipeline.load_dataset` on the c
 train dataset=parquet|csv dataset.path=...`` composes, with an empty cache folder, so the cache file is
 written). It reports wall seconds and the peak resident memory above what the process held before
 loading (``ru_maxrss`` minus the RSS after imports), against the in-memory size of the encoded
-interactions (users, items, ratings, timestamps arrays). Rows go to ``outputs/bench_interchange.csv``.
+interactions (users, items, ratings, timestamps arrays); also the process's CPU seconds (user + system,
+all threads) and the machine's load average, since the wall time depends on what else runs. Rows go to
+``outputs/bench_interchange.csv``.
 
     python scripts/bench_interchange.py                 # full size (writes the files on first use)
     python scripts/bench_interchange.py --blocks 1      # a tenth of it, for a quick look
@@ -100,9 +102,9 @@ def measure(fmt: str, path: str, cache_dir: str) -> dict[str, float]:
 
     cfg = compose([f"dataset={fmt}", f"dataset.path={path}", f"paths.cache_dir={cache_dir}", *COLUMNS])
     before = _rss_bytes()
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     _, data, _ = pipeline.load_dataset(cfg)
-    seconds = time.perf_counter() - t
+    seconds, cpu_seconds = time.perf_counter() - t, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     encoded = sum(a.nbytes for a in (data.users, data.items, data.ratings, data.timestamps) if a is not None)
     return {
@@ -110,6 +112,7 @@ def measure(fmt: str, path: str, cache_dir: str) -> dict[str, float]:
         "users": data.n_users,
         "items": data.n_items,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "rss_before_mb": before / 2**20,
         "peak_above_before_mb": (peak - before) / 2**20,
         "encoded_mb": encoded / 2**20,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -107,25 +108,40 @@ def _is_number(value: object) -> bool:
 
 def parse_delimited(p: Path, *, sep: str, encoding: str = "utf-8", **kwargs: object) -> pd.DataFrame:
     """``pandas.read_csv`` of ``p`` with every parse failure turned into a :class:`DataError` that names
-    the file and, where pandas reports it, the line. ``kwargs`` go to ``read_csv`` as they are."""
+    the file and, where pandas reports it, the line. ``kwargs`` go to ``read_csv`` as they are (with
+    ``chunksize`` the result is a reader; :func:`read_table` maps the errors of its chunks too)."""
     try:
-        return pd.read_csv(p, sep=sep, encoding=encoding, engine="python" if len(sep) > 1 else "c", **kwargs)
-    except UnicodeDecodeError as err:
-        raise DataError(
+        with warnings.catch_warnings():  # columns typed chunk by chunk are reconciled downstream
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            return pd.read_csv(
+                p, sep=sep, encoding=encoding, engine="python" if len(sep) > 1 else "c", **kwargs
+            )
+    except Exception as err:
+        mapped = _parse_error(p, sep, err, encoding)
+        if mapped is err:
+            raise
+        raise mapped from err
+
+
+def _parse_error(p: Path, sep: str, err: Exception, encoding: str = "utf-8") -> Exception:
+    """The :class:`DataError` for a ``read_csv`` failure (the error itself when it is not a parse one)."""
+    if isinstance(err, UnicodeDecodeError):
+        return DataError(
             f"{p} is not valid {encoding} text ({err.reason} at byte {err.start}); re-save it as UTF-8 "
             "or set the source's encoding."
-        ) from err
-    except pd.errors.EmptyDataError as err:
-        raise DataError(f"{p} has no data (only blank lines); check the file.") from err
-    except pd.errors.ParserError as err:
+        )
+    if isinstance(err, pd.errors.EmptyDataError):
+        return DataError(f"{p} has no data (only blank lines); check the file.")
+    if isinstance(err, pd.errors.ParserError):
         m = _LINE.search(str(err))
         where = f"line {m.group(1)}" if m else "a row"
-        raise DataError(
+        return DataError(
             f"{p}: {where} is malformed ({err}); every row needs the same number of {sep!r}-separated "
             "fields as the first one. Fix or remove that line."
-        ) from err
-    except (ValueError, csv.Error, OverflowError, MemoryError) as err:
-        raise DataError(f"{p} could not be parsed as {sep!r}-separated text: {err}") from err
+        )
+    if isinstance(err, (ValueError, csv.Error, OverflowError, MemoryError)):
+        return DataError(f"{p} could not be parsed as {sep!r}-separated text: {err}")
+    return err
 
 
 def read_table(
@@ -149,41 +165,111 @@ def read_table(
     p = check_file(path)
     spec = column_spec(columns)
     first = 2 if header else 1
-    raw = parse_delimited(
+    chunks = parse_delimited(
         p,
         sep=sep,
         header=0 if header else None,
         encoding=encoding,
         skip_blank_lines=False,
-        low_memory=False,
         dtype=str if as_text else None,
+        chunksize=_CHUNK_ROWS,
     )
-    raw.index = pd.RangeIndex(first, first + len(raw), name="line")
-    raw = raw.loc[~raw.isna().to_numpy().all(axis=1)] if raw.shape[1] else raw
-    if raw.shape[1] < 2:
-        line = _first_line(p, encoding)
-        guess = [s for s in _SEPARATORS if s != sep and s in line]
-        hint = f"the first line {line[:80]!r} suggests sep: {guess[0]!r}" if guess else "check sep"
-        raise DataError(f"{p}: only one column was parsed with sep={sep!r} ({hint}).")
-    if len(raw) == 0:
-        raise DataError(f"{p} has a header but no data rows.")
-    names = list(raw.columns)
-    if not header:
-        _reject_header_row(p, raw)
-    elif all(_is_number(n) for n in names):
-        raise DataError(
-            f"{p} seems to have no header row (its first line {[str(n) for n in names][:8]} looks like "
-            "data and would be lost as column names); set header: false and give columns as 0-based "
-            "positions."
-        )
     resolved: dict[str, object] = {}
-    for role, col in spec.items():
-        resolved[role] = _resolve(p, role, col, names, header)
-    out = pd.DataFrame({role: raw[col] for role, col in resolved.items()}, index=raw.index)
+    columns_out: dict[str, _Column] = {}
+    dropped: list[np.ndarray] = []
+    rows = 0
+    capacity = count_rows(p, header)
+    for raw in _iterate(p, sep, encoding, chunks):
+        raw.index = pd.RangeIndex(first + rows, first + rows + len(raw), name="line")
+        rows += len(raw)
+        if raw.shape[1] < 2:
+            line = _first_line(p, encoding)
+            guess = [s for s in _SEPARATORS if s != sep and s in line]
+            hint = f"the first line {line[:80]!r} suggests sep: {guess[0]!r}" if guess else "check sep"
+            raise DataError(f"{p}: only one column was parsed with sep={sep!r} ({hint}).")
+        blank = raw.isna().to_numpy().all(axis=1)
+        if blank.any():
+            dropped.append(raw.index.to_numpy()[blank])
+            raw = raw.loc[~blank]
+        if not resolved:
+            names = list(raw.columns)
+            if not header:
+                _reject_header_row(p, raw)
+            elif all(_is_number(n) for n in names):
+                raise DataError(
+                    f"{p} seems to have no header row (its first line {[str(n) for n in names][:8]} looks "
+                    "like data and would be lost as column names); set header: false and give columns as "
+                    "0-based positions."
+                )
+            resolved = {role: _resolve(p, role, col, names, header) for role, col in spec.items()}
+            columns_out = {role: _Column(capacity) for role in resolved}
+        for role, col in resolved.items():
+            columns_out[role].append(raw[col].to_numpy())
+    kept = sum(c.size for c in list(columns_out.values())[:1])
+    if not resolved or kept == 0:
+        raise DataError(f"{p} has a header but no data rows." if header else f"{p} has no data rows.")
+    if dropped:
+        index = pd.Index(
+            np.delete(np.arange(first, first + rows), np.concatenate(dropped) - first), name="line"
+        )
+    else:
+        index = pd.RangeIndex(first, first + rows, name="line")
+    out = pd.DataFrame({role: c.values() for role, c in columns_out.items()}, index=index, copy=False)
     for role in ("rating", "timestamp"):
         if role in out:
             out[role] = numeric_column(p, out[role], role, str(resolved[role]))
     return out
+
+
+_CHUNK_ROWS = 1 << 20
+
+
+class _Column:
+    """One column gathered chunk by chunk into one preallocated array (grown if ever too small);
+    a chunk of another type upcasts it (int -> float -> object), as parsing it whole would."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(capacity, 1)
+        self.array: np.ndarray | None = None
+        self.size = 0
+
+    def append(self, values: np.ndarray) -> None:
+        if values.dtype.kind not in "iuf":
+            values = values.astype(object)
+        if self.array is None:
+            self.array = np.empty(max(self.capacity, len(values)), dtype=values.dtype)
+        kind = np.result_type(self.array.dtype, values.dtype) if values.dtype != object else np.dtype(object)
+        if kind != self.array.dtype:
+            self.array = self.array.astype(kind)
+        end = self.size + len(values)
+        if end > len(self.array):
+            grown = np.empty(max(end, 2 * len(self.array)), dtype=self.array.dtype)
+            grown[: self.size] = self.array[: self.size]
+            self.array = grown
+        self.array[self.size : end] = values
+        self.size = end
+
+    def values(self) -> np.ndarray:
+        assert self.array is not None
+        return self.array[: self.size]
+
+
+def _iterate(p: Path, sep: str, encoding: str, chunks: object) -> Iterator[pd.DataFrame]:
+    """The chunks of a ``read_csv`` reader, with parse failures turned into :class:`DataError`."""
+    iterator = iter(chunks)  # type: ignore[call-overload]
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+                chunk = next(iterator)
+        except StopIteration:
+            return
+        except Exception as err:
+            mapped = _parse_error(p, sep, err, encoding)
+            if mapped is err:
+                raise
+            raise mapped from err
+        yield chunk
 
 
 def _resolve(p: Path, role: str, col: str | int, names: list, header: bool) -> object:
@@ -253,12 +339,17 @@ def numeric_column(p: Path, col: pd.Series, role: str, name: str, unit: str = "l
             )
     arr = values.to_numpy()
     limit = 2.0**62 if role == "timestamp" else float(np.finfo(np.float32).max)
-    with np.errstate(invalid="ignore"):
-        bad = np.isinf(arr) | (np.abs(arr) > limit) | ((arr < 0) if role == "timestamp" else False)
-    if bad.any():
-        line = values.index[np.flatnonzero(bad)[0]]
-        what = "negative, infinite or huge" if role == "timestamp" else "infinite or out-of-range"
-        raise DataError(f"{p}: column {name!r} ({role}) has a {what} value at {unit} {line}; fix it.")
+    lowest = 0 if role == "timestamp" else -limit
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column has no min/max
+        in_range = len(arr) == 0 or (np.nanmin(arr) >= lowest and np.nanmax(arr) <= limit)
+    if not in_range:  # find the first bad row (infinite values fail the range test too)
+        with np.errstate(invalid="ignore"):
+            bad = np.isinf(arr) | (np.abs(arr) > limit) | ((arr < 0) if role == "timestamp" else False)
+        if bad.any():
+            line = values.index[np.flatnonzero(bad)[0]]
+            what = "negative, infinite or huge" if role == "timestamp" else "infinite or out-of-range"
+            raise DataError(f"{p}: column {name!r} ({role}) has a {what} value at {unit} {line}; fix it.")
     return values
 
 
