@@ -265,11 +265,13 @@ def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConf
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / ".hydra" / "config.yaml"
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         cfg = OmegaConf.load(p)
         if overrides:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    except (OSError, ValueError, yaml_errors()) as exc:
+    except (OSError, ValueError, OmegaConfBaseException, yaml_errors()) as exc:
         raise ConfigError(f"{p} could not be read as a recbench config ({exc}).") from exc
     if not isinstance(cfg, DictConfig) or "dataset" not in cfg:
         raise ConfigError(f"{p} is not a full recbench config (it has no 'dataset' node).")
