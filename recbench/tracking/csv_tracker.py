@@ -2,14 +2,16 @@
 
 - ``params.csv`` (``key,value``), rewritten whenever parameters are added;
 - ``metrics.csv`` in long form (``step,name,value,time``), appended and flushed per call;
-- ``artifacts/`` with copies of the attached files; ``status.json`` once the run is closed.
+- ``artifacts.csv``: the attached files (path, bytes, sha256). They are listed, not copied: they already
+  lie in the run folder, and a second ``metrics.json`` below it would be a second run to ``recbench report``;
+- ``status.json`` once the run is closed.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
-import shutil
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -60,11 +62,16 @@ class CSVTracker(Tracker):
                 writer.writerow([step, name, repr(float(value)), f"{now:.3f}"])
 
     def log_artifact(self, path: Path) -> None:
-        """Copy ``path`` into ``artifacts/`` (unless it already lies there)."""
-        target = self._folder() / "artifacts" / Path(path).name
-        target.parent.mkdir(exist_ok=True)
-        if Path(path).resolve() != target.resolve():
-            shutil.copy2(path, target)
+        """Add ``path`` (absolute), its size and SHA-256 to ``artifacts.csv``."""
+        path = Path(path).resolve()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        manifest = self._folder() / "artifacts.csv"
+        new = not manifest.exists()
+        with open(manifest, "a", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(["path", "bytes", "sha256"])
+            writer.writerow([str(path), path.stat().st_size, digest])
 
     def finish(self, status: str) -> None:
         """Write ``status.json`` with the status and the finishing time."""

@@ -42,12 +42,13 @@ class MLflowTracker(Tracker):
     Parameters
     ----------
     tracking_uri : str
-        Store URI: ``sqlite:///outputs/mlflow.db`` (default, relative to the working directory), a
-        folder, or a server ``http://host:5000``.
+        Store URI: ``sqlite:///mlruns/mlflow.db`` (default, relative to the working directory; kept out
+        of ``outputs/``, where the stored copies of ``metrics.json`` would be read as runs by
+        ``recbench report``), a folder, or a server ``http://host:5000``.
     experiment_name : str
         Experiment the runs go to (created when missing).
     artifact_location : str or None
-        Where a new experiment keeps its files; None: ``mlflow-artifacts/`` next to a SQLite store (MLflow's
+        Where a new experiment keeps its files; None: ``artifacts/`` next to a SQLite store (MLflow's
         own default otherwise).
     tags : mapping, optional
         Extra tags on every run.
@@ -60,7 +61,7 @@ class MLflowTracker(Tracker):
     def __init__(
         self,
         *,
-        tracking_uri: str = "sqlite:///outputs/mlflow.db",
+        tracking_uri: str = "sqlite:///mlruns/mlflow.db",
         experiment_name: str = "recbench",
         artifact_location: str | None = None,
         tags: Mapping[str, str] | None = None,
@@ -132,7 +133,7 @@ class MLflowTracker(Tracker):
         location = self.artifact_location
         if location is None and self.tracking_uri.startswith("sqlite:///"):
             db = Path(self.tracking_uri[len("sqlite:///") :]).resolve()
-            location = (db.parent / "mlflow-artifacts").as_uri()
+            location = (db.parent / "artifacts").as_uri()
         try:
             return str(self.client.create_experiment(self.experiment_name, artifact_location=location))
         except Exception:  # another job of a parallel sweep created it first

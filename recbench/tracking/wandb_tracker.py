@@ -7,6 +7,7 @@ files and the binary history) that ``wandb sync`` uploads later if the user wish
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ class WandbTracker(Tracker):
     project : str
         W&B project name.
     save_dir : str
-        Folder that receives ``wandb/`` (the offline run folders).
+        Folder that receives ``wandb/`` (the offline run folders); the default ``.`` keeps them out of
+        ``outputs/``, where their copies of ``metrics.json`` would be read as runs by ``recbench report``.
     mode : str
         ``offline`` (default), ``online`` (needs ``wandb login`` or ``WANDB_API_KEY``) or ``disabled``.
     entity : str or None
@@ -35,7 +37,7 @@ class WandbTracker(Tracker):
         self,
         *,
         project: str = "recbench",
-        save_dir: str = "outputs",
+        save_dir: str = ".",
         mode: str = "offline",
         entity: str | None = None,
         tags: Sequence[str] | None = None,
@@ -76,9 +78,10 @@ class WandbTracker(Tracker):
         self.run.log(dict(metrics), step=step)
 
     def log_artifact(self, path: Path) -> None:
-        """Keep the file with the run (``files/`` of the run folder)."""
-        path = Path(path).resolve()
-        self.run.save(str(path), base_path=str(path.parent), policy="now")
+        """Keep a copy of the file with the run (``files/`` of the run folder)."""
+        target = Path(self.run.dir) / Path(path).name
+        shutil.copy2(path, target)
+        self.run.save(str(target), base_path=str(self.run.dir), policy="now")
 
     def finish(self, status: str) -> None:
         """Close the run with exit code 0 (ok) or 1 (failed)."""

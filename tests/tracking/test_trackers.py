@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from recbench.errors import ConfigError
 from recbench.pipeline import RunContext, run
+from recbench.reporting.records import read_runs
 from recbench.tracking.mlflow_tracker import mlflow_key
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -64,8 +65,9 @@ def test_csv_logs_params_epochs_final_metrics_and_files(tmp_path: Path) -> None:
     final = metrics[metrics["name"] == "test/ndcg@10"]
     assert final["value"].tolist() == [pytest.approx(record.metrics["test/ndcg@10"])]
     assert json.loads((out / "csv" / "status.json").read_text())["status"] == "ok"
-    saved = {p.name for p in (out / "csv" / "artifacts").iterdir()}
-    assert {"metrics.json", "history.csv", "results.csv"} <= saved
+    listed = pd.read_csv(out / "csv" / "artifacts.csv")
+    assert {"metrics.json", "history.csv", "results.csv"} <= {Path(p).name for p in listed["path"]}
+    assert len(read_runs([out])) == 1  # the tracker's files add no second metrics.json to the run folder
 
 
 def test_failed_run_is_logged_as_failed(tmp_path: Path) -> None:
