@@ -161,3 +161,15 @@ def test_recbole_reads_the_exported_benchmark_files(tmp_path: Path, monkeypatch:
     parts = sidecar["folds"][0]["parts"]
     got = [len(train.dataset), len(valid.dataset), len(test.dataset)]
     assert got == [parts["train"]["rows"], parts["valid"]["rows"], parts["test"]["rows"]]
+
+
+def test_cli_dispatch_and_one_paragraph_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from recbench.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["data", "stats", "tiny", "--format", "csv", f"paths.cache_dir={tmp_path}"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("statistic,before preprocessing,after")
+    with pytest.raises(SystemExit) as failed:
+        main(["data", "export", "no-such-dataset", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert failed.value.code == 2 and "no-such-dataset" in err and "Traceback" not in err
