@@ -44,6 +44,11 @@ class _GatherDot(torch.autograd.Function):
     the backward gathers each chunk's rows again and scatters the gradients, so nothing of size
     ``[B, k, d]`` is kept between the passes. Autograd on ``P[users]`` and ``Q[items]`` would
     allocate and walk those tensors several times.
+
+    With ``sparse`` the table gradients are sparse COO tensors holding only the rows the batch
+    touched (computed on gathered copies of those rows), so the backward costs ``O(batch)`` whatever
+    the table sizes; a sparse-aware optimiser (:class:`~recbench.training.row_adam.RowAdam`)
+    then updates only those rows.
     """
 
     @staticmethod
@@ -54,8 +59,9 @@ class _GatherDot(torch.autograd.Function):
         bias: torch.Tensor | None,
         users: torch.Tensor,
         items: torch.Tensor,
+        sparse: bool = False,
     ) -> torch.Tensor:
-        ctx.has_bias = bias is not None
+        ctx.has_bias, ctx.sparse = bias is not None, sparse
         if bias is None:
             bias = Q.new_empty(0)
         ctx.save_for_backward(P, Q, bias, users, items)
@@ -73,26 +79,102 @@ class _GatherDot(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         P, Q, bias, users, items = ctx.saved_tensors
-        grad_b = torch.zeros_like(bias) if ctx.has_bias else None
-        if ctx.compiled:
-            grad_p, grad_q = torch.zeros_like(P), torch.zeros_like(Q)
-            g = grad.to(P.dtype).contiguous().numpy()
-            outputs = (grad_p, grad_q, grad_b if grad_b is not None else bias)
-            kernels.gather_dot_backward(*_arrays(P, Q, bias, users, items), g, *(t.numpy() for t in outputs))
-            return grad_p, grad_q, grad_b, None, None
-        grad_p = torch.zeros_like(P) if ctx.needs_input_grad[0] else None
-        grad_q = torch.zeros_like(Q) if ctx.needs_input_grad[1] else None
-        for (p, q, u, i), g in zip(_chunks(P, Q, users, items), grad.contiguous().split(_rows(P, items))):
-            if grad_p is not None:
-                gp = q[:, 0] * g[:, :1]
-                for k in range(1, q.shape[1]):
-                    gp.addcmul_(q[:, k], g[:, k : k + 1])
-                _scatter_add(grad_p, u, gp)
-            if grad_q is not None:
-                _scatter_add(grad_q, i.reshape(-1), (g.unsqueeze(-1) * p.unsqueeze(1)).view(-1, p.shape[1]))
-        if grad_b is not None:
-            _scatter_add(grad_b, items.reshape(-1), grad.reshape(-1).to(grad_b.dtype))
-        return grad_p, grad_q, grad_b, None, None
+        needs = ctx.needs_input_grad[:2]
+        if not ctx.sparse:
+            grads = _table_grads(ctx.compiled, ctx.has_bias, needs, P, Q, bias, users, items, grad)
+            return (*grads, None, None, None)
+        rows_u, local_u = torch.unique(users, return_inverse=True)
+        rows_i, local_i = torch.unique(items, return_inverse=True)
+        local_bias = bias.index_select(0, rows_i) if ctx.has_bias else bias
+        grad_p, grad_q, grad_b = _table_grads(
+            ctx.compiled,
+            ctx.has_bias,
+            needs,
+            P.index_select(0, rows_u),
+            Q.index_select(0, rows_i),
+            local_bias,
+            local_u,
+            local_i,
+            grad,
+        )
+        return (
+            _rows_tensor(grad_p, rows_u, P.shape),
+            _rows_tensor(grad_q, rows_i, Q.shape),
+            _rows_tensor(grad_b, rows_i, bias.shape),
+            None,
+            None,
+            None,
+        )
+
+
+def _rows_tensor(values: torch.Tensor | None, rows: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """A sparse COO gradient of a table of ``shape`` holding ``values`` at the (distinct) ``rows``."""
+    if values is None:
+        return None
+    return torch.sparse_coo_tensor(
+        rows.unsqueeze(0), values, shape, is_coalesced=True, check_invariants=False
+    )
+
+
+def _table_grads(
+    compiled: bool,
+    has_bias: bool,
+    needs: tuple[bool, bool],
+    P: torch.Tensor,
+    Q: torch.Tensor,
+    bias: torch.Tensor,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    grad: torch.Tensor,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Dense gradients of ``P``, ``Q`` and ``bias`` for :class:`_GatherDot` given ``grad = dL/dout``."""
+    grad_b = torch.zeros_like(bias) if has_bias else None
+    if compiled:
+        grad_p, grad_q = torch.zeros_like(P), torch.zeros_like(Q)
+        g = grad.to(P.dtype).contiguous().numpy()
+        outputs = (grad_p, grad_q, grad_b if grad_b is not None else bias)
+        kernels.gather_dot_backward(*_arrays(P, Q, bias, users, items), g, *(t.numpy() for t in outputs))
+        return grad_p, grad_q, grad_b
+    grad_p = torch.zeros_like(P) if needs[0] else None
+    grad_q = torch.zeros_like(Q) if needs[1] else None
+    for (p, q, u, i), g in zip(_chunks(P, Q, users, items), grad.contiguous().split(_rows(P, items))):
+        if grad_p is not None:
+            gp = q[:, 0] * g[:, :1]
+            for k in range(1, q.shape[1]):
+                gp.addcmul_(q[:, k], g[:, k : k + 1])
+            _scatter_add(grad_p, u, gp)
+        if grad_q is not None:
+            _scatter_add(grad_q, i.reshape(-1), (g.unsqueeze(-1) * p.unsqueeze(1)).view(-1, p.shape[1]))
+    if grad_b is not None:
+        _scatter_add(grad_b, items.reshape(-1), grad.reshape(-1).to(grad_b.dtype))
+    return grad_p, grad_q, grad_b
+
+
+class _RowSquares(torch.autograd.Function):
+    """``sum_j w_j ||T[rows_j]||^2`` computed on the gathered rows only.
+
+    The gradient ``2 w T[r]`` lives on the distinct rows of the batch: a sparse COO tensor with
+    ``sparse``, else written into a dense zero table.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, table: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, sparse: bool
+    ) -> torch.Tensor:
+        distinct, local = torch.unique(rows.reshape(-1), return_inverse=True)
+        w = table.new_zeros(len(distinct)).index_add_(0, local, weights.reshape(-1).to(table.dtype))
+        gathered = table.index_select(0, distinct)
+        ctx.save_for_backward(distinct, w, gathered)
+        ctx.shape, ctx.sparse = table.shape, sparse
+        return w @ gathered.reshape(len(distinct), -1).pow(2).sum(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        distinct, w, gathered = ctx.saved_tensors
+        values = (2.0 * grad) * w.view(-1, *([1] * (gathered.dim() - 1))) * gathered
+        if ctx.sparse:
+            return _rows_tensor(values, distinct, ctx.shape), None, None, None
+        return gathered.new_zeros(ctx.shape).index_copy_(0, distinct, values), None, None, None
 
 
 def _compiled(
@@ -157,6 +239,9 @@ class DotProduct(nn.Module):
     user_bias, item_bias: whether to learn ``b_u`` / ``b_i``.
     global_mean: the constant ``mu``.
     init_std: standard deviation of the normal initialisation of the factors.
+    sparse: give the tables sparse gradients holding only the rows a batch touched
+        (``sparse_gradients``; the Trainer then steps with a sparse-aware optimiser). Needs no
+        user bias (the user bias is read by plain indexing, whose gradient is dense).
     """
 
     def __init__(
@@ -169,8 +254,13 @@ class DotProduct(nn.Module):
         item_bias: bool = False,
         global_mean: float = 0.0,
         init_std: float = 0.1,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
+        if sparse and user_bias:
+            raise ValueError("DotProduct(sparse=True) does not support a user bias")
+        #: whether the gradients are sparse (read by the Trainer to choose the optimiser)
+        self.sparse_gradients = sparse
         self.user = nn.Parameter(torch.randn(n_users, factors) * init_std)
         self.item = nn.Parameter(torch.randn(n_items, factors) * init_std)
         self.user_bias = nn.Parameter(torch.zeros(n_users)) if user_bias else None
@@ -180,7 +270,8 @@ class DotProduct(nn.Module):
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of the pairs ``(users[b], items[b, ...])``; ``items`` is ``[B]`` or ``[B, k]``."""
         wide = items if items.dim() == 2 else items.unsqueeze(1)
-        scores = _GatherDot.apply(self.user, self.item, self.item_bias, users, wide) + self.global_mean
+        scores = _GatherDot.apply(self.user, self.item, self.item_bias, users, wide, self.sparse_gradients)
+        scores = scores + self.global_mean
         # plain indexing: its backward accumulates serially (see _scatter_add)
         if self.user_bias is not None:
             scores = scores + self.user_bias[users].unsqueeze(1)
@@ -207,6 +298,26 @@ class DotProduct(nn.Module):
             biases = biases + user_weight @ self.user_bias.pow(2)
         if self.item_bias is not None:
             biases = biases + item_weight @ self.item_bias.pow(2)
+        return factors, biases
+
+    def l2_rows(
+        self, users: torch.Tensor, user_weight: torch.Tensor, items: torch.Tensor, item_weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like :meth:`l2` with per-occurrence weights, but computed on the gathered rows only.
+
+        ``sum_j user_weight[j] ||p_{users[j]}||^2 + sum_j item_weight[j] ||q_{items[j]}||^2`` (and the
+        same for the biases): the cost follows the batch, not the table sizes, and with sparse
+        gradients only the touched rows receive a gradient.
+        """
+        sparse = self.sparse_gradients
+        factors = _RowSquares.apply(self.user, users, user_weight, sparse) + _RowSquares.apply(
+            self.item, items, item_weight, sparse
+        )
+        biases = factors.new_zeros(())
+        if self.user_bias is not None:
+            biases = biases + _RowSquares.apply(self.user_bias, users, user_weight, sparse)
+        if self.item_bias is not None:
+            biases = biases + _RowSquares.apply(self.item_bias, items, item_weight, sparse)
         return factors, biases
 
 
@@ -473,6 +584,12 @@ class BPR(TorchRecommender):
     num_negatives: sampled negatives per positive in each epoch.
     item_bias: whether to learn an item bias :math:`b_i`.
     init_std: standard deviation of the factor initialisation.
+    sparse_updates: train with sparse gradients (only the rows a batch touched) and a sparse-aware
+        optimiser (``torch.optim.Adam`` in the trainer config becomes the lazy
+        :class:`~recbench.training.row_adam.RowAdam`, which keeps Adam's moments per row and
+        updates a row when a batch uses it), so a step costs ``O(batch)``
+        whatever the number of users and items. ``False``: dense gradients and a dense step over
+        all parameters every batch (the cost grows with the table sizes).
     trainer: the shared :class:`~recbench.training.Trainer` (``None``: tuned defaults).
     seed: seed of initialisation, batch order and negative sampling.
     """
@@ -490,6 +607,7 @@ class BPR(TorchRecommender):
         num_negatives: int = 1,
         item_bias: bool = True,
         init_std: float = 0.1,
+        sparse_updates: bool = True,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -498,6 +616,7 @@ class BPR(TorchRecommender):
         self.num_negatives = num_negatives
         self.item_bias = item_bias
         self.init_std = init_std
+        self.sparse_updates = sparse_updates
         self.trainer = trainer
         self.seed = seed
 
@@ -513,7 +632,12 @@ class BPR(TorchRecommender):
     def build_network(self, train: Interactions) -> nn.Module:
         """A :class:`DotProduct` without user bias (it cannot change a user's ranking)."""
         return DotProduct(
-            train.n_users, train.n_items, self.factors, item_bias=self.item_bias, init_std=self.init_std
+            train.n_users,
+            train.n_items,
+            self.factors,
+            item_bias=self.item_bias,
+            init_std=self.init_std,
+            sparse=bool(self.sparse_updates),
         )
 
     def batches(
@@ -529,9 +653,9 @@ class BPR(TorchRecommender):
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """BPR loss plus the batch L2 terms (see the class docstring)."""
         users, items = batch["users"], batch["items"]
-        n_neg = items.shape[1] - 1
-        item_w = row_counts(items[:, 0], self.n_items_) + row_counts(items[:, 1:], self.n_items_) / n_neg
-        factors, biases = net.l2(row_counts(users, self.n_users_), item_w)
+        item_w = torch.full(items.shape, 1.0 / max(items.shape[1] - 1, 1), device=items.device)
+        item_w[:, 0] = 1.0
+        factors, biases = net.l2_rows(users, torch.ones(len(users), device=users.device), items, item_w)
         scores = net(users, items)
         return bpr_loss(scores[:, 0], scores[:, 1:]) + self.reg * (factors + biases) / len(users)
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, TrainingError
 from recbench.training.checkpoint import TrainState, load_checkpoint, restore_rng, save_checkpoint
+from recbench.training.row_adam import RowAdam
 from recbench.training.seeding import resolve_device
 
 log = logging.getLogger(__name__)
@@ -329,6 +330,8 @@ class Trainer:
         kwargs: dict[str, Any] = {"lr": self.lr, "weight_decay": self.weight_decay}
         target = getattr(self.optimizer, "func", self.optimizer)
         chosen = set(getattr(self.optimizer, "keywords", {}) or {}) & {"fused", "foreach"}
+        if getattr(net, "sparse_gradients", False):
+            return self._sparse_optimizer(params, target)
         if (
             target in (torch.optim.Adam, torch.optim.AdamW)
             and not chosen
@@ -339,6 +342,32 @@ class Trainer:
         ):
             kwargs["fused"] = True
         return self.optimizer(params, **kwargs)
+
+    def _sparse_optimizer(self, params: list[nn.Parameter], target: Any) -> torch.optim.Optimizer:
+        """The optimiser of a network with sparse gradients: Adam/AdamW become :class:`RowAdam`.
+
+        :class:`~recbench.training.row_adam.RowAdam` (lazy Adam) keeps Adam's moments per row and
+        updates only the rows present in a batch's gradient, so a step costs what the batch
+        touched. Other optimisers are used as configured (``SGD`` and ``Adagrad`` accept sparse
+        gradients). Weight decay would touch every row each step; such networks regularise the
+        gathered rows in their loss instead.
+        """
+        if self.weight_decay:
+            raise ConfigError(
+                f"trainer.weight_decay={self.weight_decay} cannot be used with sparse updates (it would "
+                "decay every row at every step). Use the model's own L2 (model.reg) and "
+                "trainer.weight_decay=0, or model.sparse_updates=false."
+            )
+        if self.grad_clip_norm:
+            raise ConfigError(
+                f"trainer.grad_clip_norm={self.grad_clip_norm} is not supported with sparse updates; "
+                "unset it, or set model.sparse_updates=false."
+            )
+        keywords = dict(getattr(self.optimizer, "keywords", {}) or {})
+        if target in (torch.optim.Adam, torch.optim.AdamW):
+            extra = {k: v for k, v in keywords.items() if k in ("betas", "eps")}
+            return RowAdam(params, lr=self.lr, **extra)
+        return self.optimizer(params, lr=self.lr)
 
     @staticmethod
     def _validate(

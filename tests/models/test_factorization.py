@@ -19,7 +19,14 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
 MODELS = {"bpr": BPR, "mf": MF, "pmf": PMF}
 #: every hyperparameter and a changed value for it (parameter-sensitivity test)
 CHANGES = {
-    "bpr": {"factors": 8, "reg": 0.5, "num_negatives": 3, "item_bias": False, "init_std": 0.5},
+    "bpr": {
+        "factors": 8,
+        "reg": 0.5,
+        "num_negatives": 3,
+        "item_bias": False,
+        "init_std": 0.5,
+        "sparse_updates": False,
+    },
     "mf": {"factors": 8, "reg": 0.5, "bias_reg": 0.5, "init_std": 0.5},
     "pmf": {"factors": 8, "lambda_u": 2.0, "lambda_v": 2.0, "prior_per_rating": False, "init_std": 0.5},
 }
