@@ -32,6 +32,7 @@ LAYERS = {
     "explanations": 4,
     "service": 4,
     "cli": 5,
+    "interchange": 5,  # `recbench data export|stats`: command code beside cli
 }
 #: Top-level modules every layer may use; they import no layer.
 SHARED = {"errors", "files", "serialization"}
