@@ -1,4 +1,4 @@
-"""The ``recbench`` command: a dispatcher over ``train``, ``report``, ``compare``, ``data`` and ``list``.
+"""The ``recbench`` command: dispatches ``train``, ``tune``, ``report``, ``compare``, ``data``, ``list``.
 
 ``train`` hands everything after the word to a Hydra app, so ``-m``, ``--cfg job``, ``--help``,
 overrides, launchers and sweepers behave exactly as in any Hydra application. The other commands are
@@ -26,6 +26,9 @@ commands:
                            `recbench train --help` lists the config groups and their options
   report PATH... [opts]    comparison table from the metrics.json files under PATH(s)
   compare RUN_A RUN_B      metric-by-metric comparison of two runs with paired significance tests
+  tune --models A,B --trials N [--seeds 1,2,3] [OVERRIDES...]
+                           equal-budget Optuna search per model on validation, then the best config
+                           of each retrained on the seeds and evaluated on test (resumable)
   data list|fetch|check    the datasets recbench knows, download one, or validate a local copy
   data export NAME --split S --format recbole|csv|parquet --out DIR
                            write the train/valid/test parts a run would use (with a JSON sidecar)
@@ -69,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             from recbench.reporting.commands import compare_main
 
             sys.exit(compare_main(rest))
+        if command == "tune":
+            from recbench.tuning.protocol import tune_main
+
+            sys.exit(tune_main(rest))
         if command == "data":
             sys.exit(_data(rest))
         if command == "list":

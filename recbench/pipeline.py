@@ -126,7 +126,10 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
             splitter, folds = make_folds(cfg, data, ids)
         cold = getattr(splitter, "cold_candidates", None)
         with epoch_listener(tracking.epoch):
-            metrics, per_user, history = _run_folds(model, folds, spec, timings, extra, cold, side)
+            test = bool(cfg.get("evaluate_test", True))
+            metrics, per_user, history = _run_folds(
+                model, folds, spec, timings, extra, cold, side, test=test
+            )
         tracking.log_params(_effective_training(model))
         timings["total_s"] = time.perf_counter() - t_all
         record = RunRecord(**base, metrics=metrics, timings=timings, status="ok", extra=extra)
@@ -158,7 +161,8 @@ def load_dataset(cfg: DictConfig) -> tuple[Any, Interactions, IdMaps]:
 def make_folds(cfg: DictConfig, data: Interactions, ids: IdMaps) -> tuple[Any, list[Split]]:
     """The run's splitter and its checked folds (one split, or k for k-fold) of ``data``."""
     splitter = build(cfg.split, "split")
-    folds = splitter.folds(data, seed=int(cfg.seed), ids=ids)
+    split_seed = cfg.get("split_seed")  # null: the run's seed draws the split too
+    folds = splitter.folds(data, seed=int(cfg.seed if split_seed is None else split_seed), ids=ids)
     check_splits(folds, splitter)
     return splitter, folds
 
@@ -258,6 +262,8 @@ def _run_folds(
     extra: dict[str, Any],
     cold: Callable[[Split], np.ndarray] | None = None,
     side: SideInfo | None = None,
+    *,
+    test: bool = True,
 ) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]], list[dict[str, float]] | None]:
     """Fit and evaluate on every fold; k-fold runs get ``foldJ/`` keys plus mean and std.
 
@@ -267,6 +273,8 @@ def _run_folds(
     models that read side features get these keys; for the others the cold items have no trained
     parameters (random embeddings, zero counts), so ``extra["test/cold"]`` says they are unable
     rather than reporting a number that would only measure initialisation or tie-breaking.
+    With ``test=False`` (``evaluate_test: false``, set by ``recbench tune`` during its search) only
+    the validation set is evaluated: the test set is never scored.
     """
     metrics: dict[str, float] = {}
     per_user: dict[str, dict[str, np.ndarray]] = {}
@@ -278,14 +286,14 @@ def _run_folds(
         with _timer(timings, "fit_s"):
             fold_model.fit(split.train, split.val)
         with _timer(timings, "eval_s"):
-            parts: list[tuple[Any, ...]] = [("test", split.test, split.test_history)]
+            parts: list[tuple[Any, ...]] = [("test", split.test, split.test_history)] if test else []
             if split.val is not None and len(split.val):
                 parts.insert(0, ("val", split.val, split.train))
-            if cold is not None and _uses_features(fold_model):
+            if test and cold is not None and _uses_features(fold_model):
                 items = cold(split)
                 target = split.test.select(np.isin(split.test.items, items))
                 parts.append(("test/cold", target, split.test_history, CandidateScorer(fold_model, items)))
-            elif cold is not None and j == 0:
+            elif test and cold is not None and j == 0:
                 extra["test/cold"] = _COLD_UNABLE.format(model=type(fold_model).__name__)
                 log.warning(extra["test/cold"])
             for part, target, seen, *scorer in parts:

@@ -68,6 +68,22 @@ class AggregateSweep(Callback):
             log.info("best job by %s (%s): %s = %.6g", metric, direction, best["run_dir"], best["value"])
 
 
+class PrepareOptunaStorage(Callback):
+    """Before a sweep starts, make a ``sqlite:///`` ``hydra.sweeper.storage`` ready for Optuna 2.x.
+
+    See :func:`recbench.tuning.storage.prepare_sqlite` (Optuna 2.10 cannot create the file under
+    SQLAlchemy 2). Other storages, and sweeps without one, are left alone.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Prepare the sweeper's SQLite storage, if it has one."""
+        url = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
+        if isinstance(url, str) and url.startswith("sqlite:///"):
+            from recbench.tuning.storage import prepare_sqlite
+
+            prepare_sqlite(url)
+
+
 def infer_direction(metric: str) -> str:
     """``"minimize"`` for error metrics (``val/rmse``, ``test/mae``, ``fold0/val/rmse``), else ``"maximize"``.
 

@@ -1,0 +1,1 @@
+"""Equal-budget hyperparameter tuning: Optuna storage helpers and the ``recbench tune`` protocol."""
