@@ -218,9 +218,18 @@ def run_finals(model: str, trial_dir: Path, seeds: list[int], split_seed: int, o
     for seed in seeds:
         run_dir = out / model / "final" / f"seed{seed}"
         args = [*keep, f"seed={seed}", f"split_seed={split_seed}", "evaluate_test=true"]
-        _train([*args, "hydra.mode=RUN", f"hydra.run.dir={run_dir}"])
+        if not _finished(run_dir, args):
+            _train([*args, "hydra.mode=RUN", f"hydra.run.dir={run_dir}"])
         dirs.append(run_dir)
     return dirs
+
+
+def _finished(run_dir: Path, args: list[str]) -> bool:
+    """Whether ``run_dir`` already holds an ok run made with exactly these overrides (a rerun skips it)."""
+    try:
+        return read_record(run_dir / "metrics.json").status == "ok" and job_overrides(run_dir) == args
+    except (OSError, ValueError, RecbenchError):
+        return False
 
 
 def summarise(

@@ -19,7 +19,7 @@ from recbench.models.base import Recommender
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
-SEARCHES = sorted(p.stem for p in (CONFIG_DIR / "search").glob("*.yaml"))
+SEARCHES = sorted(p.stem for p in (CONFIG_DIR / "search").glob("*_optuna.yaml"))  # optuna_base: shared part
 #: Config groups a sweep may range over; their options must exist as files.
 GROUPS = ("model", "dataset", "split", "eval", "trainer")
 

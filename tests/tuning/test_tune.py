@@ -121,11 +121,11 @@ def test_tune_selects_on_validation_resumes_and_tests_the_best_config(tmp_path: 
 
     # resume: a trial left running by an interruption is redrawn, the budget is topped up to 3
     study = optuna.load_study(study_name="ease", storage=url)
-    study.ask().suggest_float("model.l2", 10.0, 5000.0)
+    study.ask()
     stamp = (finals[0] / "metrics.json").stat().st_mtime
     tune(out, "--models", "ease", "--trials", "3", "--seeds", "1,2", cache=cache)
     state = study_state(url, "ease")
     assert (state.used, state.interrupted) == (3, 1)
     assert len(list((out / "ease" / "search" / "1").glob("*/metrics.json"))) == 1
-    if state.best_value == metrics_of(best)["val/ndcg@10"]:
-        assert (finals[0] / "metrics.json").stat().st_mtime == stamp  # finished final runs are kept
+    if state.best_value == metrics_of(best)["val/ndcg@10"]:  # same best trial: final runs kept
+        assert (finals[0] / "metrics.json").stat().st_mtime == stamp
