@@ -4,9 +4,9 @@
 returns an :class:`Explanation`: the method in words, the score, and the contributions (history
 items, similar users, or positions) sorted by size. Methods by family:
 
-* ``itemknn`` / ``ease`` / ``puresvd``: the score is a sum over the history items of ``h_i w_ij``
-  (neighbour weight, ``B`` entry, or ``(V V^T)_ij``); the contributions are those terms and sum to the
-  score exactly.
+* ``itemknn`` / ``ease`` / ``slim`` / ``rp3beta`` / ``puresvd``: the score is a sum over the history items
+  of ``h_i w_ij`` (neighbour weight, ``B`` or ``W`` entry, or ``(V V^T)_ij``); the contributions are
+  those terms and sum to the score exactly.
 * ``als`` / ``bpr`` / ``mf`` / ``pmf``: the user factor folded in from the history is linear in the
   history's targets, so the folded-in score splits exactly into one term per history item: its
   target times its similarity to the item in the model's factor space (Hu, Koren & Volinsky, ICDM
@@ -41,6 +41,8 @@ from recbench.models.adhoc import session_interactions
 METHODS = {
     "ItemKNN": "item_weights",
     "EASE": "item_weights",
+    "SLIM": "item_weights",
+    "RP3beta": "item_weights",
     "PureSVD": "item_weights",
     "ImplicitALS": "fold_in",
     "BPR": "fold_in",
@@ -141,9 +143,9 @@ def _item_weights(model: Any, ctx: ExplainInput, item: int) -> Explanation:
             values = ratings.astype(np.float64)
         col = np.asarray(model.weights_[:, [item]].todense()).ravel()[items]
         method = "item-item: each history item's value times its neighbour similarity to the item"
-    elif name == "EASE":
-        col = model.weights_[items, item].astype(np.float64)
-        method = "EASE: each history item's weight B[i, item] in the item-item model"
+    elif name in ("EASE", "SLIM", "RP3beta"):
+        col = _entries(model.weights_, items, item)
+        method = f"{name}: each history item's weight W[i, item] in the item-item model"
     else:
         if not model.implicit and ratings is not None:
             values = ratings.astype(np.float64)
@@ -153,6 +155,13 @@ def _item_weights(model: Any, ctx: ExplainInput, item: int) -> Explanation:
     weights = values * col
     score = float(model.score_history(_session(ctx, ctx.history.n_items))[0, item])
     return Explanation(item, score, method, True, _rows(items, weights))
+
+
+def _entries(weights: Any, rows: np.ndarray, col: int) -> np.ndarray:
+    """``weights[rows, col]`` of a dense or sparse item-item matrix, as float64."""
+    if hasattr(weights, "tocsc"):
+        return np.asarray(weights[:, [col]].todense()).ravel()[rows].astype(np.float64)
+    return np.asarray(weights[rows, col], dtype=np.float64)
 
 
 def _fold_in(model: Any, ctx: ExplainInput, item: int) -> Explanation:

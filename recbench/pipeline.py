@@ -127,9 +127,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         cold = getattr(splitter, "cold_candidates", None)
         with epoch_listener(tracking.epoch):
             test = bool(cfg.get("evaluate_test", True))
-            metrics, per_user, history = _run_folds(
-                model, folds, spec, timings, extra, cold, side, test=test
-            )
+            metrics, per_user, history = _run_folds(model, folds, spec, timings, extra, cold, side, test=test)
         tracking.log_params(_effective_training(model))
         timings["total_s"] = time.perf_counter() - t_all
         record = RunRecord(**base, metrics=metrics, timings=timings, status="ok", extra=extra)

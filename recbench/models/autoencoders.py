@@ -19,7 +19,8 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
-from recbench.models.base import TorchRecommender
+from recbench.models.adhoc import score_own_history
+from recbench.models.base import Capabilities, TorchRecommender
 from recbench.training.trainer import Trainer
 
 
@@ -94,6 +95,8 @@ class _MultAutoencoder(TorchRecommender):
     """Shared fit / batches / scoring of :class:`MultVAE` and :class:`MultDAE`."""
 
     variational: ClassVar[bool]
+    capabilities = Capabilities(history=True)
+    score_history = score_own_history
     training_defaults: ClassVar[dict[str, Any]] = dict(
         epochs=200, batch_size=128, lr=1e-3, weight_decay=0.0, validate_every=2, patience=5
     )
@@ -172,8 +175,8 @@ class MultVAE(_MultAutoencoder):
         hidden: int = 600,
         latent: int = 200,
         dropout: float = 0.5,
-        anneal_cap: float = 0.2,
-        anneal_steps: int = 2000,
+        anneal_cap: float = 0.5,
+        anneal_steps: int = 200,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -206,8 +209,8 @@ class MultDAE(_MultAutoencoder):
 
     The encoder is deterministic (``items -> hidden -> latent``, tanh); the loss is the
     multinomial negative log-likelihood of the rows given the (dropped-out) input, and scores are
-    the decoder logits of the full history row. L2 regularisation comes from the trainer's
-    ``weight_decay`` (this model's default is the paper's 0.01 scale of weight penalty).
+    the decoder logits of the full history row. An L2 penalty on the weights (the paper's) is the
+    trainer's ``weight_decay`` (0 by default; ``search=multdae_optuna`` searches it).
 
     Parameters
     ----------

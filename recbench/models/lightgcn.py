@@ -14,7 +14,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
-from recbench.models.base import TorchRecommender
+from recbench.models.base import Capabilities, TorchRecommender
 from recbench.training.losses import bpr_loss
 from recbench.training.samplers import PositiveSet, uniform_negatives
 from recbench.training.trainer import Trainer
@@ -111,8 +111,9 @@ class LightGCN(TorchRecommender):
     seed: seed of initialisation, batch order and negative sampling.
     """
 
+    capabilities = Capabilities(similar=True)
     training_defaults: ClassVar[dict[str, Any]] = dict(
-        epochs=300, batch_size=4096, lr=5e-3, weight_decay=0.0, validate_every=5, patience=4
+        epochs=300, batch_size=8192, lr=2e-2, weight_decay=0.0, validate_every=5, patience=2
     )
 
     def __init__(
@@ -120,7 +121,7 @@ class LightGCN(TorchRecommender):
         *,
         factors: int = 64,
         layers: int = 2,
-        reg: float = 1e-4,
+        reg: float = 1e-3,
         num_negatives: int = 1,
         init_std: float = 0.1,
         trainer: Trainer | None = None,

@@ -7,8 +7,9 @@ import scipy.sparse as sp
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
-from recbench.models.base import Recommender
-from recbench.models.neighborhood import _BLOCK_ENTRIES, _topk_rows, gram_blocks, sparse_times_sparse
+from recbench.models.adhoc import score_own_history
+from recbench.models.base import Capabilities, Recommender
+from recbench.models.similarity import _BLOCK_ENTRIES, _topk_rows, gram_blocks, sparse_times_sparse
 
 
 class RP3beta(Recommender):
@@ -28,7 +29,7 @@ class RP3beta(Recommender):
     dropped and each row keeps its ``k`` largest weights (optionally rescaled to sum to one); a
     user's scores are :math:`x_u W`, so users and interactions added to ``history`` after
     training fold in. The weights are computed in row blocks
-    (:func:`~recbench.models.neighborhood.gram_blocks`), never as a dense ``n_items x n_items`` matrix.
+    (:func:`~recbench.models.similarity.gram_blocks`), never as a dense ``n_items x n_items`` matrix.
 
     Parameters
     ----------
@@ -41,6 +42,9 @@ class RP3beta(Recommender):
     normalize:
         Rescale each kept row of ``W`` to sum to one.
     """
+
+    capabilities = Capabilities(history=True, explain=True, similar=True)
+    score_history = score_own_history
 
     def __init__(
         self, *, k: int = 200, alpha: float = 1.0, beta: float = 0.5, normalize: bool = False

@@ -11,8 +11,9 @@ import scipy.sparse as sp
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, RecbenchError
-from recbench.models.base import Recommender
-from recbench.models.neighborhood import _topk_rows, sparse_times_sparse
+from recbench.models.adhoc import score_own_history
+from recbench.models.base import Capabilities, Recommender
+from recbench.models.similarity import _topk_rows, sparse_times_sparse
 
 #: Items per task handed to a worker thread (each worker fits its items on a private matrix copy).
 _CHUNK = 64
@@ -51,6 +52,9 @@ class SLIM(Recommender):
     n_jobs:
         Worker threads; ``None`` = every core this process may use.
     """
+
+    capabilities = Capabilities(history=True, explain=True, similar=True)
+    score_history = score_own_history
 
     def __init__(
         self,

@@ -41,7 +41,7 @@ def test_multvae_loss_equals_hand_computed_value() -> None:
     kl = (0.5 * (np.exp(logvar) + mu**2 - 1 - logvar).sum(1)).mean()
     assert abs(loss - (nll + 0.2 * kl)) < 1e-9
     assert int(net.steps) == 5  # the annealing clock advanced
-    assert model.beta(0) == 0.0 and model.beta(5) == 0.2 * 2.5 / 5 and model.beta(10**6) == 0.2
+    assert model.beta(0) == 0.0 and model.beta(1) == 0.1 and model.beta(10**6) == 0.2
 
 
 def test_multdae_loss_is_the_multinomial_likelihood() -> None:
@@ -56,7 +56,7 @@ def test_multdae_loss_is_the_multinomial_likelihood() -> None:
 
 def test_autoencoders_fold_in_users_unseen_in_training() -> None:
     data = block_interactions(seed=5)
-    held_out = data.users < 10  # block 0's users never appear in training
+    held_out = data.users < 5  # half of block 0's users never appear in training
     train = data.select(~held_out)
     for cls in (MultVAE, MultDAE):
         model = cls(
@@ -65,7 +65,7 @@ def test_autoencoders_fold_in_users_unseen_in_training() -> None:
             trainer=Trainer(epochs=40, batch_size=8, lr=1e-2, device="cpu", progress=False),
         )
         model.fit(train)
-        scores = model.score(np.arange(10), data)  # their history comes only at scoring time
+        scores = model.score(np.arange(5), data)  # their history comes only at scoring time
         inside = scores[:, :8].mean(1)
         outside = scores[:, 8:].mean(1)
         assert (inside > outside).all(), cls.__name__

@@ -175,3 +175,17 @@ def test_slim_and_rp3beta_fold_in_histories_added_after_training() -> None:
         assert np.allclose(model.score(np.array([0]), data), 0.0)  # no history, no scores
         want = dense(both)[[0]] @ model.weights_.toarray()
         np.testing.assert_allclose(model.score(np.array([0]), both), want, rtol=1e-5, atol=1e-7)
+
+
+def test_slim_and_rp3beta_explanations_sum_to_the_score() -> None:
+    from recbench.explanations import ExplainInput, explain
+
+    data = random_implicit(seed=4)
+    for model in (SLIM(alpha=0.01, n_jobs=1), RP3beta()):
+        model.fit(data)
+        history = np.array([1, 2, 5])
+        ctx = ExplainInput(items=history, ratings=None, user=None, history=data)
+        out = explain(model, ctx, item=7)
+        assert out.exact and "W[i, item]" in out.method
+        assert abs(sum(c["weight"] for c in out.contributions) + out.rest - out.score) < 1e-6
+        assert abs(out.score - float(model.weights_[history].toarray()[:, 7].sum())) < 1e-6

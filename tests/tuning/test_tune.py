@@ -34,9 +34,9 @@ def test_search_run_never_scores_the_test_set(tmp_path: Path, monkeypatch: pytes
     seen = []
     real = pipeline.evaluate
 
-    def spy(model, target, history, spec):
+    def spy(model, target, *args, **kwargs):
         seen.append(target)
-        return real(model, target, history, spec)
+        return real(model, target, *args, **kwargs)
 
     monkeypatch.setattr(pipeline, "evaluate", spy)
     record = run(cfg_for("model=ease", "evaluate_test=false", tmp_path=tmp_path), RunContext(tmp_path / "s"))
