@@ -217,6 +217,7 @@ def _group_sections(
     metrics = ns.metric or ["test/ndcg@10"]
     frame = groups.long_by_group(ok, attr, metrics)
     table = tables.compare(frame, [*metrics, "n_users"], rows=[*rows, attr], cols=cols, agg=ns.agg)
+    table.best.loc[:, [c for c in table.best.columns if c.endswith("n_users")]] = False  # a size, not a score
     sections: list[object] = [_render_table(table, fmt, ns.digits)]
     values = [v for v in groups.group_values(ok, attr) if v != "unknown"]
     if not ns.between and len(values) < 2:
