@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,10 @@ class RunInfo:
     group: str | None = None
     group_dir: Path | None = None
     tags: dict[str, str] = field(default_factory=dict)
+
+    def renamed(self, name: str | None) -> RunInfo:
+        """This run under another display name (a tracker's ``run_name`` setting); None keeps the name."""
+        return self if not name else replace(self, name=name)
 
     @property
     def folder(self) -> str:

@@ -29,15 +29,19 @@ class CSVTracker(Tracker):
     save_dir : str or None
         Root folder; a run writes into ``<save_dir>/<sweep or "runs">/<job>``. None (default): into the
         run's own folder, under ``csv/``.
+    run_name : str or None
+        The run's name in the tracker; None: the job's overrides (``model=bpr,seed=1``).
     """
 
-    def __init__(self, *, save_dir: str | None = None) -> None:
+    def __init__(self, *, save_dir: str | None = None, run_name: str | None = None) -> None:
         self.save_dir = save_dir
+        self.run_name = run_name
         self.dir: Path | None = None
         self._params: dict[str, Any] = {}
 
     def start(self, run: RunInfo) -> None:
         """Create the run's folder and the header of ``metrics.csv``."""
+        run = run.renamed(self.run_name)
         if self.save_dir is None:
             self.dir = Path(run.run_dir) / "csv"
         else:

@@ -56,6 +56,8 @@ class MLflowTracker(Tracker):
         Seconds per request and retries for a server store (``MLFLOW_HTTP_REQUEST_TIMEOUT`` /
         ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` in the environment win): an unreachable server costs at most
         about ``(retries + 1) * timeout`` seconds per call before the tracker is switched off.
+    run_name : str or None
+        The run's name in the tracker; None: the job's overrides (``model=bpr,seed=1``).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class MLflowTracker(Tracker):
         tags: Mapping[str, str] | None = None,
         http_timeout: int = 10,
         http_retries: int = 1,
+        run_name: str | None = None,
     ) -> None:
         require("mlflow", "mlflow")
         self.tracking_uri = tracking_uri
@@ -75,11 +78,13 @@ class MLflowTracker(Tracker):
         self.tags = dict(tags or {})
         self.http_timeout = http_timeout
         self.http_retries = http_retries
+        self.run_name = run_name
         self.client: Any = None
         self.run_id: str | None = None
 
     def start(self, run: RunInfo) -> None:
         """Connect, find or create the experiment (and the sweep's parent run), create the run."""
+        run = run.renamed(self.run_name)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.http_timeout))
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.http_retries))
         from mlflow.tracking import MlflowClient

@@ -25,11 +25,14 @@ class TensorBoardTracker(Tracker):
     ----------
     save_dir : str
         Root log folder (what ``tensorboard --logdir`` is pointed at).
+    run_name : str or None
+        The run's name in the tracker; None: the job's overrides (``model=bpr,seed=1``).
     """
 
-    def __init__(self, *, save_dir: str = "outputs/tensorboard") -> None:
+    def __init__(self, *, save_dir: str = "outputs/tensorboard", run_name: str | None = None) -> None:
         require("tensorboard", "tensorboard")
         self.save_dir = save_dir
+        self.run_name = run_name
         self.writer: Any = None
         self.log_dir: Path | None = None
         self._params: dict[str, Any] = {}
@@ -37,6 +40,7 @@ class TensorBoardTracker(Tracker):
 
     def start(self, run: RunInfo) -> None:
         """Open the event file writer of the run's folder."""
+        run = run.renamed(self.run_name)
         from torch.utils.tensorboard import SummaryWriter
 
         self.log_dir = Path(self.save_dir) / safe_name(run.group or "runs") / run.folder

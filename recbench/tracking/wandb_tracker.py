@@ -31,6 +31,8 @@ class WandbTracker(Tracker):
         Team or user for online runs.
     tags : sequence of str, optional
         Extra tags on every run.
+    run_name : str or None
+        The run's name in the tracker; None: the job's overrides (``model=bpr,seed=1``).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class WandbTracker(Tracker):
         mode: str = "offline",
         entity: str | None = None,
         tags: Sequence[str] | None = None,
+        run_name: str | None = None,
     ) -> None:
         require("wandb", "wandb")
         self.project = project
@@ -48,10 +51,12 @@ class WandbTracker(Tracker):
         self.mode = mode
         self.entity = entity
         self.tags = list(tags or [])
+        self.run_name = run_name
         self.run: Any = None
 
     def start(self, run: RunInfo) -> None:
         """Create the (offline) run, grouped by the sweep."""
+        run = run.renamed(self.run_name)
         import wandb
 
         Path(self.save_dir).mkdir(parents=True, exist_ok=True)

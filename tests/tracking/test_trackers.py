@@ -88,13 +88,14 @@ def test_mlflow_sqlite_store_holds_params_metrics_status_artifacts(tmp_path: Pat
         "logger=mlflow",
         f"logger.mlflow.tracking_uri={mlflow_uri}",
         "logger.mlflow.experiment_name=single",
+        "logger.mlflow.run_name=my-bpr",
         tmp_path=tmp_path,
     )
     record = run(cfg, RunContext(tmp_path / "r", {"model": "bpr"}, run_name="model=bpr"))
     runs = mlflow.search_runs(experiment_names=["single"])
     assert len(runs) == 1
     row = runs.iloc[0]
-    assert row["status"] == "FINISHED" and row["tags.mlflow.runName"] == "model=bpr"
+    assert row["status"] == "FINISHED" and row["tags.mlflow.runName"] == "my-bpr"
     assert row["tags.model"] == "bpr" and row["params.model.num_negatives"] == "1"
     assert row["params.effective.trainer.epochs"] == "2"
     assert row["metrics.test/ndcg_at_10"] == pytest.approx(record.metrics["test/ndcg@10"])
