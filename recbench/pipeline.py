@@ -113,9 +113,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
             if getattr(source, "user_graph", False) and not spec.exclude_self:
                 spec = dataclasses.replace(spec, exclude_self=True)  # never recommend users themselves
             check_data(name, caps, data, spec, cfg)
-            features = _feature_spec(cfg, caps)
-            if features is not None:
-                data = data.with_features(*features.for_source(source, ids))
+            data = with_model_features(cfg, caps, source, data, ids)
             cache = cfg.paths.get("cache_dir")
             spec, side, unable = side_for_spec(spec, source, ids, cache, files=_feature_spec(cfg, None))
         for key, why in unable.items():
@@ -154,6 +152,18 @@ def load_dataset(cfg: DictConfig) -> tuple[Any, Interactions, IdMaps]:
     data, ids = load_cached(source, cfg.paths.get("cache_dir"))
     data, ids = with_logged_events(data, ids, cfg.get("extra_interactions"))
     return source, data, ids
+
+
+def with_model_features(
+    cfg: DictConfig, caps: Capabilities, source: Any, data: Interactions, ids: IdMaps
+) -> Interactions:
+    """``data`` with the side features the run reads: the ``features`` config, else the dataset's
+    defaults when the model needs features (``caps.needs_features``). Training and the run loader
+    (:func:`recbench.serving.load_run`) both call it, so a served model sees what it trained on."""
+    features = _feature_spec(cfg, caps)
+    if features is None:
+        return data
+    return data.with_features(*features.for_source(source, ids))
 
 
 def make_folds(cfg: DictConfig, data: Interactions, ids: IdMaps) -> tuple[Any, list[Split]]:

@@ -16,14 +16,13 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from recbench.config import build
-from recbench.data.cache import load_cached
-from recbench.data.events import with_logged_events
 from recbench.data.interactions import IdMaps, Interactions
 from recbench.data.splits import Split
 from recbench.errors import RecbenchError
 from recbench.evaluation.evaluator import top_lists
-from recbench.models.base import Recommender
+from recbench.models.base import Recommender, capabilities_of
 from recbench.models.persistence import NUMPY_FILE, TORCH_FILE, load_state
+from recbench.pipeline import load_dataset, make_folds, with_model_features
 
 
 @dataclass
@@ -39,7 +38,12 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
-    """Rebuild the model of ``run_dir`` from its config and saved weights."""
+    """Rebuild the model of ``run_dir`` from its config and saved weights.
+
+    Data, side features and split come from the same functions training used
+    (:func:`recbench.pipeline.load_dataset`, :func:`~recbench.pipeline.with_model_features`,
+    :func:`~recbench.pipeline.make_folds`), so a feature-reading model gets the network it trained.
+    """
     run_dir = Path(run_dir)
     cfg_path = run_dir / ".hydra" / "config.yaml"
     if not cfg_path.is_file():
@@ -53,11 +57,10 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             "(the default); k-fold runs do not save a model."
         )
     cfg = OmegaConf.load(cfg_path)
-    source = build(cfg.dataset, "dataset")
-    data, ids = load_cached(source, cfg.paths.get("cache_dir"))
-    data, ids = with_logged_events(data, ids, cfg.get("extra_interactions"))
-    split = build(cfg.split, "split")(data, seed=int(cfg.seed), ids=ids)
     model = build(cfg.model, "model")
+    source, data, ids = load_dataset(cfg)
+    data = with_model_features(cfg, capabilities_of(model), source, data, ids)
+    split = make_folds(cfg, data, ids)[1][0]
     load_state(model, run_dir, train=split.train)
     exclude_seen = bool(cfg.get("eval", {}).get("exclude_seen", True))
     return LoadedRun(

@@ -24,21 +24,53 @@ NUMPY_FILE = "model.npz"
 _SPARSE = "__csr__"
 
 
-def save_model(model: Recommender, run_dir: str | Path) -> Path:
-    """Write the learned state of ``model`` into ``run_dir``; returns the file written."""
-    run_dir = Path(run_dir)
-    if getattr(model, "network_", None) is not None:
-        return save_network(model, run_dir / TORCH_FILE)
+#: Learned attributes of torch models that loading rebuilds (the network, from ``model.pt``) or that
+#: only describe the training (effective trainer, device, learning curves): never saved in ``model.npz``.
+REBUILT = frozenset({"network_", "trainer_", "device_", "history_"})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating))
+
+
+def learned_arrays(model: Recommender) -> dict[str, np.ndarray]:
+    """The learned (``_``-suffixed) attributes of ``model`` as arrays for ``model.npz``.
+
+    Numpy arrays, scipy.sparse matrices, numbers and tuples or lists of numbers are saved (as arrays); anything else is
+    learned state that would be silently lost on load, so it is an error (:class:`RecbenchError`).
+    """
     arrays: dict[str, np.ndarray] = {}
     for name, value in vars(model).items():
-        if not name.endswith("_") or name.startswith("_"):
+        if not name.endswith("_") or name.startswith("_") or name in REBUILT:
             continue
         if isinstance(value, np.ndarray) and value.dtype != object:
             arrays[name] = value
         elif sp.issparse(value):
             arrays.update(pack_sparse(f"{_SPARSE}{name}", value))
-        elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        elif _is_number(value) or (isinstance(value, (tuple, list)) and all(map(_is_number, value))):
             arrays[name] = np.asarray(value)
+        else:
+            raise RecbenchError(
+                f"{type(model).__name__}.{name} is learned state of type {type(value).__name__}, which "
+                "recbench cannot save (numpy arrays, scipy.sparse matrices, numbers and tuples or lists of "
+                "numbers only), so a loaded model would lack it. Store it as one of those, rebuild it in "
+                "build_network, or drop it after fit (a name without the trailing '_' is not saved)."
+            )
+    return arrays
+
+
+def save_model(model: Recommender, run_dir: str | Path) -> Path:
+    """Write the learned state of ``model`` into ``run_dir``; returns the main file written.
+
+    Torch models write their network to ``model.pt`` and any other learned state (e.g. a rating range
+    or the ids seen in training) to ``model.npz`` beside it; other models write ``model.npz`` only.
+    """
+    run_dir = Path(run_dir)
+    arrays = learned_arrays(model)
+    if getattr(model, "network_", None) is not None:
+        if arrays:
+            write_npz(run_dir / NUMPY_FILE, arrays)
+        return save_network(model, run_dir / TORCH_FILE)
     path = run_dir / NUMPY_FILE
     write_npz(path, arrays)
     return path
@@ -105,11 +137,18 @@ def load_state(model: Recommender, run_dir: str | Path, train: Any = None) -> Re
         except Exception as exc:  # a foreign file whose tensors do not fit the network
             raise _unreadable(run_dir / TORCH_FILE, exc) from exc
         model.network_ = net.to(model.device_)  # type: ignore[attr-defined]
+        if (run_dir / NUMPY_FILE).is_file():
+            _restore_arrays(model, run_dir / NUMPY_FILE)
         return model
+    return _restore_arrays(model, run_dir / NUMPY_FILE)
+
+
+def _restore_arrays(model: Recommender, path: Path) -> Recommender:
+    """Set the attributes saved by :func:`learned_arrays` on ``model``."""
     try:
-        files = read_npz(run_dir / NUMPY_FILE)
+        files = read_npz(path)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise _unreadable(run_dir / NUMPY_FILE, exc) from exc
+        raise _unreadable(path, exc) from exc
     for key in [k for k in files if k.startswith(_SPARSE) and k.endswith("shape")]:
         name = key[len(_SPARSE) : -len("shape")]
         setattr(model, name, unpack_sparse(files, f"{_SPARSE}{name}"))

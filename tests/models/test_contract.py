@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from recbench.config import build
 from recbench.data.interactions import FeatureTable, Interactions
@@ -89,3 +90,69 @@ def test_contract(name: str, data: Interactions, graph: Interactions) -> None:
         except ConfigError:
             return
         assert pred.shape == (20,) and np.isfinite(pred).all()
+
+
+# ---- serving: every trained run loads and serves (issue 14) ------------------------------------------
+
+#: Model configs with a setting that makes them read side features, served with that setting too.
+FEATURE_VARIANTS = [("ncf", "model.use_features=true"), ("mlp", "model.use_features=true")]
+
+
+@pytest.fixture(scope="module")
+def feature_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Overrides giving the tiny dataset side features from CSV files (it has none of its own)."""
+    root = tmp_path_factory.mktemp("features")
+    users = "id,group\n" + "".join(f"{u},g{u % 4}\n" for u in range(1, 61))
+    items = "id,kind\n" + "".join(f"{i},k{i % 5}\n" for i in range(1, 41))
+    (root / "users.csv").write_text(users)
+    (root / "items.csv").write_text(items)
+    return [
+        "features=default",
+        f"features.user_file={root / 'users.csv'}",
+        f"features.item_file={root / 'items.csv'}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.mark.parametrize(("name", "setting"), [(m, None) for m in MODELS] + FEATURE_VARIANTS)
+def test_trained_run_serves(
+    name: str, setting: str | None, tmp_path: Path, feature_files: list[str], cache_dir: Path
+) -> None:
+    """Train on tiny data through the pipeline, then load the run directory as `recbench recommend` and
+    `recbench similar` do: the loaded model reproduces the run's test metric (same data, features,
+    split and state) and serves top-k lists and similar items."""
+    from recbench.config import model_capabilities
+    from recbench.evaluation.evaluator import evaluate
+    from recbench.pipeline import RunContext, run
+    from recbench.serving import load_run, recommend, similar_items
+
+    overrides = [f"model={name}", "dataset=tiny", "trainer=fast", "trainer.epochs=1", "eval.ks=[10]"]
+    overrides += ["eval.metrics=[ndcg]", f"paths.cache_dir={cache_dir}", *([setting] if setting else [])]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose("train", overrides=overrides)
+    if model_capabilities(cfg.model).needs_features:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+            cfg = compose("train", overrides=overrides + feature_files)
+    record = run(cfg, RunContext(tmp_path, {"model": name}))
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")  # what Hydra writes beside a CLI run
+    loaded = load_run(tmp_path)
+    if model_capabilities(cfg.model).needs_features:
+        assert loaded.data.item_features is not None
+    assert loaded.split is not None
+    spec = build(cfg.eval, "eval")
+    again = evaluate(loaded.model, loaded.split.test, loaded.split.test_history, spec).metrics["ndcg@10"]
+    assert again == pytest.approx(record.metrics["test/ndcg@10"], rel=1e-5, abs=1e-7)
+    lists = recommend(loaded, np.array([0, 1]), k=5)
+    assert len(lists) == 10 and lists["score"].notna().all()
+    seen = loaded.data.binary_csr
+    for user, item in zip(lists["user"], lists["item"]):
+        u, i = loaded.ids.user_index(user), loaded.ids.item_index(item)
+        assert seen[u, i] == 0, "a recommended item was already seen"
+    similar = similar_items(loaded, 0, k=5)
+    assert len(similar) == 5 and loaded.ids.items[0] not in set(similar["item"])
+    assert np.isfinite(similar["similarity"].to_numpy()).all()
