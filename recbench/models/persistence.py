@@ -36,8 +36,9 @@ def _is_number(value: Any) -> bool:
 def learned_arrays(model: Recommender) -> dict[str, np.ndarray]:
     """The learned (``_``-suffixed) attributes of ``model`` as arrays for ``model.npz``.
 
-    Numpy arrays, scipy.sparse matrices, numbers and tuples or lists of numbers are saved (as arrays); anything else is
-    learned state that would be silently lost on load, so it is an error (:class:`RecbenchError`).
+    Numpy arrays, scipy.sparse matrices, numbers and tuples or lists of numbers are saved (as
+    arrays); anything else is learned state that would be silently lost on load, so it is an error
+    (:class:`RecbenchError`).
     """
     arrays: dict[str, np.ndarray] = {}
     for name, value in vars(model).items():
