@@ -188,7 +188,7 @@ class _FeatureModel(TorchRecommender):
     Subclasses set the hyperparameters and implement :meth:`_network` from the embeddings.
     """
 
-    capabilities = Capabilities(needs_features=True)
+    capabilities = Capabilities(explain=True, needs_features=True)
     capability_settings = {"ratings": {"loss_type": "mse"}, "probabilities": {"loss_type": "bce"}}
 
     @classmethod
