@@ -8,6 +8,7 @@ It does not import :mod:`recbench.models`: it drives any object following :class
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import sys
@@ -230,8 +231,13 @@ class Trainer:
         )
         if stopper_unset or None in (self.epochs, self.batch_size, self.lr, self.weight_decay):
             return self.with_defaults().fit(model, train, val, seed=seed)
-        if self.num_threads:
+        if self.num_threads:  # for this fit only: the caller's thread count is restored on exit
+            before = torch.get_num_threads()
             torch.set_num_threads(int(self.num_threads))
+            try:
+                return dataclasses.replace(self, num_threads=None).fit(model, train, val, seed=seed)
+            finally:
+                torch.set_num_threads(before)
         device = self.resolved_device()
         net = model.network_
         rng = np.random.default_rng(seed)
