@@ -93,10 +93,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(2)
 
 
+def _plain(value: object) -> object:
+    """A rich table cell showing ``value`` as plain text (ids and titles may contain ``[...]``)."""
+    from rich.text import Text
+
+    return Text(str(value))
+
+
 def _print_error(exc: BaseException) -> None:
     from rich.console import Console
+    from rich.text import Text
 
-    Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    # the message is plain text: brackets in it (``'recbench[plot]'``) must not be read as markup
+    Console(stderr=True).print(
+        Text.assemble(("error:", "bold red"), " ", str(exc)), highlight=False, soft_wrap=True
+    )
 
 
 def _train(rest: list[str]) -> None:
@@ -172,7 +183,7 @@ def _print_metrics(metrics: dict[str, float], run_dir: Path) -> None:
         table.add_column(part, justify="right")
     names = sorted({k.split("/", 1)[1] for k in metrics if "/" in k})
     for name in names:
-        table.add_row(name, *(_fmt(metrics.get(f"{p}/{name}")) for p in parts))
+        table.add_row(_plain(name), *(_fmt(metrics.get(f"{p}/{name}")) for p in parts))
     Console().print(table)
 
 
@@ -207,7 +218,7 @@ def _data(rest: list[str]) -> int:
         for col in rows[0] if rows else []:
             table.add_column(str(col))
         for row in rows:
-            table.add_row(*(str(v) for v in row.values()))
+            table.add_row(*(_plain(v) for v in row.values()))
         Console().print(table)
         return 0
     if not ns.name:
@@ -262,7 +273,7 @@ def _serve(command: str, rest: list[str]) -> int:
     for col in frame.columns:
         table.add_column(str(col))
     for row in frame.itertuples(index=False):
-        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+        table.add_row(*(_plain(f"{v:.4f}" if isinstance(v, float) else v) for v in row))
     Console().print(table)
     return 0
 
