@@ -32,6 +32,16 @@ class SessionRequest(BaseModel):
     ratings: list[float] | None = Field(None, description="one rating per history item (rating models)")
 
 
+class ExplainRequest(BaseModel):
+    """``POST /explain``: why an item is recommended for an ad-hoc history."""
+
+    model_config = ConfigDict(extra="forbid")
+    history: list[Id] = Field(description="item ids, oldest first")
+    item: Id | None = Field(None, description="the item to explain (default: the top recommendation)")
+    k: int = Field(10, description="contributions shown at most")
+    ratings: list[float] | None = Field(None, description="one rating per history item (rating models)")
+
+
 class InteractionRequest(BaseModel):
     """``POST /interactions``: one new event."""
 
@@ -158,5 +168,10 @@ def create_app(live: LiveRun) -> FastAPI:
         """Why ``item`` (default: the user's top recommendation) is recommended to ``user``; ``k``
         contributions at most."""
         return live.explain(user, item, k)
+
+    @app.post("/explain")
+    def explain_session(req: ExplainRequest) -> dict[str, Any]:
+        """Why ``item`` (default: the top recommendation) is recommended for an ad-hoc history."""
+        return live.explain_session(req.history, req.item, req.k, req.ratings)
 
     return _BodyLimit(app, live.limits.max_body_bytes)  # type: ignore[return-value]

@@ -268,11 +268,8 @@ class LiveRun:
         scores, items = self.user_scores(user)
         return self.top(scores, k, items)
 
-    def recommend_session(
-        self, history: list[Any], k: int, exclude: list[Any], ratings: list[float] | None
-    ) -> list[dict[str, Any]]:
-        """Top-``k`` for an ad-hoc history of raw item ids, excluding it and ``exclude``."""
-        self.check_k(k)
+    def check_session(self, history: list[Any], exclude: list[Any], ratings: list[float] | None) -> None:
+        """A 422 for an empty or over-long history, an over-long exclude list, or mismatched ratings."""
         lim = self.limits
         if not history:
             raise ServiceError(422, "history is empty: give at least one item id")
@@ -282,6 +279,13 @@ class LiveRun:
                 raise ServiceError(422, f"{name} has {len(values)} items, more than max_{name}={cap}")
         if ratings is not None and len(ratings) != len(history):
             raise ServiceError(422, f"ratings has {len(ratings)} values but history has {len(history)} items")
+
+    def recommend_session(
+        self, history: list[Any], k: int, exclude: list[Any], ratings: list[float] | None
+    ) -> list[dict[str, Any]]:
+        """Top-``k`` for an ad-hoc history of raw item ids, excluding it and ``exclude``."""
+        self.check_k(k)
+        self.check_session(history, exclude, ratings)
         items = self.item_ids(history, "history")
         skip = self.item_ids(exclude, "exclude")
         scores = self.session_scores(items, ratings)
@@ -297,9 +301,28 @@ class LiveRun:
             if not best:
                 raise ServiceError(422, f"user {user!r} has no item left to recommend")
             item = best[0]["item"]
-        target = self.item_id(item)
         history = self._merged_history() if self.has_events(user) else self.run.data
-        out = explain(self.model, ExplainInput(items, ratings, dense, history), target, top=k)
+        return {"user": user, **self._explained(ExplainInput(items, ratings, dense, history), item, k)}
+
+    def explain_session(
+        self, history: list[Any], item: object | None, k: int, ratings: list[float] | None
+    ) -> dict[str, Any]:
+        """Why ``item`` (default: the session's top recommendation) is recommended for an ad-hoc history."""
+        self.check_session(history, [], ratings)
+        self.check_k(k)
+        items = np.asarray(self.item_ids(history, "history"), dtype=np.int64)
+        if item is None:
+            best = self.top(self.session_scores(items.tolist(), ratings), 1, items)
+            if not best:
+                raise ServiceError(422, "the history leaves no item to recommend")
+            item = best[0]["item"]
+        values = None if ratings is None else np.asarray(ratings, dtype=np.float32)
+        return self._explained(ExplainInput(items, values, None, self.run.data), item, k)
+
+    def _explained(self, ctx: ExplainInput, item: object, k: int) -> dict[str, Any]:
+        """The explanation of ``item`` for ``ctx`` as JSON-ready fields (raw ids, titles)."""
+        target = self.item_id(item)
+        out = explain(self.model, ctx, target, top=k)
         ids, titles = self.run.ids.items, self.run.ids.item_titles
         rows = []
         for row in out.contributions:
@@ -309,7 +332,7 @@ class LiveRun:
                     row["title"] = str(titles[row["item"]])
                 row["item"] = _json_id(ids[row["item"]])
             rows.append(row)
-        answer: dict[str, Any] = {"user": user, "item": _json_id(ids[target])}
+        answer: dict[str, Any] = {"item": _json_id(ids[target])}
         if titles is not None:
             answer["title"] = str(titles[target])
         answer.update(

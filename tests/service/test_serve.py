@@ -136,6 +136,9 @@ def test_every_endpoint_and_the_bad_inputs(itemknn_run: Path) -> None:
         assert exp["exact"] and exp["method"]
         shown = sum(r["weight"] for r in exp["contributions"])
         assert shown + exp["rest"] + exp["baseline"] == pytest.approx(exp["score"], rel=1e-4)
+        sess_exp = c.post("/explain", json={"history": history, "k": 2}).json()
+        assert sess_exp["item"] == sess.json()["items"][0]["item"] and len(sess_exp["contributions"]) <= 2
+        assert "empty" in _error(c.post("/explain", json={"history": []}), 422)
         assert c.get("/health").json() == {"status": "ok"}
 
         # bad input: a one-line 4xx, never a 500
@@ -228,6 +231,8 @@ def test_sessions_for_sequence_models_refusals_and_offline_fold_in(tmp_path: Pat
     assert len(recs) == 5 and not {str(r["item"]) for r in recs} & set(items)
     exp = live.explain(str(live.run.ids.users[0]), None, 5)
     assert "attention" in exp["method"]
+    made_up = live.explain_session(items, None, 5, None)
+    assert made_up["item"] == recs[0]["item"] and len(made_up["contributions"]) == 5
 
     gmf = train(tmp_path, "gmf", "model=gmf")
     refused = LiveRun(serving.load_run(gmf), gmf)
