@@ -3,6 +3,7 @@ bad inputs, events that count at once, SIGKILL + restart, and folding the log in
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from recbench.data.events import LOG_FILE, read_events
+from recbench.errors import RecbenchError
 from recbench.pipeline import RunContext, run
 
 httpx = pytest.importorskip("httpx")
@@ -220,7 +222,9 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, itemknn_r
     assert after == before
 
 
-def test_sessions_for_sequence_models_refusals_and_offline_fold_in(tmp_path: Path) -> None:
+def test_sessions_for_sequence_models_refusals_and_offline_fold_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from recbench import serving
     from recbench.service.live import LiveRun, ServiceError
 
@@ -233,6 +237,20 @@ def test_sessions_for_sequence_models_refusals_and_offline_fold_in(tmp_path: Pat
     assert "attention" in exp["method"]
     made_up = live.explain_session(items, None, 5, None)
     assert made_up["item"] == recs[0]["item"] and len(made_up["contributions"]) == 5
+
+    # the CLI: recbench explain (JSON), and serve's refusals before anything starts
+    from recbench.cli import main
+    from recbench.service.commands import serve_main
+
+    with pytest.raises(SystemExit) as done:
+        main(["explain", str(sas), "--user", str(live.run.ids.users[1]), "--k", "2", "--json"])
+    assert done.value.code == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert len(shown) == 2 and all("attention" in e["method"] for e in shown)
+    with pytest.raises(RecbenchError, match="one worker"):
+        serve_main([str(sas), "--workers", "2"])
+    with pytest.raises(RecbenchError, match="--max-k 0"):
+        serve_main([str(sas), "--max-k", "0"])
 
     gmf = train(tmp_path, "gmf", "model=gmf")
     refused = LiveRun(serving.load_run(gmf), gmf)
@@ -248,7 +266,7 @@ def test_sessions_for_sequence_models_refusals_and_offline_fold_in(tmp_path: Pat
     base = live.run.data
     pairs = {(int(u), int(i)) for u, i in zip(base.users, base.items)}
     grown = train(tmp_path, "again", "model=pop", f"extra_interactions={sas / LOG_FILE}")
-    stats = __import__("json").loads((grown / "metrics.json").read_text())["extra"]["dataset"]
+    stats = json.loads((grown / "metrics.json").read_text())["extra"]["dataset"]
     new_pair = (0, int(live.items[items[0]])) not in pairs
     assert stats["n_users"] == base.n_users + 1
     assert stats["n_interactions"] == len(base) + 1 + int(new_pair)
