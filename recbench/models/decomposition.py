@@ -18,6 +18,9 @@ from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, Recommender
 from recbench.models.similarity import gram_blocks
 
+#: Batches up to this many users are scored by EASE as sparse rows times ``B``.
+_FEW_USERS = 16
+
 
 def _history_rows(history: Interactions, users: np.ndarray, implicit: bool) -> sp.csr_matrix:
     mat = history.binary_csr if implicit or not history.has_ratings else history.csr
@@ -110,8 +113,14 @@ class EASE(Recommender):
         return self
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
-        """``float32[len(users), n_items]``: binary history rows times ``B``."""
+        """``float32[len(users), n_items]``: binary history rows times ``B``.
+
+        A few users (a served request) sum only their history rows of ``B`` (sparse times dense);
+        evaluation batches use one dense product.
+        """
         rows = history.binary_csr[np.asarray(users, dtype=np.int64)]
+        if rows.shape[0] <= _FEW_USERS:
+            return np.asarray(rows @ self.weights_, dtype=np.float32)
         return np.asarray(rows.toarray() @ self.weights_, dtype=np.float32)
 
     #: A session is a history row times ``B`` (see :mod:`recbench.models.adhoc`).
