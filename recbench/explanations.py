@@ -36,6 +36,7 @@ import numpy as np
 from recbench.data.interactions import Interactions
 from recbench.errors import RecbenchError
 from recbench.models.adhoc import session_interactions
+from recbench.models.base import capabilities_of
 
 #: Model classes (by name) and the method that explains them; other models are refused.
 METHODS = {
@@ -103,10 +104,12 @@ class Explanation:
 def explain(model: Any, ctx: ExplainInput, item: int, top: int = 10) -> Explanation:
     """Explain ``model``'s score of ``item`` for the user of ``ctx`` (see the module docstring)."""
     kind = METHODS.get(type(model).__name__)
-    if kind is None:
+    if kind is None or not capabilities_of(model).explain:
+        from recbench.config import models_with
+
         raise ExplainError(
             f"model {type(model).__name__} has no explanation method; models that explain: "
-            f"{', '.join(sorted(METHODS))}."
+            f"{', '.join(models_with('explain'))}."
         )
     if len(ctx.items) == 0 and kind not in ("popularity", "fields"):
         raise ExplainError("the user has an empty history: there is nothing to explain the item by.")

@@ -17,7 +17,6 @@ of events is the log order and a restart (which replays the log) rebuilds the sa
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from recbench.data.interactions import Interactions
 from recbench.evaluation.ranking import top_k
 from recbench.explanations import ExplainInput, explain
 from recbench.models.adhoc import session_interactions
+from recbench.models.base import capabilities_of
 from recbench.serving import LoadedRun, similar_items
 
 
@@ -53,29 +53,10 @@ class Limits:
 
 
 def history_models() -> list[str]:
-    """Names of the model configs whose class scores an ad-hoc history (has ``score_history``)."""
-    from recbench.config import config_dir
+    """Names of the model configs that declare the ``history`` capability (score ad-hoc histories)."""
+    from recbench.config import models_with
 
-    root = config_dir()
-    if root.startswith("pkg://"):
-        from importlib.resources import files
-
-        base = Path(str(files("recbench._configs"))) / "model"
-    else:
-        base = Path(root) / "model"
-    names = []
-    for path in sorted(base.glob("*.yaml")):
-        lines = [ln for ln in path.read_text().splitlines() if ln.startswith("_target_:")]
-        target = lines[0].split(":", 1)[1].strip() if lines else None
-        if target is None:
-            continue
-        module, _, cls = target.rpartition(".")
-        try:
-            if hasattr(getattr(importlib.import_module(module), cls), "score_history"):
-                names.append(path.stem)
-        except (ImportError, AttributeError):
-            continue
-    return names
+    return models_with("history")
 
 
 @dataclass
@@ -119,8 +100,8 @@ class LiveRun:
 
     @property
     def can_score_history(self) -> bool:
-        """Whether the model scores ad-hoc histories (sessions, new users)."""
-        return hasattr(self.model, "score_history")
+        """Whether the model scores ad-hoc histories (sessions, new users): its ``history`` capability."""
+        return capabilities_of(self.model).history
 
     # ---- ids ----------------------------------------------------------------------------------
     def item_id(self, raw: object) -> int:
