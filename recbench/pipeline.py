@@ -29,7 +29,7 @@ import recbench
 from recbench.config import build, flatten, models_with
 from recbench.data.cache import load_cached
 from recbench.data.events import with_logged_events
-from recbench.data.features import FeatureSpec
+from recbench.data.features import FeatureSpec, source_folder
 from recbench.data.interactions import IdMaps, Interactions
 from recbench.data.splits import Split
 from recbench.errors import ConfigError, RecbenchError
@@ -50,7 +50,7 @@ from recbench.validation import check_splits
 log = logging.getLogger(__name__)
 
 #: Config groups whose chosen option names are recorded (and become report columns).
-RECORDED_GROUPS = ("dataset", "split", "model", "features", "trainer", "eval", "experiment", "search")
+RECORDED_GROUPS = ("dataset", "split", "model", "features", "text", "trainer", "eval", "experiment", "search")
 RATING_METRICS = ("rmse", "mae")
 
 
@@ -172,6 +172,11 @@ def make_folds(cfg: DictConfig, data: Interactions, ids: IdMaps) -> tuple[Any, l
     split_seed = cfg.get("split_seed")  # null: the run's seed draws the split too
     folds = splitter.folds(data, seed=int(cfg.seed if split_seed is None else split_seed), ids=ids)
     check_splits(folds, splitter)
+    if cfg.get("text") and "_target_" in cfg.text:
+        # item text: vocabulary and IDF fitted on each split's training items only
+        text = build(cfg.text, "text")
+        texts = text.item_texts(source_folder(build(cfg.dataset, "dataset")), ids)
+        folds = [text.apply(split, texts) for split in folds]
     return splitter, folds
 
 

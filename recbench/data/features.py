@@ -41,7 +41,7 @@ KINDS = ("categorical", "multi", "numeric")
 #: Bump when an encoder or a loader changes its output (invalidates cached tables).
 FEATURES_VERSION = 1
 _YEAR = re.compile(r"\((\d{4})(?:\s*[-\u2013]\s*\d{4})?\)\s*$")
-_ML100K_GENRES = (  # noqa: SIM905 (one readable line instead of 19)
+ML100K_GENRES = (  # noqa: SIM905 (one readable line instead of 19)
     "unknown Action Adventure Animation Children's Comedy Crime Documentary Drama Fantasy Film-Noir "
     "Horror Musical Mystery Romance Sci-Fi Thriller War Western"
 ).split()
@@ -232,9 +232,9 @@ def _ml100k(folder: Path, top_tags: int) -> Sides:
         users = _read(folder / "u.user", ["id", "age", "gender", "occupation", "zip"], "|")
         out["user"] = _movielens_users(users, "numeric")
     if (folder / "u.item").is_file():
-        items = _read(folder / "u.item", ["id", "title", "date", "video", "url", *_ML100K_GENRES], "|")
-        flags = items[_ML100K_GENRES].to_numpy() == "1"
-        genre = [list(np.asarray(_ML100K_GENRES)[row]) for row in flags]
+        items = _read(folder / "u.item", ["id", "title", "date", "video", "url", *ML100K_GENRES], "|")
+        flags = items[ML100K_GENRES].to_numpy() == "1"
+        genre = [list(np.asarray(ML100K_GENRES)[row]) for row in flags]
         year = items["date"].str.extract(r"(\d{4})\s*$", expand=False).fillna(_year(items["title"]))
         items = items.assign(genre=genre, year=year)
         out["item"] = (items, [Field("genre", "multi"), Field("year", "numeric")])
