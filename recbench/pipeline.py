@@ -29,7 +29,7 @@ import recbench
 from recbench.config import build, flatten, models_with
 from recbench.data.cache import load_cached
 from recbench.data.events import with_logged_events
-from recbench.data.features import FeatureSpec, source_folder
+from recbench.data.features import FeatureSpec, has_side_features, source_folder
 from recbench.data.interactions import IdMaps, Interactions
 from recbench.data.splits import Split
 from recbench.errors import ConfigError, RecbenchError
@@ -366,6 +366,9 @@ def _feature_spec(cfg: DictConfig, caps: Capabilities | None) -> FeatureSpec | N
     if cfg.get("features") and "_target_" in cfg.features:
         return build(cfg.features, "features")
     if caps is not None and caps.needs_features:
+        text = bool(cfg.get("text")) and "_target_" in cfg.text
+        if text and not has_side_features(build(cfg.dataset, "dataset")):
+            return None  # the item text (added per split) is the model's features
         return FeatureSpec(cache_dir=cfg.paths.get("cache_dir"))
     return None
 

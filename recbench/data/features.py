@@ -340,6 +340,17 @@ def source_folder(source: object) -> Path | None:
 Wanted = Sequence[str] | None
 
 
+def has_side_features(source: object) -> bool:
+    """Whether a dataset source ships side features recbench can read (its own ``side_features()``,
+    or a folder of MovieLens, Last.fm 2K or RecBole atomic files)."""
+    if callable(getattr(source, "side_features", None)):
+        return True
+    folder = source_folder(source)
+    if folder is None:
+        return False
+    return any((folder / m).is_file() for m in _LOADERS) or any(folder.glob("*.inter"))
+
+
 def _folder_sides(folder: Path, top_tags: int) -> Sides:
     """The side features shipped in a dataset folder (MovieLens, Last.fm 2K, RecBole atomic files)."""
     marker = next((m for m in _LOADERS if (folder / m).is_file()), None)
