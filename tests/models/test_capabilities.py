@@ -82,7 +82,7 @@ def test_models_with_reads_the_model_configs() -> None:
     assert "fm model.loss_type=mse" in models_with("ratings", settings=True)
     assert {"gmf", "ncf", "mlp", "fm"} <= set(models_with("probabilities"))
     assert {"sasrec", "bert4rec", "gru4rec", "caser", "nextitnet"} == set(models_with("needs_sequences"))
-    assert {"fm", "widedeep", "deepfm", "taste_hybrid"} == set(models_with("needs_features"))
+    assert {"fm", "widedeep", "deepfm", "taste_hybrid", "content_knn"} == set(models_with("needs_features"))
     assert {"common_neighbors", "adamic_adar", "jaccard", "ppr", "taste_hybrid"} == set(
         models_with("needs_user_graph")
     )
