@@ -9,7 +9,7 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, Recommender
-from recbench.models.similarity import _BLOCK_ENTRIES, _topk_rows, gram_blocks, sparse_times_sparse
+from recbench.models.similarity import BLOCK_ENTRIES, gram_blocks, sparse_times_sparse, topk_rows
 
 
 class RP3beta(Recommender):
@@ -70,14 +70,14 @@ class RP3beta(Recommender):
         p_iu.data **= float(self.alpha)
         penalty = (np.where(item_deg > 0, item_deg, 1.0) ** -float(self.beta)).astype(np.float32)
         n = train.n_items
-        block = max(1, _BLOCK_ENTRIES // max(n, 1))
+        block = max(1, BLOCK_ENTRIES // max(n, 1))
         rows, cols, vals = [], [], []
         # gram_blocks(a, b) gives a @ b.T in row blocks: here P_iu^a @ P_ui^a, items x items
         for lo, prod in gram_blocks(p_iu.astype(np.float32), p_ui.T.tocsr().astype(np.float32), block):
             weights = prod * penalty[None, :]
             local = np.arange(len(weights))
             weights[local, lo + local] = 0.0
-            r, c, v = _topk_rows(weights, min(int(self.k), n))
+            r, c, v = topk_rows(weights, min(int(self.k), n))
             rows.append(r + lo)
             cols.append(c)
             vals.append(v)

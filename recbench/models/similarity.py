@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from recbench.models import kernels
 
-_BLOCK_ENTRIES = 1 << 22  # dense entries per similarity block (16 MiB of float32)
+BLOCK_ENTRIES = 1 << 22  # dense entries per similarity block (16 MiB of float32)
 _DENSE_LIMIT = 1 << 25  # largest dense operand (entries) built to speed up the Gram product
 # Single-core cost model (seconds) used to split the Gram product between scipy.sparse and BLAS:
 # one multiply-add of a sparse-sparse product, and one GEMM flop as measured for the near-dense
@@ -101,7 +101,7 @@ def topk_similarity(
         col_counts = np.bincount(binary.indices, minlength=binary.shape[1])
         weights = np.maximum(col_counts, 1.0) ** -float(idf)
         left = (right @ sp.diags(weights.astype(np.float32))).tocsr()
-    block = max(1, _BLOCK_ENTRIES // max(n, 1))
+    block = max(1, BLOCK_ENTRIES // max(n, 1))
     need_co = shrink > 0 and left is not binary
     co_blocks = gram_blocks(binary, binary, block, symmetric=True) if need_co else None
     rows, cols, vals = [], [], []
@@ -117,7 +117,7 @@ def topk_similarity(
             sim *= co / (co + np.float32(shrink))
         local = np.arange(hi - lo)
         sim[local, lo + local] = 0.0
-        r, c, v = _topk_rows(sim, k)
+        r, c, v = topk_rows(sim, k)
         rows.append(r + lo)
         cols.append(c)
         vals.append(v)
@@ -128,7 +128,7 @@ def topk_similarity(
     return out
 
 
-def _topk_rows(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def topk_rows(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, col, value) of the ``k`` largest positive entries of each row of ``sim``."""
     b, n = sim.shape
     idx = np.argpartition(sim, n - k, axis=1)[:, n - k :] if k < n else np.broadcast_to(np.arange(n), (b, n))

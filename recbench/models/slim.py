@@ -13,7 +13,7 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, RecbenchError
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, Recommender
-from recbench.models.similarity import _topk_rows, sparse_times_sparse
+from recbench.models.similarity import sparse_times_sparse, topk_rows
 
 #: Items per task handed to a worker thread (each worker fits its items on a private matrix copy).
 _CHUNK = 64
@@ -164,7 +164,7 @@ def _fit_chunks(
                 net.fit(x, dense_y, check_input=False)
             x.data[lo:hi] = saved
             coefs[pos] = net.coef_
-        r, c, v = _topk_rows(coefs, min(k, x.shape[1]))
+        r, c, v = topk_rows(coefs, min(k, x.shape[1]))
         out.append((c, chunk[r], v))  # coefs row pos is column chunk[pos] of W: W[c, chunk[r]]
     return out
 
