@@ -35,6 +35,8 @@ class LoadedRun:
     train: Interactions
     split: Split | None = None
     exclude_seen: bool = True
+    #: user-user graphs (friend recommendation): never recommend users themselves
+    exclude_self: bool = False
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
@@ -63,8 +65,16 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     split = make_folds(cfg, data, ids)[1][0]
     load_state(model, run_dir, train=split.train)
     exclude_seen = bool(cfg.get("eval", {}).get("exclude_seen", True))
+    graph = bool(getattr(source, "user_graph", False))
+    exclude_self = graph or bool(cfg.get("eval", {}).get("exclude_self", False))
     return LoadedRun(
-        model=model, data=data, ids=ids, train=split.train, split=split, exclude_seen=exclude_seen
+        model=model,
+        data=data,
+        ids=ids,
+        train=split.train,
+        split=split,
+        exclude_seen=exclude_seen,
+        exclude_self=exclude_self,
     )
 
 
@@ -112,7 +122,15 @@ def recommend(
     context = run.data if history == "all" else run.split.test_history  # type: ignore[union-attr]
     exclude = True if history == "all" else run.exclude_seen
     k = min(k, run.data.n_items)
-    items, top = top_lists(run.model, users, context, k, exclude_seen=exclude, batch_size=batch_size)
+    items, top = top_lists(
+        run.model,
+        users,
+        context,
+        k,
+        exclude_seen=exclude,
+        exclude_self=run.exclude_self,
+        batch_size=batch_size,
+    )
     out = _frame(run, users, np.maximum(items, 0), top.astype(np.float64))
     # a user who already has almost every item gets fewer than k recommendations, never a seen one
     return out[np.isfinite(out["score"].to_numpy())].reset_index(drop=True)
