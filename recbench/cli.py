@@ -35,7 +35,7 @@ commands:
   data stats NAME [--format markdown|latex|csv] [--plot FILE.png]
                            dataset statistics before and after preprocessing
   list [GROUP]             the options of every config group (or of one group)
-  recommend RUN_DIR --user ID [--k 10] | --all --out recs.csv [--history test]
+  recommend RUN_DIR --user ID [--k 10] | --all --out recs.csv [--history test|all]
                            top-k items for a user from a trained run, excluding items they have
                            (--history test: the lists the run's test metrics were computed from)
   similar RUN_DIR --item ID [--k 10]
@@ -248,9 +248,10 @@ def _serve(command: str, rest: list[str]) -> int:
         parser.add_argument(
             "--history",
             choices=["all", "test"],
-            default="all",
-            help="all: exclude everything the user has (live use, default); test: rank as the test "
-            "metrics did (train + validation as history), i.e. write the evaluated lists",
+            default=None,
+            help="all: exclude everything the user has (live use; the default with --user); test: rank "
+            "as the test metrics did (train + validation as history), i.e. the evaluated lists (the "
+            "default with --all, so that the metrics can be recomputed from the file)",
         )
     else:
         parser.add_argument("--item", required=True, help="raw item id, as in the dataset file")
@@ -261,7 +262,8 @@ def _serve(command: str, rest: list[str]) -> int:
             frame = serving.similar_items(run, run.ids.item_index(ns.item), ns.k)
         else:
             users = np.arange(run.data.n_users) if ns.all else np.array([run.ids.user_index(ns.user)])
-            frame = serving.recommend(run, users, ns.k, history=ns.history)
+            history = ns.history or ("test" if ns.all else "all")
+            frame = serving.recommend(run, users, ns.k, history=history)
     except KeyError as exc:
         msg = f"{exc.args[0]} in the dataset of {ns.run_dir}; use an id from the data file."
         raise RecbenchError(msg) from None

@@ -114,7 +114,9 @@ def test_recommend_and_similar_from_a_trained_run(tmp_path: Path, model: str) ->
     )
     user = json.loads((run_dir / "metrics.json").read_text())["extra"]["dataset"]["n_users"]
     out = tmp_path / "recs.csv"
-    recbench("recommend", str(run_dir), "--all", "--k", "5", "--out", str(out), cwd=tmp_path)
+    recbench(
+        "recommend", str(run_dir), "--all", "--history", "all", "--k", "5", "--out", str(out), cwd=tmp_path
+    )
     recs = pd.read_csv(out)
     assert 0 < len(recs) <= user * 5 and set(recs["rank"]) <= {1, 2, 3, 4, 5}
     first = str(recs["user"].iloc[0])

@@ -1,4 +1,4 @@
-"""`recbench recommend --all --history test --out recs.csv` writes the very lists the test metrics were
+"""`recbench recommend --all --out recs.csv` writes the very lists the test metrics were
 computed from: the metrics recomputed from the CSV alone (numpy/pandas) equal those in metrics.json."""
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def test_recommend_writes_the_evaluated_lists(tmp_path: Path, model: str) -> Non
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     out = tmp_path / "recs.csv"
     with pytest.raises(SystemExit) as done:
-        cli.main(["recommend", str(run_dir), "--all", "--history", "test", "--k", "10", "--out", str(out)])
+        # --all writes the evaluated lists by default (--history test)
+        cli.main(["recommend", str(run_dir), "--all", "--k", "10", "--out", str(out)])
     assert done.value.code == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     recs = pd.read_csv(out, dtype={"user": str, "item": str})
