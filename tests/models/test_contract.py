@@ -6,6 +6,7 @@ where a user's right recommendations lie inside the user's own block.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -114,13 +115,29 @@ def feature_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def graph_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Overrides giving the user-graph models a tiny friendship graph (four blocks of ten users)."""
+    root = tmp_path_factory.mktemp("graph")
+    rng = np.random.default_rng(0)
+    pairs = [(a, b) for a in range(1, 41) for b in range(a + 1, 41) if (a - 1) // 10 == (b - 1) // 10]
+    rows = [f"{a}\t{b}\n" for a, b in pairs if rng.random() < 0.6]
+    (root / "user_friends.dat").write_text("userID\tfriendID\n" + "".join(rows))
+    return ["dataset=lastfm-friends", f"dataset.path={root / 'user_friends.dat'}", "split=link"]
+
+
+@pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
 @pytest.mark.parametrize(("name", "setting"), [(m, None) for m in MODELS] + FEATURE_VARIANTS)
 def test_trained_run_serves(
-    name: str, setting: str | None, tmp_path: Path, feature_files: list[str], cache_dir: Path
+    name: str,
+    setting: str | None,
+    tmp_path: Path,
+    feature_files: list[str],
+    graph_files: list[str],
+    cache_dir: Path,
 ) -> None:
     """Train on tiny data through the pipeline, then load the run directory as `recbench recommend` and
     `recbench similar` do: the loaded model reproduces the run's test metric (same data, features,
@@ -134,6 +151,10 @@ def test_trained_run_serves(
     overrides += ["eval.metrics=[ndcg]", f"paths.cache_dir={cache_dir}", *([setting] if setting else [])]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
         cfg = compose("train", overrides=overrides)
+    if model_capabilities(cfg.model).needs_user_graph:
+        overrides = [o for o in overrides if o != "dataset=tiny"] + graph_files
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+            cfg = compose("train", overrides=overrides)
     if model_capabilities(cfg.model).needs_features:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
             cfg = compose("train", overrides=overrides + feature_files)
@@ -144,7 +165,7 @@ def test_trained_run_serves(
     if model_capabilities(cfg.model).needs_features:
         assert loaded.data.item_features is not None
     assert loaded.split is not None
-    spec = build(cfg.eval, "eval")
+    spec = dataclasses.replace(build(cfg.eval, "eval"), exclude_self=loaded.exclude_self)
     again = evaluate(loaded.model, loaded.split.test, loaded.split.test_history, spec).metrics["ndcg@10"]
     assert again == pytest.approx(record.metrics["test/ndcg@10"], rel=1e-5, abs=1e-7)
     lists = recommend(loaded, np.array([0, 1]), k=5)
