@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import lapack
 from scipy.sparse.linalg import svds
 
 from recbench.data.interactions import Interactions
-from recbench.errors import ConfigError, DataError
+from recbench.errors import ConfigError, DataError, TrainingError
+from recbench.memory import check_fits
 from recbench.models import kernels
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, Recommender
-from recbench.models.similarity import gram_blocks
+from recbench.models.similarity import _DENSE_LIMIT, gram_blocks
 
 #: Batches up to this many users are scored by EASE as sparse rows times ``B``.
 _FEW_USERS = 16
@@ -77,12 +79,57 @@ class PureSVD(Recommender):
     score_history = score_own_history
 
 
+#: Rows of the Gram matrix computed at once by EASE (bounds the temporary product blocks).
+_EASE_ROWS = 2048
+
+
+def _ease_block(n: int) -> int:
+    return max(1, min(n, _EASE_ROWS))
+
+
+def ease_bytes(n_items: int) -> int:
+    """Estimated peak memory of :meth:`EASE.fit`: the float32 ``n x n`` matrix, the temporary Gram
+    row blocks and the dense operands of :func:`~recbench.models.similarity.gram_blocks`."""
+    return 4 * n_items * n_items + 3 * 4 * _ease_block(n_items) * n_items + 8 * _DENSE_LIMIT
+
+
+def _inverse_spd_in_place(a: np.ndarray) -> None:
+    """Replace the symmetric positive definite C-ordered float32 ``a`` by its inverse, in place.
+
+    LAPACK ``spotrf`` (Cholesky) then ``spotri`` (inverse from the factor) on ``a.T``, the same
+    matrix seen in Fortran order, so both overwrite ``a``'s memory; they fill one triangle, which is
+    then mirrored in row blocks. No second ``n x n`` array is allocated.
+    """
+    n = a.shape[0]
+    f = a.T  # Fortran-ordered view of the same (symmetric) matrix
+    c, info = lapack.spotrf(f, lower=0, clean=0, overwrite_a=1)
+    if info == 0:
+        c, info = lapack.spotri(c, lower=0, overwrite_c=1)
+    if info != 0:
+        raise TrainingError(
+            f"EASE: the regularised Gram matrix is not positive definite for LAPACK (info={info}); "
+            "raise model.l2."
+        )
+    if not np.shares_memory(c, a):  # a LAPACK wrapper that copied: bring the result back
+        a[...] = c.T
+    # the upper triangle of f (Fortran) is the lower triangle of a (C): mirror it to the upper one
+    step = _ease_block(n)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        a[lo:hi, hi:] = a[hi:, lo:hi].T
+        block = a[lo:hi, lo:hi]
+        block[np.triu_indices(hi - lo, 1)] = block.T[np.triu_indices(hi - lo, 1)]
+
+
 class EASE(Recommender):
     """EASE^R (Steck, "Embarrassingly shallow autoencoders for sparse data", WWW 2019).
 
     Closed form: ``P = (X^T X + l2 I)^-1`` and ``B = I - P diag(1 / diag(P))``, so that ``B`` has
     a zero diagonal (an item may not predict itself); scores are ``x_u B`` for the binary history
-    row ``x_u``.
+    row ``x_u``. The Gram matrix is built in float32 and inverted in place (Cholesky, LAPACK
+    ``spotrf``/``spotri``), then turned into ``B`` in the same memory: one ``n x n`` float32 array
+    in all. The memory this needs is estimated first and a catalogue that would not fit is refused
+    with a :class:`~recbench.errors.ConfigError` (see :mod:`recbench.memory`) before allocating.
 
     Parameters
     ----------
@@ -101,15 +148,23 @@ class EASE(Recommender):
             raise ConfigError(f"EASE: l2={self.l2!r} must be positive (the Gram matrix may be singular).")
         x = train.binary_csr
         n = x.shape[1]
-        gram = np.empty((n, n), dtype=np.float64)
+        check_fits(
+            ease_bytes(n),
+            f"EASE on {n} items (one dense float32 item x item matrix, inverted in place)",
+            "Options: shrink the catalogue with an item k-core filter (dataset.preprocess.item_core=20, "
+            "for example), use a sparse item-neighbourhood model instead (model=itemknn), or run on a "
+            "machine with more free memory.",
+        )
+        gram = np.empty((n, n), dtype=np.float32)
         x_t = x.T.tocsr()
-        for lo, block in gram_blocks(x_t, x_t, block=max(n, 1), symmetric=True):
+        for lo, block in gram_blocks(x_t, x_t, block=_ease_block(n), symmetric=True):
             gram[lo : lo + len(block)] = block
-        gram[np.diag_indices(n)] += float(self.l2)
-        p = np.linalg.inv(gram)
-        b = p / -np.diag(p)[None, :]
-        b[np.diag_indices(n)] = 0.0
-        self.weights_ = b.astype(np.float32)
+        gram[np.diag_indices(n)] += np.float32(self.l2)
+        _inverse_spd_in_place(gram)
+        diag = np.diag(gram).copy()
+        gram /= -diag[None, :]  # B = I - P diag(1 / diag(P)): the off-diagonal part, in place
+        gram[np.diag_indices(n)] = 0.0
+        self.weights_ = gram
         return self
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:

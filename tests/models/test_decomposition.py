@@ -151,3 +151,9 @@ def test_save_load_roundtrip(name: str, tmp_path) -> None:
     restored = load_state(model.clone(), tmp_path)
     users = np.arange(data.n_users)
     np.testing.assert_array_equal(restored.score(users, data), model.score(users, data))
+
+
+def test_ease_refuses_before_allocating_when_memory_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("recbench.memory.available_bytes", lambda: 1 << 20)
+    with pytest.raises(ConfigError, match="EASE on .* items .* needs about .*item_core"):
+        EASE(l2=7.0).fit(random_ratings(seed=3))
