@@ -18,7 +18,7 @@ from recbench.memory import check_fits
 from recbench.models import kernels
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, Recommender
-from recbench.models.similarity import _DENSE_LIMIT, gram_blocks
+from recbench.models.similarity import DENSE_LIMIT, gram_blocks
 
 #: Batches up to this many users are scored by EASE as sparse rows times ``B``.
 _FEW_USERS = 16
@@ -90,7 +90,7 @@ def _ease_block(n: int) -> int:
 def ease_bytes(n_items: int) -> int:
     """Estimated peak memory of :meth:`EASE.fit`: the float32 ``n x n`` matrix, the temporary Gram
     row blocks and the dense operands of :func:`~recbench.models.similarity.gram_blocks`."""
-    return 4 * n_items * n_items + 3 * 4 * _ease_block(n_items) * n_items + 8 * _DENSE_LIMIT
+    return 4 * n_items * n_items + 3 * 4 * _ease_block(n_items) * n_items + 8 * DENSE_LIMIT
 
 
 def _inverse_spd_in_place(a: np.ndarray) -> None:

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from recbench.models import kernels
 
 BLOCK_ENTRIES = 1 << 22  # dense entries per similarity block (16 MiB of float32)
-_DENSE_LIMIT = 1 << 25  # largest dense operand (entries) built to speed up the Gram product
+DENSE_LIMIT = 1 << 25  # largest dense operand (entries) built to speed up the Gram product
 # Single-core cost model (seconds) used to split the Gram product between scipy.sparse and BLAS:
 # one multiply-add of a sparse-sparse product, and one GEMM flop as measured for the near-dense
 # Gram of the similarity (ml-100k and a 6000 x 4000 x 1M synthetic set).
@@ -49,20 +49,20 @@ def gram_blocks(
 
     The inner (column) dimension is split: a column with ``c`` entries costs ``c**2`` sparse
     multiply-adds but ``2 n**2`` BLAS flops whatever ``c``, so the densest columns go through a
-    dense GEMM (within the ``_DENSE_LIMIT`` memory budget) and the rest through sparse products.
+    dense GEMM (within the ``DENSE_LIMIT`` memory budget) and the rest through sparse products.
     ``symmetric=True`` promises that the product is symmetric (``left`` is ``right`` with scaled
     columns); when the ``n x n`` result fits the budget only its upper triangle is computed.
     """
     n = left.shape[0]
     counts = np.bincount(right.indices, minlength=right.shape[1])
     heavy = counts.astype(np.float64) ** 2 * _SPARSE_OP_S > 2.0 * n * right.shape[0] * _GRAM_FLOP_S
-    budget = _DENSE_LIMIT // max(n, 1)
+    budget = DENSE_LIMIT // max(n, 1)
     if heavy.sum() > budget:  # keep only the densest columns that fit the memory budget
         heavy[:] = False
         heavy[np.argsort(-counts, kind="stable")[:budget]] = True
     left_h, right_h = left[:, heavy].toarray(), right[:, heavy].toarray().T
     left_l, right_l = left[:, ~heavy].tocsr(), right[:, ~heavy].tocsr()
-    full = np.empty((n, n), dtype=np.float32) if symmetric and n * n <= _DENSE_LIMIT else None
+    full = np.empty((n, n), dtype=np.float32) if symmetric and n * n <= DENSE_LIMIT else None
     for lo in range(0, n, block):
         hi = min(n, lo + block)
         start = lo if full is not None else 0  # columns left of lo are already known by symmetry

@@ -140,7 +140,7 @@ def test_product_paths_and_blocks_agree(
     model = MODELS[name](k=6, shrink=2.0, implicit=False, similarity="pearson")
     sim, scores = model.fit(data).similarity_.toarray(), model.score(np.arange(data.n_users), data)
     monkeypatch.setattr(similarity, "_GRAM_FLOP_S", flop_cost)
-    monkeypatch.setattr(similarity, "_DENSE_LIMIT", dense_limit)
+    monkeypatch.setattr(similarity, "DENSE_LIMIT", dense_limit)
     monkeypatch.setattr(similarity, "BLOCK_ENTRIES", 50)  # several row blocks
     other = model.clone().fit(data)
     np.testing.assert_allclose(other.similarity_.toarray(), sim, atol=1e-6)
