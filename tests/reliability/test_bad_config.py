@@ -117,13 +117,13 @@ def test_sequential_model_on_data_without_timestamps(tmp_path: Path, make_cfg: C
 
 
 def test_rating_model_on_implicit_data(tmp_path: Path, make_cfg: Callable) -> None:
-    with pytest.raises(ConfigError, match=r"model=MF learns explicit ratings, but the dataset is implicit"):
+    with pytest.raises(ConfigError, match=r"model=MF learns explicit ratings, but the data is implicit"):
         run(make_cfg("model=mf", "dataset.preprocess.implicit=true"), RunContext(tmp_path))
 
 
 def test_rating_metrics_with_a_ranking_model(tmp_path: Path, make_cfg: Callable) -> None:
     with pytest.raises(
-        ConfigError, match=r"eval\.metrics asks for rmse, mae, but model=BPR does not predict ratings"
+        ConfigError, match=r"eval\.metrics asks for rmse, mae \(predicted ratings\), but model=BPR does not"
     ):
         run(make_cfg("model=bpr", "eval=rating"), RunContext(tmp_path))
 
