@@ -139,12 +139,13 @@ def recommend(
 def similar_items(run: LoadedRun, item: int, k: int = 10) -> pd.DataFrame:
     """The ``k`` items most similar to dense ``item``.
 
-    Models with a ``similar_items(items)`` method (item-item similarity or embeddings) answer
-    directly; otherwise items are compared by the cosine of their score columns across all users,
-    i.e. items the model recommends to the same people.
+    Models that declare ``Capabilities(similar=True)`` answer with their own ``similar_items(items)``
+    (item-item similarity or weights, cosine of item factors or embeddings); otherwise items are
+    compared by the cosine of their score columns across all users, i.e. items the model recommends
+    to the same people.
     """
     model = run.model
-    if hasattr(model, "similar_items"):
+    if capabilities_of(model).similar:
         sims = np.asarray(model.similar_items(np.array([item])), dtype=np.float64)[0]
     else:
         users = np.arange(run.data.n_users)

@@ -10,6 +10,7 @@ from recbench.errors import ConfigError
 from recbench.models import kernels
 from recbench.models.adhoc import FoldIn, score_by_fold_in
 from recbench.models.base import Capabilities, Recommender
+from recbench.models.similarity import cosine_similar
 
 
 class ImplicitALS(Recommender):
@@ -48,7 +49,7 @@ class ImplicitALS(Recommender):
         Seed of the Gaussian initialisation (standard deviation 0.01).
     """
 
-    capabilities = Capabilities(history=True, fold_in=True, explain=True)
+    capabilities = Capabilities(history=True, fold_in=True, explain=True, similar=True)
 
     def __init__(
         self,
@@ -157,6 +158,10 @@ class ImplicitALS(Recommender):
 
     #: A session's scores from its exactly solved user factor (see :mod:`recbench.models.adhoc`).
     score_history = score_by_fold_in
+
+    def similar_items(self, items: np.ndarray) -> np.ndarray:
+        """``float32[len(items), n_items]``: cosine similarity of the item factors ``y_i``."""
+        return cosine_similar(self.item_factors_, items)
 
 
 class _Side:

@@ -21,6 +21,7 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, TorchRecommender
+from recbench.models.similarity import cosine_similar
 from recbench.training.trainer import Trainer
 
 
@@ -95,7 +96,7 @@ class _MultAutoencoder(TorchRecommender):
     """Shared fit / batches / scoring of :class:`MultVAE` and :class:`MultDAE`."""
 
     variational: ClassVar[bool]
-    capabilities = Capabilities(history=True)
+    capabilities = Capabilities(history=True, similar=True)
     score_history = score_own_history
     training_defaults: ClassVar[dict[str, Any]] = dict(
         epochs=200, batch_size=128, lr=1e-3, weight_decay=0.0, validate_every=2, patience=5
@@ -133,6 +134,11 @@ class _MultAutoencoder(TorchRecommender):
         """Decoder logits of each user's history row (the fold-in; higher = more likely next)."""
         batch = _csr_rows(history.binary_csr, users.cpu().numpy())
         return net(batch["indices"].to(users.device), batch["offsets"].to(users.device))[0]
+
+    def similar_items(self, items: np.ndarray) -> np.ndarray:
+        """``float32[len(items), n_items]``: cosine similarity of the decoder's item vectors (the rows
+        of the output layer that score a decoded hidden state)."""
+        return cosine_similar(self.network_.output.weight.detach().cpu().numpy(), items)
 
 
 def _csr_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.base import Capabilities, Recommender
-from recbench.models.similarity import topk_similarity
+from recbench.models.similarity import matrix_rows, topk_similarity
 
 
 class ContentKNN(Recommender):
@@ -58,4 +58,4 @@ class ContentKNN(Recommender):
 
     def similar_items(self, items: np.ndarray) -> np.ndarray:
         """``float32[len(items), n_items]``: each item's kept content similarities (0 elsewhere)."""
-        return self.similarity_[np.asarray(items, dtype=np.int64)].toarray().astype(np.float32)
+        return matrix_rows(self.similarity_, items)

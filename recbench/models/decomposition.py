@@ -18,7 +18,7 @@ from recbench.memory import check_fits
 from recbench.models import kernels
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, Recommender
-from recbench.models.similarity import DENSE_LIMIT, gram_blocks
+from recbench.models.similarity import DENSE_LIMIT, cosine_similar, gram_blocks, matrix_rows
 
 #: Batches up to this many users are scored by EASE as sparse rows times ``B``.
 _FEW_USERS = 16
@@ -47,7 +47,7 @@ class PureSVD(Recommender):
         Seed of the ARPACK start vector (makes the decomposition reproducible).
     """
 
-    capabilities = Capabilities(history=True, explain=True)
+    capabilities = Capabilities(history=True, explain=True, similar=True)
 
     def __init__(self, *, factors: int = 20, implicit: bool = True, seed: int = 0) -> None:
         self.factors = factors
@@ -77,6 +77,10 @@ class PureSVD(Recommender):
 
     #: A session is a history row: its projection ``x V V^T`` (see :mod:`recbench.models.adhoc`).
     score_history = score_own_history
+
+    def similar_items(self, items: np.ndarray) -> np.ndarray:
+        """``float32[len(items), n_items]``: cosine similarity of the item factors (rows of ``V``)."""
+        return cosine_similar(self.item_factors_, items)
 
 
 #: Rows of the Gram matrix computed at once by EASE (bounds the temporary product blocks).
@@ -137,7 +141,7 @@ class EASE(Recommender):
         L2 regularisation added to the diagonal of the Gram matrix.
     """
 
-    capabilities = Capabilities(history=True, explain=True)
+    capabilities = Capabilities(history=True, explain=True, similar=True)
 
     def __init__(self, *, l2: float = 500.0) -> None:
         self.l2 = l2
@@ -181,6 +185,10 @@ class EASE(Recommender):
     #: A session is a history row times ``B`` (see :mod:`recbench.models.adhoc`).
     score_history = score_own_history
 
+    def similar_items(self, items: np.ndarray) -> np.ndarray:
+        """``float32[len(items), n_items]``: rows of ``B`` (how much each item raises every other's score)."""
+        return matrix_rows(self.weights_, items)
+
 
 class NMF(Recommender):
     """Non-negative matrix factorisation of the observed ratings by multiplicative updates.
@@ -207,7 +215,7 @@ class NMF(Recommender):
         Seed of the uniform initialisation.
     """
 
-    capabilities = Capabilities(ratings=True, needs_ratings=True)
+    capabilities = Capabilities(ratings=True, similar=True, needs_ratings=True)
 
     def __init__(self, *, factors: int = 15, iterations: int = 100, reg: float = 0.15, seed: int = 0) -> None:
         self.factors = factors
@@ -257,3 +265,7 @@ class NMF(Recommender):
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """``float32[len(users), n_items]`` predicted ratings ``P[users] Q^T``."""
         return np.asarray(self.user_factors_[np.asarray(users, dtype=np.int64)] @ self.item_factors_.T)
+
+    def similar_items(self, items: np.ndarray) -> np.ndarray:
+        """``float32[len(items), n_items]``: cosine similarity of the item factors (rows of ``Q``)."""
+        return cosine_similar(self.item_factors_, items)

@@ -25,6 +25,7 @@ from recbench.errors import DataError
 from recbench.models import kernels
 from recbench.models.adhoc import FoldIn, score_by_fold_in
 from recbench.models.base import Capabilities, TorchRecommender
+from recbench.models.similarity import cosine_similar
 from recbench.training.losses import bpr_loss
 from recbench.training.samplers import PositiveSet, uniform_negatives
 from recbench.training.trainer import Trainer
@@ -225,6 +226,12 @@ def _chunks(
         yield P.index_select(0, u), Q.index_select(0, i.reshape(-1)).view(*i.shape, -1), u, i
 
 
+def similar_factors(model: TorchRecommender, items: np.ndarray) -> np.ndarray:
+    """``float32[len(items), n_items]``: cosine similarity of the item factors ``q_i`` of a
+    :class:`DotProduct` network (``similar_items = similar_factors`` in a class body)."""
+    return cosine_similar(model.network_.item.detach().cpu().numpy(), items)
+
+
 class DotProduct(nn.Module):
     """``mu + b_u + b_i + p_u . q_i``: user/item factors with optional biases and a global offset.
 
@@ -337,7 +344,9 @@ def _epoch_slices(n: int, batch_size: int, rng: np.random.Generator) -> Iterator
 class _RatingFactorization(TorchRecommender):
     """Shared plumbing of the explicit-feedback models :class:`MF` and :class:`PMF`."""
 
-    capabilities = Capabilities(ratings=True, history=True, fold_in=True, explain=True, needs_ratings=True)
+    capabilities = Capabilities(
+        ratings=True, history=True, fold_in=True, explain=True, similar=True, needs_ratings=True
+    )
     #: whether the network learns user and item biases
     biases: ClassVar[bool] = False
     factors: int
@@ -419,6 +428,7 @@ class _RatingFactorization(TorchRecommender):
 
     #: A session's scores from its folded-in user factor (see :mod:`recbench.models.adhoc`).
     score_history = score_by_fold_in
+    similar_items = similar_factors
 
 
 class MF(_RatingFactorization):
@@ -594,7 +604,7 @@ class BPR(TorchRecommender):
     seed: seed of initialisation, batch order and negative sampling.
     """
 
-    capabilities = Capabilities(history=True, fold_in=True, explain=True)
+    capabilities = Capabilities(history=True, fold_in=True, explain=True, similar=True)
     training_defaults: ClassVar[dict[str, Any]] = dict(
         epochs=200, batch_size=8192, lr=5e-3, weight_decay=0.0, validate_every=10
     )
@@ -680,3 +690,4 @@ class BPR(TorchRecommender):
 
     #: A session's scores from its projected user factor (see :mod:`recbench.models.adhoc`).
     score_history = score_by_fold_in
+    similar_items = similar_factors

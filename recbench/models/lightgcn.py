@@ -15,6 +15,7 @@ from torch import nn
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.base import Capabilities, TorchRecommender
+from recbench.models.similarity import cosine_similar
 from recbench.training.losses import bpr_loss
 from recbench.training.samplers import PositiveSet, uniform_negatives
 from recbench.training.trainer import Trainer
@@ -199,6 +200,4 @@ class LightGCN(TorchRecommender):
         """``float32[len(items), n_items]``: cosine similarity of the propagated item embeddings."""
         with torch.no_grad():
             emb = self.network_.propagate()[self.network_.n_users :]
-            emb = torch.nn.functional.normalize(emb, dim=1)
-            idx = torch.as_tensor(np.asarray(items, dtype=np.int64), device=emb.device)
-            return (emb.index_select(0, idx) @ emb.T).float().cpu().numpy()
+        return cosine_similar(emb.float().cpu().numpy(), items)

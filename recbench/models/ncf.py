@@ -32,8 +32,10 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
+from recbench.models.base import Capabilities
 from recbench.models.persistence import read_network
 from recbench.models.pointwise import PointwiseRecommender, check_choice
+from recbench.models.similarity import cosine_similar
 from recbench.models.towers import MLPBranch, PairNet, feature_branch, init_embeddings, lookup
 from recbench.training.trainer import Trainer
 
@@ -114,6 +116,7 @@ class GMF(PointwiseRecommender):
     seed: initialisation and sampling seed.
     """
 
+    capabilities = Capabilities(probabilities=True, similar=True)
     # On ml-100k validation NDCG sits on a popularity-level plateau for the first epochs and then
     # rises: patience 5 lets early stopping see past the plateau. GMF keeps improving for longer (30
     # epochs); NCF-MLP and NeuMF keep 20, since without a validation set (nothing restores the best
@@ -145,6 +148,13 @@ class GMF(PointwiseRecommender):
         _check(self, ("embedding_dim", "num_negatives"))
         net = PairNet({"gmf": GMFBranch(train.n_users, train.n_items, int(self.embedding_dim))})
         return init_embeddings(net, _normal_init)
+
+    def similar_items(self, items: np.ndarray) -> np.ndarray:
+        """``float32[len(items), n_items]``: cosine similarity of the items' weighted embeddings
+        ``h * q_i`` (the logit is ``p_u . (h * q_i)``, so these are the vectors users' scores read)."""
+        net = self.network_
+        vectors = net.branches["gmf"].item.weight * net.predict.weight[0]
+        return cosine_similar(vectors.detach().cpu().numpy(), items)
 
 
 class NCFMLP(PointwiseRecommender):

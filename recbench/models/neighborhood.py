@@ -35,7 +35,7 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, Recommender
-from recbench.models.similarity import centre, sparse_times_sparse, topk_similarity
+from recbench.models.similarity import centre, matrix_rows, sparse_times_sparse, topk_similarity
 
 Similarity = Literal["cosine", "jaccard", "pearson", "adjusted_cosine"]
 SIMILARITIES: tuple[str, ...] = ("cosine", "jaccard", "pearson", "adjusted_cosine")
@@ -193,7 +193,7 @@ class ItemKNN(_Neighbourhood):
     """
 
     _item_based = True
-    capabilities = Capabilities(ratings=True, history=True, explain=True)
+    capabilities = Capabilities(ratings=True, history=True, explain=True, similar=True)
 
     def __init__(
         self,
@@ -229,6 +229,10 @@ class ItemKNN(_Neighbourhood):
 
     #: A session is a history row times the neighbour weights (see :mod:`recbench.models.adhoc`).
     score_history = score_own_history
+
+    def similar_items(self, items: np.ndarray) -> np.ndarray:
+        """``float32[len(items), n_items]``: each item's kept top-``k`` similarities (0 elsewhere)."""
+        return matrix_rows(self.similarity_, items)
 
 
 class UserKNN(_Neighbourhood):

@@ -9,7 +9,7 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, Recommender
-from recbench.models.similarity import BLOCK_ENTRIES, gram_blocks, sparse_times_sparse, topk_rows
+from recbench.models.similarity import BLOCK_ENTRIES, gram_blocks, matrix_rows, sparse_times_sparse, topk_rows
 
 
 class RP3beta(Recommender):
@@ -98,7 +98,7 @@ class RP3beta(Recommender):
 
     def similar_items(self, items: np.ndarray) -> np.ndarray:
         """``float32[len(items), n_items]``: the rows of ``W`` (where a walk from each item leads)."""
-        return self.weights_[np.asarray(items, dtype=np.int64)].toarray().astype(np.float32)
+        return matrix_rows(self.weights_, items)
 
 
 def _safe_inverse(values: np.ndarray) -> np.ndarray:

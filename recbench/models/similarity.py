@@ -149,3 +149,36 @@ def centre(values: sp.csr_matrix, binary: sp.csr_matrix, *, by_rows: bool) -> sp
     out = sp.csr_matrix((centred.astype(np.float32), (coo.row, coo.col)), shape=values.shape)
     out.sort_indices()
     return out
+
+
+def cosine_similar(vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``float32[len(items), n]``: cosine similarity of ``vectors[items]`` to every row of ``vectors``.
+
+    The ``similar_items`` of the models whose items are vectors (factor, embedding and decoder
+    rows). The query rows are taken in blocks of ``BLOCK_ENTRIES // n``, so no more than one
+    ``block x n`` slab is computed at a time besides the answer, never an ``n x n`` matrix. A zero
+    vector (an item the model never moved from zero) is similar to nothing: its cosines are 0.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    items = np.asarray(items, dtype=np.int64)
+    n = vectors.shape[0]
+    norms = np.linalg.norm(vectors, axis=1)
+    inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(np.float32)
+    out = np.empty((len(items), n), dtype=np.float32)
+    block = max(1, BLOCK_ENTRIES // max(n, 1))
+    for lo in range(0, len(items), block):
+        query = items[lo : lo + block]
+        part = vectors[query] @ vectors.T
+        part *= inverse[query, None]
+        part *= inverse[None, :]
+        out[lo : lo + len(query)] = part
+    return out
+
+
+def matrix_rows(matrix: sp.spmatrix | np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``float32[len(items), n]``: rows ``items`` of an item-item matrix (sparse or dense), dense.
+
+    The ``similar_items`` of the models that hold an item-item matrix (neighbour similarities,
+    regression or random-walk weights)."""
+    rows = matrix[np.asarray(items, dtype=np.int64)]
+    return np.asarray(rows.toarray() if sp.issparse(rows) else rows, dtype=np.float32)

@@ -13,7 +13,7 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, RecbenchError
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, Recommender
-from recbench.models.similarity import sparse_times_sparse, topk_rows
+from recbench.models.similarity import matrix_rows, sparse_times_sparse, topk_rows
 
 #: Items per task handed to a worker thread (each worker fits its items on a private matrix copy).
 _CHUNK = 64
@@ -112,7 +112,7 @@ class SLIM(Recommender):
 
     def similar_items(self, items: np.ndarray) -> np.ndarray:
         """``float32[len(items), n_items]``: how much each item's presence raises every other item's score."""
-        return self.weights_[np.asarray(items, dtype=np.int64)].toarray().astype(np.float32)
+        return matrix_rows(self.weights_, items)
 
 
 def _elastic_net_factory(model: SLIM) -> Any:

@@ -28,6 +28,7 @@ from recbench.models.sequential.layers import (
     check_positive,
     item_cross_entropy,
     item_logits,
+    similar_tokens,
 )
 from recbench.training.trainer import Trainer
 
@@ -85,7 +86,7 @@ class BERT4Rec(TorchRecommender):
     with Bidirectional Encoder Representations from Transformer. CIKM 2019.
     """
 
-    capabilities = Capabilities(history=True, explain=True, needs_sequences=True)
+    capabilities = Capabilities(history=True, explain=True, similar=True, needs_sequences=True)
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 60,
         "batch_size": 64,
@@ -181,3 +182,8 @@ class BERT4Rec(TorchRecommender):
 
     #: A session is the input sequence, followed by ``[MASK]`` (see :mod:`recbench.models.adhoc`).
     score_history = score_own_history
+
+    def similar_items(self, items: np.ndarray) -> np.ndarray:
+        """``float32[len(items), n_items]``: cosine similarity of the item token embeddings (tied input
+        and output)."""
+        return similar_tokens(self.network_.token_weight, self.n_items_, items)

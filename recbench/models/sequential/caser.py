@@ -21,7 +21,13 @@ from recbench.models.sequential.data import (
     shuffled_batches,
     tie_times,
 )
-from recbench.models.sequential.layers import LOSS_TYPES, Dropout, check_option, check_positive
+from recbench.models.sequential.layers import (
+    LOSS_TYPES,
+    Dropout,
+    check_option,
+    check_positive,
+    similar_tokens,
+)
 from recbench.training.losses import bce_loss
 from recbench.training.trainer import Trainer
 
@@ -100,7 +106,7 @@ class Caser(TorchRecommender):
     Embedding. WSDM 2018.
     """
 
-    capabilities = Capabilities(explain=True, needs_sequences=True)
+    capabilities = Capabilities(explain=True, similar=True, needs_sequences=True)
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 30,
         "batch_size": 512,
@@ -203,3 +209,8 @@ class Caser(TorchRecommender):
         """Scores of every item from each user's embedding and last ``window`` ``history`` items."""
         seqs = history_sequences(history, self.window)[users.cpu().numpy()]
         return net.logits(net(users, torch.as_tensor(seqs, device=users.device)))
+
+    def similar_items(self, items: np.ndarray) -> np.ndarray:
+        """``float32[len(items), n_items]``: cosine similarity of the output item embeddings (the
+        vectors that score a user's representation)."""
+        return similar_tokens(self.network_.output.weight, self.n_items_, items)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbench.errors import ConfigError
+from recbench.models.similarity import cosine_similar
 from recbench.training.losses import bce_loss
 
 
@@ -217,6 +218,12 @@ def item_logits(hidden: torch.Tensor, token_weight: torch.Tensor, n_items: int) 
     Column ``j`` of the result is item ``j`` (token ``j + 1``); padding and special tokens are left out.
     """
     return hidden @ token_weight[1 : n_items + 1].T
+
+
+def similar_tokens(token_weight: torch.Tensor, n_items: int, items: Any) -> Any:
+    """``float32[len(items), n_items]``: cosine similarity of the item tokens' embeddings (rows
+    ``1..n_items`` of ``token_weight``), the ``similar_items`` of the sequential models."""
+    return cosine_similar(token_weight[1 : n_items + 1].detach().float().cpu().numpy(), items)
 
 
 #: Logit cells (rows x items) per chunk of :class:`_SoftmaxCrossEntropy` on CPU: 2 MiB of float32,

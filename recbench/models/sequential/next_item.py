@@ -13,7 +13,7 @@ from recbench.data.interactions import Interactions
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, TorchRecommender
 from recbench.models.sequential.data import history_sequences, length_sorted_chunks, next_item_batches
-from recbench.models.sequential.layers import item_logits, next_item_loss
+from recbench.models.sequential.layers import item_logits, next_item_loss, similar_tokens
 
 
 class NextItemRecommender(TorchRecommender):
@@ -29,7 +29,7 @@ class NextItemRecommender(TorchRecommender):
     all-padding columns, and scoring skips most of the padding.
     """
 
-    capabilities = Capabilities(history=True, explain=True, needs_sequences=True)
+    capabilities = Capabilities(history=True, explain=True, similar=True, needs_sequences=True)
     padding_invariant: ClassVar[bool] = False
     max_len: int
     loss_type: str
@@ -75,3 +75,8 @@ class NextItemRecommender(TorchRecommender):
 
     #: A session is the input sequence (see :mod:`recbench.models.adhoc`).
     score_history = score_own_history
+
+    def similar_items(self, items: np.ndarray) -> np.ndarray:
+        """``float32[len(items), n_items]``: cosine similarity of the item embeddings that score a
+        hidden state (``token_weight``)."""
+        return similar_tokens(self.network_.token_weight, self.n_items_, items)
