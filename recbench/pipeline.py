@@ -37,7 +37,7 @@ from recbench.evaluation.candidates import CandidateScorer
 from recbench.evaluation.evaluator import EvalResult, EvalSpec, evaluate
 from recbench.evaluation.metrics import PROBABILITY_METRICS
 from recbench.evaluation.side import SideInfo, side_for_spec
-from recbench.models.base import Capabilities, Recommender, capabilities_of
+from recbench.models.base import Capabilities, Recommender, TorchRecommender, capabilities_of
 from recbench.models.persistence import save_model
 from recbench.reporting.records import SCHEMA_VERSION, RunRecord, write_run
 from recbench.tracking.base import RunInfo
@@ -74,7 +74,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
     """
     out = Path(ctx.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    digest = config_digest(cfg)
+    training = _configured_training(cfg)
+    digest = config_digest(cfg, training)
     if cfg.get("skip_finished", True):
         done = finished_record(out, digest)
         if done is not None:
@@ -89,7 +90,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         run_dir=str(out),
         started_at=started,
         choices={k: str(v) for k, v in ctx.choices.items() if k in RECORDED_GROUPS and v is not None},
-        params=_params(cfg),
+        params={**_params(cfg), **training},  # the trainer settings the model really trains with
         seed=int(cfg.seed),
         versions=_versions(),
         git_rev=_git_rev(),
@@ -180,12 +181,19 @@ def make_folds(cfg: DictConfig, data: Interactions, ids: IdMaps) -> tuple[Any, l
     return splitter, folds
 
 
-def config_digest(cfg: DictConfig) -> str:
-    """A stable hash of the resolved run config (what decides the results), without Hydra's own node."""
+def config_digest(cfg: DictConfig, training: dict[str, Any] | None = None) -> str:
+    """A stable hash of the resolved run config (what decides the results), without Hydra's own node.
+
+    The effective training settings (``training``, default :func:`_configured_training`) are part of
+    it, so a run whose model's ``training_defaults`` changed since is trained again, not skipped.
+    """
     node = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(node, dict)
     node.pop("hydra", None)
     node.pop("logger", None)  # where results are also sent does not change them
+    training = _configured_training(cfg) if training is None else training
+    if training:
+        node["effective_training"] = training
     text = json.dumps(node, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -229,6 +237,34 @@ def _open_tracking(cfg: DictConfig, ctx: RunContext, base: dict[str, Any]) -> Tr
         )
         hook.start(info, base["params"])
     return hook
+
+
+#: Trainer settings that a model's ``training_defaults`` (or the global defaults) fill when unset.
+_DEFAULTED = ("epochs", "batch_size", "lr", "weight_decay")
+_DEFAULTED_STOPPING = ("patience", "every")
+
+
+def effective_training(model: Recommender) -> dict[str, Any]:
+    """``{"trainer.epochs": ..., "trainer.lr": ..., ...}``: the settings a torch model trains with
+    (:meth:`~recbench.models.base.TorchRecommender.effective_trainer`: the config's values, the
+    unset ones filled from the model's defaults), under the config's keys; ``{}`` for other models."""
+    if not isinstance(model, TorchRecommender):
+        return {}
+    trainer = model.effective_trainer()
+    out = {f"trainer.{name}": getattr(trainer, name) for name in _DEFAULTED}
+    if trainer.early_stopping is not None:
+        stop = trainer.early_stopping
+        out.update({f"trainer.early_stopping.{name}": getattr(stop, name) for name in _DEFAULTED_STOPPING})
+    return out
+
+
+def _configured_training(cfg: DictConfig) -> dict[str, Any]:
+    """:func:`effective_training` of the model ``cfg`` configures, ``{}`` when it cannot be built (the
+    run itself then fails on building it, and records why)."""
+    try:
+        return effective_training(build(cfg.model, "model"))
+    except Exception:  # raised again, with a failed record, where the run builds the model
+        return {}
 
 
 def _effective_training(model: Recommender) -> dict[str, Any]:

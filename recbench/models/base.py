@@ -225,11 +225,16 @@ class TorchRecommender(Recommender):
 
         return self.trainer if self.trainer is not None else Trainer()
 
+    def effective_trainer(self) -> Trainer:
+        """The trainer :meth:`fit` trains with: the configured one, its unset settings filled from
+        :attr:`training_defaults`, then the global defaults (known before training)."""
+        return self._trainer().with_defaults(**self.training_defaults)
+
     def fit(self, train: Interactions, val: Interactions | None = None) -> TorchRecommender:
         """Build the network and train it with the shared :class:`~recbench.training.Trainer`."""
         import torch
 
-        trainer = self._trainer().with_defaults(**self.training_defaults)
+        trainer = self.effective_trainer()
         self.trainer_ = trainer
         self.device_ = trainer.resolved_device()
         self.n_users_, self.n_items_ = train.n_users, train.n_items

@@ -43,6 +43,7 @@ def report_main(argv: list[str]) -> int:
     df = apply_where(df, ns.where or [])
     fmt = _format(ns.format, ns.out)
     rows, cols = _keys(ns.rows), _keys(ns.cols)
+    df = with_param_keys(df, [*rows, *cols])
     ok = df[df["status"] == "ok"]
     failed = df[df["status"] != "ok"]
     console = _console()
@@ -145,6 +146,13 @@ def default_metrics(runs: pd.DataFrame) -> list[str]:
 
 def _sliced(column: str) -> bool:
     return "/group/" in column or "/disparity/" in column
+
+
+def with_param_keys(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """``df`` with a column ``key`` copied from ``param.<key>`` for each of ``keys`` that is only a
+    parameter, so that ``--rows trainer.lr`` groups runs by it (as ``--where`` reads such keys)."""
+    extra = {k: df[f"param.{k}"] for k in keys if k not in df.columns and f"param.{k}" in df.columns}
+    return df.assign(**extra) if extra else df
 
 
 def apply_where(df: pd.DataFrame, where: Sequence[str]) -> pd.DataFrame:
