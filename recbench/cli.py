@@ -94,20 +94,20 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _plain(value: object) -> object:
-    """A rich table cell showing ``value`` as plain text (ids and titles may contain ``[...]``)."""
-    from rich.text import Text
+    """A rich table cell, title or header showing ``value`` as plain text (ids and titles may contain
+    ``[...]``, see :mod:`recbench.reporting.plain`)."""
+    from recbench.reporting.plain import plain
 
-    return Text(str(value))
+    return plain(value)
 
 
 def _print_error(exc: BaseException) -> None:
     from rich.console import Console
-    from rich.text import Text
+
+    from recbench.reporting.plain import echo
 
     # the message is plain text: brackets in it (``'recbench[plot]'``) must not be read as markup
-    Console(stderr=True).print(
-        Text.assemble(("error:", "bold red"), " ", str(exc)), highlight=False, soft_wrap=True
-    )
+    echo(Console(stderr=True), ("error:", "bold red"), " ", str(exc))
 
 
 def _train(rest: list[str]) -> None:
@@ -176,11 +176,11 @@ def _print_metrics(metrics: dict[str, float], run_dir: Path) -> None:
     caption = (
         f"{len(sliced)} group metrics in metrics.json (recbench report --groups ATTR)" if sliced else None
     )
-    table = Table(title=f"results ({run_dir})", caption=caption)
+    table = Table(title=_plain(f"results ({run_dir})"), caption=caption)
     table.add_column("metric")
     parts = sorted({k.split("/", 1)[0] for k in metrics if "/" in k})
     for part in parts:
-        table.add_column(part, justify="right")
+        table.add_column(_plain(part), justify="right")
     names = sorted({k.split("/", 1)[1] for k in metrics if "/" in k})
     for name in names:
         table.add_row(_plain(name), *(_fmt(metrics.get(f"{p}/{name}")) for p in parts))
@@ -213,10 +213,10 @@ def _data(rest: list[str]) -> int:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"datasets (data dir: {ns.data_dir})")
+        table = Table(title=_plain(f"datasets (data dir: {ns.data_dir})"))
         rows = commands.list_datasets(ns.data_dir)
         for col in rows[0] if rows else []:
-            table.add_column(str(col))
+            table.add_column(_plain(col))
         for row in rows:
             table.add_row(*(_plain(v) for v in row.values()))
         Console().print(table)
@@ -273,7 +273,7 @@ def _serve(command: str, rest: list[str]) -> int:
         return 0
     table = Table()
     for col in frame.columns:
-        table.add_column(str(col))
+        table.add_column(_plain(col))
     for row in frame.itertuples(index=False):
         table.add_row(*(_plain(f"{v:.4f}" if isinstance(v, float) else v) for v in row))
     Console().print(table)

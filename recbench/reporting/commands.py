@@ -18,6 +18,7 @@ from rich.console import Console
 
 from recbench.errors import RecbenchError
 from recbench.reporting import groups, stats, tables
+from recbench.reporting.plain import echo
 from recbench.reporting.plots import TRADEOFF_PLOT
 from recbench.reporting.records import atomic_write_text, read_runs
 
@@ -68,17 +69,17 @@ def report_main(argv: list[str]) -> int:
 
         y = ns.metric[0] if ns.metric else "test/ndcg@10"
         path = tradeoff_plot(ok, y, ns.plot_x, rows, ns.plot_file or f"{TRADEOFF_PLOT}.png")
-        console.print(f"plot: {path}", highlight=False)
+        echo(console, f"plot: {path}")
     elif ns.plot:
         from recbench.reporting.plots import bar_plot
 
-        console.print(f"plot: {bar_plot(ok, metrics[0], rows, ns.plot, cols=cols)}", highlight=False)
+        echo(console, f"plot: {bar_plot(ok, metrics[0], rows, ns.plot, cols=cols)}")
     if ns.html:
         from recbench.reporting.html import write_html
 
         baseline = _pairs([ns.baseline], "--baseline") if ns.baseline else None
         kw = dict(metrics=metrics, rows=rows, cols=cols, agg=ns.agg, baseline=baseline, digits=ns.digits)
-        console.print(f"wrote {write_html(df, ns.html, sources=ns.paths, **kw)}", highlight=False)
+        echo(console, f"wrote {write_html(df, ns.html, sources=ns.paths, **kw)}")
     _print_failures(failed, _console(stderr=fmt != "rich" and not ns.out))
     return 0
 
@@ -123,10 +124,10 @@ def compare_main(argv: list[str]) -> int:
         sections = [_render_frame(_compare_display(frame, ns.digits), fmt, 1, title)]
     _emit(sections, fmt, ns.out, console)
     if notes:
-        _console(stderr=fmt != "rich").print(
-            "[yellow]warning:[/] the runs differ in " + "; ".join(notes) + ", so users may not be paired "
-            "on the same test items.",
-            highlight=False,
+        echo(
+            _console(stderr=fmt != "rich"),
+            ("warning:", "yellow"),
+            f" the runs differ in {'; '.join(notes)}, so users may not be paired on the same test items.",
         )
     return 0
 
@@ -313,7 +314,7 @@ def _emit(sections: list[object], fmt: str, out: str | None, console: Console) -
         else:
             text = "\n".join(map(str, sections))
         atomic_write_text(out, text)
-        console.print(f"wrote {out}", highlight=False)
+        echo(console, f"wrote {out}")
 
 
 def _console(stderr: bool = False) -> Console:

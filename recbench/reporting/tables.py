@@ -18,6 +18,7 @@ from rich.text import Text
 
 from recbench.errors import RecbenchError
 from recbench.evaluation.metrics import LOWER_IS_BETTER
+from recbench.reporting.plain import plain
 
 Agg = Literal["mean", "median", "max", "min", "last"]
 AGGS: tuple[str, ...] = ("mean", "median", "max", "min", "last")
@@ -237,9 +238,11 @@ def frame_to_latex(frame: pd.DataFrame, n_left: int = 1) -> str:
 def _rich(
     header: list[str], n_left: int, rows: list[list[tuple[str, bool]]], title: str | None, caption: str | None
 ) -> Table:
-    out = Table(title=title, caption=caption)
+    out = Table(title=None if title is None else plain(title))
+    out.caption = None if caption is None else plain(caption)
     for j, h in enumerate(header):
-        out.add_column(h, style="cyan" if j < n_left else None, justify="left" if j < n_left else "right")
+        style, justify = ("cyan", "left") if j < n_left else (None, "right")
+        out.add_column(plain(h), style=style, justify=justify)
     for cells in rows:
         out.add_row(*(Text(t, style="bold green" if b else "") for t, b in cells))
     return out

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from recbench.errors import RecbenchError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def serve_main(argv: Sequence[str]) -> int:
@@ -75,7 +79,6 @@ def serve_main(argv: Sequence[str]) -> int:
 def explain_main(argv: Sequence[str]) -> int:
     """Explain a user's top-k recommendations (or one item) from a trained run."""
     from rich.console import Console
-    from rich.table import Table
 
     from recbench import serving
     from recbench.service.live import Limits, LiveRun
@@ -103,21 +106,30 @@ def explain_main(argv: Sequence[str]) -> int:
     if ns.json:
         print(json.dumps(answers, indent=2))
         return 0
-    console = Console()
+    print_explanations(Console(), answers)
+    return 0
+
+
+def print_explanations(console: Console, answers: Sequence[dict[str, Any]]) -> None:
+    """The explanations as text and tables; ids, titles and methods are printed as plain text (see
+    :mod:`recbench.reporting.plain`)."""
+    from rich.table import Table
+
+    from recbench.reporting.plain import echo, plain
+
     for ans in answers:
         title = f" ({ans['title']})" if "title" in ans else ""
-        console.print(f"[bold]item {ans['item']}{title}[/]: score {ans['score']:.4f}", highlight=False)
-        console.print(f"method: {ans['method']}", highlight=False)
+        echo(console, (f"item {ans['item']}{title}", "bold"), f": score {ans['score']:.4f}")
+        echo(console, f"method: {ans['method']}")
         if ans["baseline"]:
-            console.print(f"baseline (not from the history): {ans['baseline']:.4f}", highlight=False)
+            echo(console, f"baseline (not from the history): {ans['baseline']:.4f}")
         table = Table()
         rows = ans["contributions"]
         cols = [c for c in ("item", "title", "users", "position", "weight") if any(c in r for r in rows)]
         for col in cols:
             table.add_column(col)
         for row in rows:
-            table.add_row(*(f"{row[c]:.4f}" if c == "weight" else str(row.get(c, "")) for c in cols))
+            table.add_row(*(plain(f"{row[c]:.4f}" if c == "weight" else row.get(c, "")) for c in cols))
         console.print(table)
         if ans["rest"]:
-            console.print(f"the other history items together: {ans['rest']:.4f}", highlight=False)
-    return 0
+            echo(console, f"the other history items together: {ans['rest']:.4f}")
