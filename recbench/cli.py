@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,9 +116,40 @@ def _train(rest: list[str]) -> None:
 
     from recbench.config import config_dir
 
-    sys.argv = ["recbench train", *rest]
+    scratch = _other_rank_overrides(rest)  # drops rest's own run/sweep dir for ranks other than 0
+    sys.argv = ["recbench train", *rest, *scratch]
     app = hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")(train_app)
     app()
+
+
+def _launched_rank() -> int:
+    """``RANK`` of a process started by torchrun (or another launcher) with ``WORLD_SIZE`` > 1, else 0."""
+    if os.environ.get("WORLD_SIZE", "1") in ("", "0", "1"):
+        return 0
+    rank = os.environ.get("RANK", "0")
+    return int(rank) if rank.isdigit() else 0
+
+
+def _other_rank_overrides(rest: list[str]) -> list[str]:
+    """Under torchrun, ranks other than 0 write nothing: Hydra's folder for them is a scratch folder
+    (removed at exit) and their logging is off. Rank 0's run directory is the run's (the pipeline
+    shares it with the other ranks)."""
+    if _launched_rank() == 0:
+        return []
+    import atexit
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix=f"recbench-rank{_launched_rank()}-")
+    atexit.register(shutil.rmtree, scratch, True)
+    rest[:] = [a for a in rest if not a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    return [
+        f"hydra.run.dir={scratch}",
+        f"hydra.sweep.dir={scratch}",
+        "hydra.output_subdir=null",
+        "hydra/job_logging=disabled",
+        "hydra/hydra_logging=disabled",
+    ]
 
 
 def train_app(cfg: object) -> float | None:
@@ -151,8 +183,8 @@ def train_app(cfg: object) -> float | None:
             log.exception("job %s failed", hc.job.num)
             return None
         raise
-    if not multirun:
-        _print_metrics(record.metrics, ctx.output_dir)
+    if not multirun and _launched_rank() == 0:
+        _print_metrics(record.metrics, record.run_dir)
     metric = cfg.get("optimized_metric")  # type: ignore[attr-defined]
     if metric:
         if metric.startswith("test/"):
@@ -192,8 +224,6 @@ def _fmt(value: float | None) -> str:
 
 
 def _data(rest: list[str]) -> int:
-    import os
-
     if rest and rest[0] in ("export", "stats"):
         from recbench import interchange
 

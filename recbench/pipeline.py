@@ -42,6 +42,7 @@ from recbench.models.persistence import save_model
 from recbench.reporting.records import SCHEMA_VERSION, RunRecord, write_run
 from recbench.tracking.base import RunInfo
 from recbench.tracking.hook import TrackingHook
+from recbench.training import distributed
 from recbench.training.checkpoint import CHECKPOINT_FILE
 from recbench.training.seeding import seed_everything
 from recbench.training.trainer import epoch_listener
@@ -71,13 +72,18 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
     """Train and evaluate one configuration; write ``metrics.json`` and friends into ``ctx.output_dir``.
 
     On failure a record with ``status: failed`` and the error text is written, then the error is re-raised.
+    A torch model with ``trainer.strategy=ddp trainer.devices=N`` (or under torchrun) trains in N
+    processes; only rank 0 writes files (see :mod:`recbench.training.distributed`).
     """
-    out = Path(ctx.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    launch = _launch(cfg, ctx)
+    main = distributed.is_main()
+    out = Path(distributed.from_rank0(str(ctx.output_dir)))  # under torchrun: rank 0's run directory
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     training = _configured_training(cfg)
     digest = config_digest(cfg, training)
     if cfg.get("skip_finished", True):
-        done = finished_record(out, digest)
+        done = distributed.from_rank0(finished_record(out, digest) if main else None)
         if done is not None:
             log.info("%s already holds a finished run of this config; skipping it", out)
             return done
@@ -99,7 +105,10 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
     t_all = time.perf_counter()
     tracking = TrackingHook({})
     try:
-        tracking = _open_tracking(cfg, ctx, base)
+        if launch.spawn:  # this process only starts the N training processes and waits for rank 0's record
+            return distributed.spawn(run, (_portable(cfg), ctx), launch.world_size, threads=_threads(cfg))
+        if main:
+            tracking = _open_tracking(cfg, ctx, base)
         seed_everything(int(cfg.seed))
         if "trainer" in cfg and cfg.trainer.get("checkpoint_dir", "unset") is None:
             with open_dict(cfg):
@@ -130,6 +139,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         tracking.log_params(_effective_training(model))
         timings["total_s"] = time.perf_counter() - t_all
         record = RunRecord(**base, metrics=metrics, timings=timings, status="ok", extra=extra)
+        if not main:
+            return record
         write_run(record, out, history=history, per_user=per_user)
         if cfg.get("save_model", True) and len(folds) == 1:
             save_model(model, out)
@@ -140,10 +151,41 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         timings["total_s"] = time.perf_counter() - t_all
         error = f"{type(exc).__name__}: {exc}"
         record = RunRecord(**base, metrics={}, timings=timings, status="failed", error=error, extra=extra)
+        if not main:
+            raise
         write_run(record, out)
         tracking.log_params({"error": error})
         tracking.finish("failed", {}, timings, _tracked_files(out, None) if tracking else [])
         raise
+
+
+def _launch(cfg: DictConfig, ctx: RunContext) -> distributed.Launch:
+    """How many processes train the run (``trainer.strategy`` / ``trainer.devices``, or torchrun's
+    ``WORLD_SIZE``); a :class:`ConfigError` for impossible settings. A process started by a launcher
+    joins its process group here."""
+    node = cfg.get("trainer") or {}
+    devices = node.get("devices")
+    launch = distributed.plan(
+        str(node.get("strategy", "auto")),
+        int(devices) if isinstance(devices, int) and not isinstance(devices, bool) else devices,
+        str(node.get("device", "auto")),
+        torch_model="trainer" in (cfg.get("model") or {}),
+        model=str(ctx.choices.get("model") or cfg.get("model", {}).get("_target_", "?")),
+    )
+    if launch.distributed and not launch.spawn:
+        distributed.init_from_env(str(node.get("device", "auto")))
+    return launch
+
+
+def _portable(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with every interpolation resolved (so that a new process reads the same values)."""
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+
+
+def _threads(cfg: DictConfig) -> int | None:
+    """``trainer.num_threads`` when set (each training process then uses that many)."""
+    threads = cfg.trainer.get("num_threads") if "trainer" in cfg else None
+    return int(threads) if threads else None
 
 
 def load_dataset(cfg: DictConfig) -> tuple[Any, Interactions, IdMaps]:

@@ -45,6 +45,7 @@ from recbench.evaluation.metrics import (
     CatalogueStats,
 )
 from recbench.evaluation.ranking import sample_negatives, top_k
+from recbench.evaluation.sharding import gather_rows, shard_rows
 from recbench.evaluation.side import POPULARITY, SideInfo
 from recbench.memory import rows_within
 
@@ -463,6 +464,8 @@ def top_lists(
     ``label`` names a progress bar (users per second), shown on a terminal only.
     """
     seen = masked(history, exclude_seen, exclude_self)
+    n_all = len(users)
+    users = users[shard_rows(n_all)]  # distributed training: this rank's share, the lists gathered below
     top = np.full((len(users), k), -1, dtype=np.int64)
     top_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
     step = block_users(batch_size, memory_mb, history.n_items, len(users))
@@ -482,7 +485,7 @@ def top_lists(
             top_scores[start : start + len(batch)] = values
             bar.update(len(batch))
     bar.close()
-    return top, top_scores
+    return gather_rows(top, n_all), gather_rows(top_scores, n_all)
 
 
 def _full_ranking(

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, TrainingError
+from recbench.training import distributed
 from recbench.training.checkpoint import TrainState, load_checkpoint, restore_rng, save_checkpoint
 from recbench.training.row_adam import RowAdam
 from recbench.training.seeding import resolve_device
@@ -162,6 +163,9 @@ class Trainer:
     resume: a run directory (or checkpoint file) of an interrupted run: training continues after its
         last saved epoch with the same weights, optimiser, RNG and early-stopping state, so a CPU run
         with a fixed seed ends exactly as if it had never stopped.
+    strategy, devices: ``ddp`` with ``devices=N`` trains in N processes (DistributedDataParallel; the
+        pipeline starts them); ``auto`` does so only when a launcher such as torchrun started the
+        processes. See :mod:`recbench.training.distributed`.
     """
 
     epochs: int | None = None
@@ -176,8 +180,11 @@ class Trainer:
     progress: bool = True
     checkpoint_dir: str | None = None
     resume: str | None = None
+    strategy: str = "auto"
+    devices: int | None = None
 
     def __post_init__(self) -> None:
+        distributed.check_settings(self.strategy, self.devices)
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"trainer.epochs={self.epochs} must be >= 1.")
         if self.batch_size is not None and self.batch_size < 1:
@@ -214,8 +221,8 @@ class Trainer:
         return replace(self, **filled)
 
     def resolved_device(self) -> torch.device:
-        """The torch device this trainer runs on."""
-        return resolve_device(self.device)
+        """The torch device this trainer runs on (the rank's own GPU in distributed training)."""
+        return distributed.local_device(resolve_device(self.device))
 
     def fit(
         self, model: Trainable, train: Interactions, val: Interactions | None, *, seed: int
@@ -260,24 +267,28 @@ class Trainer:
             if stopper is not None and bad_rounds >= stopper.patience:
                 first = self.epochs + 1  # it had already stopped early
                 history.stopped_early = True
-        show = self.progress and sys.stderr.isatty()
+        sync = distributed.DistributedTraining(model, net, device) if distributed.active() else None
+        show = self.progress and sys.stderr.isatty() and distributed.is_main()
         bar = tqdm(range(first, self.epochs + 1), desc="train", unit="epoch", disable=not show, leave=False)
         for epoch in bar:
             start = time.perf_counter()
             net.train()
             total = torch.zeros((), device=device)
             n_batches = 0
-            for batch in model.batches(train, self.batch_size, rng):
+            batches = model.batches(
+                train, sync.local_batch_size(self.batch_size) if sync else self.batch_size, rng
+            )
+            for batch in sync.shard(batches) if sync else batches:
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                loss = model.loss(net, batch)
+                loss = sync.loss(batch) if sync else model.loss(net, batch)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                sync.backward(loss) if sync else loss.backward()
                 if self.grad_clip_norm:
                     nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip_norm)
                 opt.step()
                 total += loss.detach()
                 n_batches += 1
-            epoch_loss = float(total) / max(n_batches, 1)
+            epoch_loss = sync.epoch_loss() if sync else float(total) / max(n_batches, 1)
             if not math.isfinite(epoch_loss):
                 raise TrainingError(
                     f"The training loss became {epoch_loss} in epoch {epoch}. This usually means the "
@@ -300,7 +311,7 @@ class Trainer:
                 listener(dict(row))
             bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds")})
             log.info("epoch %d: %s", epoch, {k: round(v, 5) for k, v in row.items() if k != "epoch"})
-            if self.checkpoint_dir:
+            if self.checkpoint_dir and distributed.is_main():
                 save_checkpoint(
                     TrainState(
                         epoch=epoch,

@@ -1,0 +1,447 @@
+"""Training one torch model in several processes (PyTorch DistributedDataParallel).
+
+A run is distributed when it is started by a launcher that sets ``RANK`` / ``WORLD_SIZE`` (``torchrun``,
+Slurm's ``srun`` through torchrun) or when ``trainer.strategy=ddp trainer.devices=N`` asks recbench to
+start ``N`` processes itself (:func:`spawn`). Every process runs the whole pipeline on the same data:
+
+- **batches**: every rank draws the epoch's batches from the same seeded generator (so all ranks
+  agree on the shuffle and the sampled negatives) at ``ceil(batch_size / world_size)`` examples each,
+  and rank ``r`` trains on batches ``r, r + W, r + 2W, ...``. One optimiser step sees ``W`` such
+  batches: ``trainer.batch_size`` stays the global batch, as in a one-process run.
+- **gradients** are averaged over the ranks before every step: by :class:`DistributedDataParallel`
+  for dense networks, and by an explicit all-gather of the touched rows for networks with sparse
+  gradients (``net.sparse_gradients``, e.g. BPR's lazy Adam), which DDP's reducer does not accept.
+- **evaluation** ranks a contiguous share of the users on each rank and gathers the top-k lists
+  (:mod:`recbench.evaluation.sharding`), so every rank computes the same metrics.
+- **files**: only rank 0 writes (results, checkpoints, model files, trackers); see :func:`is_main`.
+
+Backends: gloo on CPU; on CUDA ``cpu:gloo,cuda:nccl`` (NCCL for the training tensors, gloo for the
+evaluation lists), each rank on ``cuda:LOCAL_RANK``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from recbench.errors import ConfigError, RecbenchError
+from recbench.evaluation.sharding import rank, world_size
+
+log = logging.getLogger(__name__)
+
+#: Values of ``trainer.strategy``: ``auto`` (DDP when started by a launcher such as torchrun, else one
+#: process) and ``ddp`` (DDP; with ``trainer.devices=N`` recbench starts the N processes itself).
+STRATEGIES = ("auto", "ddp")
+
+
+def check_settings(strategy: str, devices: int | None) -> None:
+    """Raise :class:`ConfigError` for an unknown ``trainer.strategy`` or ``trainer.devices < 1``."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(
+            f"trainer.strategy={strategy!r} is not one of {', '.join(STRATEGIES)}. Use trainer.strategy=ddp "
+            "trainer.devices=N to train a torch model in N processes, or auto (one process unless started "
+            "by torchrun)."
+        )
+    if devices is not None and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
+        raise ConfigError(
+            f"trainer.devices={devices!r} must be a whole number >= 1 (the processes to train in, e.g. "
+            "trainer.devices=2), or null for one process (or the launcher's WORLD_SIZE under torchrun)."
+        )
+
+
+def launcher_world_size() -> int:
+    """``WORLD_SIZE`` set by a launcher such as torchrun (1 when the process was not started by one)."""
+    value = os.environ.get("WORLD_SIZE", "1")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def launcher_rank() -> int:
+    """``RANK`` set by a launcher (0 when the process was not started by one)."""
+    value = os.environ.get("RANK", "0")
+    return int(value) if value.isdigit() else 0
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a run uses processes: ``world_size`` processes, and whether recbench must ``spawn`` them."""
+
+    world_size: int = 1
+    spawn: bool = False
+
+    @property
+    def distributed(self) -> bool:
+        """Whether more than one process trains the model."""
+        return self.world_size > 1
+
+
+def plan(strategy: str, devices: int | None, device: str, *, torch_model: bool, model: str) -> Launch:
+    """The :class:`Launch` of a run, or a :class:`ConfigError` before anything is loaded.
+
+    ``strategy`` / ``devices`` / ``device`` are the ``trainer.*`` settings; ``torch_model`` says whether
+    the model (named ``model``) trains with the Trainer. Under a launcher (``WORLD_SIZE`` > 1) the
+    processes already exist; with ``strategy=ddp`` and ``devices`` > 1 they are to be spawned.
+    """
+    check_settings(strategy, devices)
+    launched = launcher_world_size()
+    if launched > 1:
+        if devices not in (None, 1, launched):
+            raise ConfigError(
+                f"trainer.devices={devices} but the launcher started {launched} processes (WORLD_SIZE). "
+                f"Leave trainer.devices unset under torchrun, or set it to {launched}."
+            )
+        if not torch_model:
+            raise ConfigError(
+                f"model={model} does not train with torch, so it cannot be trained in {launched} processes "
+                "(this run was started by torchrun or another launcher with WORLD_SIZE > 1). Run it as "
+                "one process (`recbench train ...` without torchrun)."
+            )
+        return Launch(world_size=launched)
+    if strategy != "ddp":
+        if devices not in (None, 1):
+            raise ConfigError(
+                f"trainer.devices={devices} needs trainer.strategy=ddp (several processes); add "
+                "trainer.strategy=ddp, or unset trainer.devices."
+            )
+        return Launch()
+    if not torch_model:
+        raise ConfigError(
+            f"trainer.strategy=ddp trains a torch model in several processes, but model={model} does not "
+            "train with torch (it has no trainer). Drop trainer.strategy=ddp for this model, or choose a "
+            "torch model (bpr, mf, ncf, sasrec, ...)."
+        )
+    n = devices or 1
+    if n > 1 and device.startswith("cuda") and torch.cuda.device_count() < n:
+        raise ConfigError(
+            f"trainer.devices={n} with trainer.device={device} needs {n} GPUs, but this machine has "
+            f"{torch.cuda.device_count()}. Lower trainer.devices, or train on CPU (trainer.device=cpu)."
+        )
+    return Launch(world_size=n, spawn=n > 1)
+
+
+def backend_for(device: str) -> str:
+    """``gloo`` for CPU training; ``cpu:gloo,cuda:nccl`` when the trainer runs on CUDA."""
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return "cpu:gloo,cuda:nccl" if cuda else "gloo"
+
+
+def init_from_env(device: str) -> None:
+    """Join the process group described by the launcher's environment (once per process).
+
+    Reads ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK`` and ``WORLD_SIZE`` (``env://``); on CUDA the
+    process's default GPU becomes ``cuda:LOCAL_RANK``. The group is destroyed at interpreter exit.
+    """
+    if dist.is_initialized():
+        return
+    backend = backend_for(device)
+    if "nccl" in backend:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend, init_method="env://")
+    atexit.register(_destroy)
+    log.info("process %d of %d joined the %s process group", dist.get_rank(), dist.get_world_size(), backend)
+
+
+def _destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def active() -> bool:
+    """Whether this process trains together with others (a process group of more than one)."""
+    return world_size() > 1
+
+
+def is_main() -> bool:
+    """Whether this process writes files: rank 0, or the only process."""
+    return rank() == 0
+
+
+def local_device(device: torch.device) -> torch.device:
+    """``device`` with the rank's GPU (``cuda:LOCAL_RANK``) when it is an unnumbered CUDA device."""
+    if active() and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def from_rank0(value: Any) -> Any:
+    """``value`` as rank 0 has it, on every rank (any picklable object); ``value`` itself outside DDP."""
+    if not active():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# --- training ------------------------------------------------------------------------------------------
+
+
+class _LossOf(nn.Module):
+    """``forward(batch) = model.loss(net, batch)``: the module DDP wraps, so that its forward pass is the
+    model's whole loss (which may call any method of the network, not only its ``forward``)."""
+
+    def __init__(self, model: Any, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.model = model  # a plain attribute: the recommender is not a module
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.loss(self.net, batch)
+
+
+class DistributedTraining:
+    """One rank's share of an epoch's steps, with gradients averaged over the ranks.
+
+    The Trainer uses it in place of ``model.loss(net, batch)`` / ``loss.backward()`` when
+    :func:`active`: :meth:`local_batch_size` (what to ask the model for), :meth:`shard` (this rank's
+    batches), :meth:`loss`, :meth:`backward` and :meth:`epoch_loss`.
+    """
+
+    def __init__(self, model: Any, net: nn.Module, device: torch.device) -> None:
+        self.size = world_size()
+        self.rank = rank()
+        self.sparse = bool(getattr(net, "sparse_gradients", False))
+        self.net = net
+        self.module = _LossOf(model, net)
+        self.ddp: nn.Module | None = None
+        if not self.sparse:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(
+                self.module,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                broadcast_buffers=False,  # every rank builds identical buffers from the same data
+                static_graph=True,  # the loss uses the same parameters at every step (unused ones too)
+            )
+        else:
+            # replicas start equal: the ranks built the network from the same seed, but make sure
+            for p in net.parameters():
+                dist.broadcast(p.data, src=0)
+        self._weight = 1.0
+        self._total = torch.zeros((), dtype=torch.float64)
+        self._count = 0
+
+    def local_batch_size(self, batch_size: int) -> int:
+        """Examples per rank and step so that one step over all ranks sees about ``batch_size``."""
+        return max(1, math.ceil(batch_size / self.size))
+
+    def shard(self, batches: Iterator[dict[str, torch.Tensor]]) -> Iterator[dict[str, torch.Tensor]]:
+        """This rank's batch of every group of ``world_size`` consecutive batches (one step each).
+
+        In the epoch's last group, when it has ``m < world_size`` batches, ranks ``>= m`` repeat the
+        group's first batch with weight 0 (they still take part in the collective step) and the others
+        weigh their loss by ``world_size / m``, so the step averages the ``m`` real batches exactly.
+        """
+        self._total = torch.zeros((), dtype=torch.float64)
+        self._count = 0
+        group: list[dict[str, torch.Tensor]] = []
+        for batch in batches:
+            group.append(batch)
+            if len(group) == self.size:
+                self._weight = 1.0
+                yield group[self.rank]
+                group = []
+        if group:
+            m = len(group)
+            self._weight = self.size / m if self.rank < m else 0.0
+            yield group[self.rank] if self.rank < m else group[0]
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's loss on ``batch`` (through DDP for dense networks)."""
+        return (self.ddp or self.module)(batch)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagate ``loss`` (weighted, see :meth:`shard`) and average the gradients over the ranks."""
+        if self._weight:
+            self._total += float(loss.detach())
+            self._count += 1
+        (loss * self._weight).backward()
+        if self.sparse:
+            self._average_gradients()
+
+    def epoch_loss(self) -> float:
+        """The mean loss over every rank's real batches of the epoch (the same number on every rank)."""
+        both = torch.stack([self._total, torch.tensor(float(self._count), dtype=torch.float64)])
+        dist.all_reduce(both)
+        return float(both[0] / max(float(both[1]), 1.0))
+
+    def _average_gradients(self) -> None:
+        """Mean of every parameter's gradient over the ranks, without DDP (sparse gradients).
+
+        Dense gradients are summed in one flat all-reduce; sparse ones are all-gathered as (row,
+        values) pairs of the rows each rank touched and summed per row, so the cost follows the batch,
+        not the tables. A rank without a real batch (weight 0) sends no rows.
+        """
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        device = params[0].device if params else torch.device("cpu")
+        kinds = torch.tensor(
+            [0 if p.grad is None else 2 if p.grad.is_sparse else 1 for p in params], device=device
+        )
+        dist.all_reduce(kinds, op=dist.ReduceOp.MAX)
+        dense = [p for p, k in zip(params, kinds.tolist()) if k == 1]
+        sparse = [p for p, k in zip(params, kinds.tolist()) if k == 2]
+        if dense:
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in dense]
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat)
+            flat /= self.size
+            for p, piece in zip(dense, flat.split([p.numel() for p in dense])):
+                p.grad = piece.view_as(p).clone()
+        for p in sparse:
+            p.grad = self._gathered_sparse(p)
+
+    def _gathered_sparse(self, p: nn.Parameter) -> torch.Tensor:
+        grad = p.grad
+        if grad is None or self._weight == 0:
+            rows = torch.zeros(0, dtype=torch.int64, device=p.device)
+            values = p.new_zeros((0, *p.shape[1:]))
+        else:
+            grad = grad.coalesce()
+            rows, values = grad.indices()[0], grad.values()
+        counts = [torch.zeros(1, dtype=torch.int64, device=p.device) for _ in range(self.size)]
+        dist.all_gather(counts, torch.tensor([len(rows)], dtype=torch.int64, device=p.device))
+        sizes = [int(c) for c in counts]
+        widest = max(sizes)
+        pad_rows = torch.zeros(widest, dtype=torch.int64, device=p.device)
+        pad_rows[: len(rows)] = rows
+        pad_values = p.new_zeros((widest, *p.shape[1:]))
+        pad_values[: len(rows)] = values
+        all_rows = [torch.empty_like(pad_rows) for _ in range(self.size)]
+        all_values = [torch.empty_like(pad_values) for _ in range(self.size)]
+        dist.all_gather(all_rows, pad_rows)
+        dist.all_gather(all_values, pad_values)
+        rows = torch.cat([r[:n] for r, n in zip(all_rows, sizes)])
+        values = torch.cat([v[:n] for v, n in zip(all_values, sizes)]) / self.size
+        return torch.sparse_coo_tensor(rows.unsqueeze(0), values, p.shape).coalesce()
+
+
+# --- spawning the processes ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for the rendezvous of spawned processes)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn(fn: Callable[..., Any], args: tuple[Any, ...], world: int, *, threads: int | None = None) -> Any:
+    """Run ``fn(*args)`` in ``world`` new processes forming one process group; return rank 0's result.
+
+    The processes find each other on 127.0.0.1 (``MASTER_ADDR`` / ``MASTER_PORT``, ``RANK``,
+    ``WORLD_SIZE``, ``LOCAL_RANK``), exactly as under ``torchrun``. Each gets ``threads`` torch/BLAS
+    threads (default: the CPUs divided by ``world``). When one process fails the others are stopped
+    and its exception is raised here (its original type when it can be pickled); rank 0's console and
+    file log handlers are recreated in the process, so the run's ``train.log`` gets its lines.
+    """
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    per = threads or max(1, (os.cpu_count() or 1) // world)
+    env = {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+        "WORLD_SIZE": str(world),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(per)),
+    }
+    with tempfile.TemporaryDirectory(prefix="recbench-ddp-") as box:
+        context = mp.start_processes(
+            _worker,
+            args=(fn, args, env, _handler_specs(), box),
+            nprocs=world,
+            join=False,
+            start_method="spawn",
+        )
+        try:
+            while not context.join():
+                pass
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
+            failure = _outcome(box, "error")
+            if failure is not None:
+                raise failure from None
+            raise RecbenchError(f"A training process failed: {exc}") from None
+        result = _outcome(box, "ok")
+    if result is None:
+        raise RecbenchError("The training processes finished without a result from rank 0.")
+    return result[0]
+
+
+def _worker(
+    local_rank: int,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    env: dict[str, str],
+    handlers: list[tuple[str, str | None, str, int]],
+    box: str,
+) -> None:
+    os.environ.update(env)
+    os.environ.update({"RANK": str(local_rank), "LOCAL_RANK": str(local_rank)})
+    if local_rank == 0:
+        _install_handlers(handlers)
+    try:
+        out = fn(*args)
+    except BaseException as exc:
+        _leave(box, f"error-{local_rank}", _picklable(exc))
+        raise
+    if local_rank == 0:
+        _leave(box, "ok-0", (out,))
+
+
+def _leave(box: str, name: str, value: Any) -> None:
+    import pickle
+    from pathlib import Path
+
+    Path(box, f"{name}.pkl").write_bytes(pickle.dumps(value))
+
+
+def _outcome(box: str, kind: str) -> Any:
+    """The first (lowest rank) value a worker left under ``kind`` (``ok`` / ``error``), else None."""
+    import pickle
+    from pathlib import Path
+
+    found = sorted(Path(box).glob(f"{kind}-*.pkl"), key=lambda p: int(p.stem.split("-")[1]))
+    return pickle.loads(found[0].read_bytes()) if found else None
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RecbenchError(f"{type(exc).__name__}: {exc}")
+
+
+def _handler_specs() -> list[tuple[str, str | None, str, int]]:
+    """``(kind, file, format, level)`` of the root logger's console and file handlers."""
+    specs = []
+    for h in logging.getLogger().handlers:
+        fmt = h.formatter._fmt if h.formatter is not None and h.formatter._fmt else "%(message)s"
+        if isinstance(h, logging.FileHandler):
+            specs.append(("file", h.baseFilename, fmt, h.level))
+        elif isinstance(h, logging.StreamHandler):
+            specs.append(("stream", None, fmt, h.level))
+    return specs
+
+
+def _install_handlers(specs: list[tuple[str, str | None, str, int]]) -> None:
+    root = logging.getLogger()
+    for kind, path, fmt, level in specs:
+        handler: logging.Handler = (
+            logging.FileHandler(path) if kind == "file" and path else logging.StreamHandler()
+        )
+        handler.setFormatter(logging.Formatter(fmt))
+        handler.setLevel(level)
+        root.addHandler(handler)
+    if specs:
+        root.setLevel(logging.INFO)
