@@ -225,8 +225,9 @@ class DistributedTraining:
             # replicas start equal: the ranks built the network from the same seed, but make sure
             for p in net.parameters():
                 dist.broadcast(p.data, src=0)
+        self.device = device
         self._weight = 1.0
-        self._total = torch.zeros((), dtype=torch.float64)
+        self._total = torch.zeros((), dtype=torch.float64, device=device)
         self._count = 0
 
     def local_batch_size(self, batch_size: int) -> int:
@@ -240,7 +241,7 @@ class DistributedTraining:
         group's first batch with weight 0 (they still take part in the collective step) and the others
         weigh their loss by ``world_size / m``, so the step averages the ``m`` real batches exactly.
         """
-        self._total = torch.zeros((), dtype=torch.float64)
+        self._total = torch.zeros((), dtype=torch.float64, device=self.device)
         self._count = 0
         group: list[dict[str, torch.Tensor]] = []
         for batch in batches:
@@ -261,7 +262,7 @@ class DistributedTraining:
     def backward(self, loss: torch.Tensor) -> None:
         """Back-propagate ``loss`` (weighted, see :meth:`shard`) and average the gradients over the ranks."""
         if self._weight:
-            self._total += float(loss.detach())
+            self._total += loss.detach().double()  # stays on the device: no synchronisation per step
             self._count += 1
         (loss * self._weight).backward()
         if self.sparse:
@@ -269,7 +270,8 @@ class DistributedTraining:
 
     def epoch_loss(self) -> float:
         """The mean loss over every rank's real batches of the epoch (the same number on every rank)."""
-        both = torch.stack([self._total, torch.tensor(float(self._count), dtype=torch.float64)])
+        count = torch.tensor(float(self._count), dtype=torch.float64, device=self.device)
+        both = torch.stack([self._total, count])
         dist.all_reduce(both)
         return float(both[0] / max(float(both[1]), 1.0))
 
