@@ -118,6 +118,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         name = str(ctx.choices.get("model") or type(model).__name__)
         caps = capabilities_of(model)
         check_request(name, caps, spec)  # before any data is loaded
+        check_privacy(name, caps, model)
         with _timer(timings, "load_s"):
             source, data, ids = load_dataset(cfg)
             if getattr(source, "user_graph", False) and not spec.exclude_self:
@@ -397,6 +398,8 @@ def _run_folds(
                 extra[f"{prefix}{part}_skipped_users"] = result.n_skipped_users
         if j == 0 and hasattr(fold_model, "history_"):
             history = list(fold_model.history_.rows)
+        privacy = getattr(getattr(fold_model, "history_", None), "privacy", None) or {}
+        extra.update({f"{prefix}privacy.{k}": v for k, v in privacy.items()})  # the DP accountant's numbers
     if len(folds) > 1:
         metrics.update(_fold_summary(metrics, len(folds)))
     return metrics, per_user, history
@@ -479,6 +482,20 @@ def check_request(name: str, caps: Capabilities, spec: EvalSpec) -> None:
             f"eval.metrics asks for {', '.join(wants_probs)}, which need click probabilities",
             "probabilities",
             "does not predict probabilities with these settings (auc needs only scores: keep only auc)",
+        )
+
+
+def check_privacy(name: str, caps: Capabilities, model: Recommender) -> None:
+    """Refuse, before any data is loaded, private training (``trainer.privacy``) of a model that cannot
+    be trained privately (non-torch models, custom kernels, side-feature or popularity-sampled variants)."""
+    settings = getattr(getattr(model, "trainer", None), "privacy", None)
+    if (settings is not None and settings.active) and not caps.private:
+        raise _unable(
+            name,
+            "trainer.privacy.enabled=true asks for differentially private training (DP-SGD)",
+            "private",
+            "cannot be trained privately with these settings (a non-torch model, compiled kernels, side "
+            "features or popularity-sampled negatives); or set privacy=none",
         )
 
 

@@ -51,6 +51,9 @@ class Capabilities:
       attention, occlusion or popularity).
     * ``similar``: has its own ``similar_items(items) -> float[len(items), n_items]`` (item-item
       similarities or item embeddings); without it, serving compares score columns.
+    * ``private``: can be trained with differential privacy (``trainer.privacy.enabled``): has
+      ``example_network()`` and ``example_batch(train, rows, rng)``
+      (:class:`~recbench.training.privacy.PrivatelyTrainable`).
 
     Needs (``True``: the run fails before loading data when the dataset cannot provide it):
 
@@ -68,6 +71,7 @@ class Capabilities:
     fold_in: bool = False
     explain: bool = False
     similar: bool = False
+    private: bool = False
     needs_sequences: bool = False
     needs_ratings: bool = False
     needs_features: bool = False

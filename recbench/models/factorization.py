@@ -12,7 +12,7 @@ Each epoch is a fresh permutation of the training interactions cut into batches 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,6 +25,7 @@ from recbench.errors import DataError
 from recbench.models import kernels
 from recbench.models.adhoc import FoldIn, score_by_fold_in
 from recbench.models.base import Capabilities, TorchRecommender
+from recbench.models.per_example import RatingExamples, rating_example_batch
 from recbench.models.similarity import cosine_similar
 from recbench.training.losses import bpr_loss
 from recbench.training.samplers import PositiveSet, uniform_negatives
@@ -345,7 +346,13 @@ class _RatingFactorization(TorchRecommender):
     """Shared plumbing of the explicit-feedback models :class:`MF` and :class:`PMF`."""
 
     capabilities = Capabilities(
-        ratings=True, history=True, fold_in=True, explain=True, similar=True, needs_ratings=True
+        ratings=True,
+        history=True,
+        fold_in=True,
+        explain=True,
+        similar=True,
+        needs_ratings=True,
+        private=True,
     )
     #: whether the network learns user and item biases
     biases: ClassVar[bool] = False
@@ -388,6 +395,25 @@ class _RatingFactorization(TorchRecommender):
                 "items": torch.from_numpy(train.items[idx]),
                 "ratings": torch.from_numpy(train.ratings[idx]),
             }
+
+    def example_network(self) -> nn.Module:
+        """Per-rating losses through ``nn.Embedding`` views of the tables (:class:`RatingExamples`), for
+        private training. The offset ``mu`` becomes the middle of the rating scale (the scale is public,
+        the mean rating is not)."""
+        net = self.network_
+        low, high = (float(x) for x in net.rating_range)
+        net.global_mean.fill_((low + high) / 2)
+        return RatingExamples(net, *self._example_reg())
+
+    def _example_reg(self) -> tuple[float, float, float]:
+        """``(user_reg, item_reg, bias_reg)`` per rating."""
+        return float(self.reg), float(self.reg), float(self.bias_reg)  # type: ignore[attr-defined]
+
+    def example_batch(
+        self, train: Interactions, rows: np.ndarray, rng: np.random.Generator
+    ) -> dict[str, torch.Tensor]:
+        """The ``(user, item, rating)`` triples of ``rows``."""
+        return rating_example_batch(train, rows)
 
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
         """Predicted ratings of every item (unclipped), usable for ranking."""
@@ -563,6 +589,15 @@ class PMF(_RatingFactorization):
         item_w = row_counts(items, self.n_items_, batch.get("item_w"))
         prior, _ = net.l2(self.lambda_u * user_w, self.lambda_v * item_w)
         return F.mse_loss(net(users, items), batch["ratings"]) + prior / len(users)
+
+    @classmethod
+    def capabilities_for(cls, params: Mapping[str, Any]) -> Capabilities:
+        """Private training needs ``prior_per_rating`` (the once-per-row prior reads user counts)."""
+        return cls.capabilities.replace(private=bool(params.get("prior_per_rating", True)))
+
+    def _example_reg(self) -> tuple[float, float, float]:
+        """The priors ``(lambda_u, lambda_v)`` per rating; PMF has no biases."""
+        return float(self.lambda_u), float(self.lambda_v), 0.0
 
     def _fold_in_reg(self) -> tuple[float, float]:
         """The user prior ``lambda_u``, once per rating or once per user (``prior_per_rating``)."""

@@ -144,6 +144,19 @@ class MLPClassifier(PointwiseRecommender):
             loss = loss + float(self.reg) * net.branches["mlp"].l2(users, items) / len(users)
         return loss
 
+    def example_batch(
+        self, train: Interactions, rows: np.ndarray, rng: np.random.Generator
+    ) -> dict[str, torch.Tensor]:
+        """Implicit: positives with uniform negatives; rating: the rows with ``rating / max`` targets."""
+        if self.mode == "implicit":
+            return super().example_batch(train, rows, rng)
+        assert train.ratings is not None
+        return {
+            "users": torch.from_numpy(train.users[rows].astype(np.int64)),
+            "items": torch.from_numpy(train.items[rows].astype(np.int64)[:, None]),
+            "target": torch.from_numpy(train.ratings[rows] / np.float32(self.max_rating_)),
+        }
+
     def predict_proba(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``float32[n]`` ``sigmoid(logit)`` of the pairs: the probability that the BCE loss trained.
 

@@ -19,6 +19,7 @@ from torch import nn
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.base import Capabilities, TorchRecommender, sigmoid_probabilities
+from recbench.models.per_example import PairExamples, pointwise_example_batch
 from recbench.training.losses import bce_loss
 from recbench.training.samplers import PositiveSet, popularity_negatives, uniform_negatives
 
@@ -119,8 +120,12 @@ class PointwiseRecommender(TorchRecommender):
 
     @classmethod
     def capabilities_for(cls, params: Mapping[str, Any]) -> Capabilities:
-        """Side features are needed with ``use_features=true`` (where the model has that switch)."""
-        return cls.capabilities.replace(needs_features=bool(params.get("use_features", False)))
+        """Side features are needed with ``use_features=true`` (where the model has that switch).
+        Private training (DP-SGD) works with id embeddings and uniform negatives (popularity
+        sampling reads every example's item counts)."""
+        features = bool(params.get("use_features", False))
+        private = not features and params.get("negative_sampling") == "uniform"
+        return cls.capabilities.replace(needs_features=features, private=private)
 
     def batches(
         self, train: Interactions, batch_size: int, rng: np.random.Generator
@@ -133,6 +138,16 @@ class PointwiseRecommender(TorchRecommender):
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Binary cross-entropy on logits (:func:`pointwise_loss`)."""
         return pointwise_loss(net, batch)
+
+    def example_network(self) -> nn.Module:
+        """Per-example losses through standard layers, for private training (:class:`PairExamples`)."""
+        return PairExamples(self.network_, reg=float(getattr(self, "reg", 0.0)))
+
+    def example_batch(
+        self, train: Interactions, rows: np.ndarray, rng: np.random.Generator
+    ) -> dict[str, torch.Tensor]:
+        """The rows' positives with uniform negatives drawn per row (:func:`pointwise_example_batch`)."""
+        return pointwise_example_batch(train, rows, int(self.num_negatives), rng)
 
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
         """Logits of every item, users in chunks of at most ``max_score_pairs`` pairs."""

@@ -28,6 +28,7 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, TrainingError
 from recbench.training import distributed
 from recbench.training.checkpoint import TrainState, load_checkpoint, restore_rng, save_checkpoint
+from recbench.training.privacy import PrivacySettings, PrivateSession
 from recbench.training.row_adam import RowAdam
 from recbench.training.seeding import resolve_device
 
@@ -126,6 +127,8 @@ class TrainHistory:
     best_epoch: int | None = None
     best_value: float | None = None
     stopped_early: bool = False
+    #: the accountant's numbers of a private fit (:meth:`PrivateSession.report`), else ``None``
+    privacy: dict[str, Any] | None = None
 
 
 #: Fallback settings for values neither the config nor the model's ``training_defaults`` set.
@@ -166,6 +169,8 @@ class Trainer:
     strategy, devices: ``ddp`` with ``devices=N`` trains in N processes (DistributedDataParallel; the
         pipeline starts them); ``auto`` does so only when a launcher such as torchrun started the
         processes. See :mod:`recbench.training.distributed`.
+    privacy: :class:`~recbench.training.privacy.PrivacySettings`; when active, the steps are DP-SGD
+        steps through Opacus (:class:`~recbench.training.privacy.PrivateSession`).
     """
 
     epochs: int | None = None
@@ -182,6 +187,7 @@ class Trainer:
     resume: str | None = None
     strategy: str = "auto"
     devices: int | None = None
+    privacy: PrivacySettings | None = None
 
     def __post_init__(self) -> None:
         distributed.check_settings(self.strategy, self.devices)
@@ -250,6 +256,7 @@ class Trainer:
         rng = np.random.default_rng(seed)
         opt = self._make_optimizer(net)
         history = TrainHistory()
+        private = self._private_session(model, train, seed)
         stopper = self.early_stopping if val is not None and len(val) > 0 else None
         best_state: dict[str, Any] | None = None
         bad_rounds = 0
@@ -275,11 +282,18 @@ class Trainer:
             net.train()
             total = torch.zeros((), device=device)
             n_batches = 0
-            batches = model.batches(
-                train, sync.local_batch_size(self.batch_size) if sync else self.batch_size, rng
-            )
+            if private is not None:
+                batches = private.batches(rng)
+            else:
+                batches = model.batches(
+                    train, sync.local_batch_size(self.batch_size) if sync else self.batch_size, rng
+                )
             for batch in sync.shard(batches) if sync else batches:
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                if private is not None:  # clipping, noise and the update happen in the DP optimiser
+                    total += private.step(batch).to(device)
+                    n_batches += 1
+                    continue
                 loss = sync.loss(batch) if sync else model.loss(net, batch)
                 opt.zero_grad(set_to_none=True)
                 sync.backward(loss) if sync else loss.backward()
@@ -331,9 +345,34 @@ class Trainer:
                 history.stopped_early = True
                 break
         bar.close()
+        if private is not None:
+            history.privacy = private.report()
+            private.close()
         if best_state is not None:
             net.load_state_dict(best_state)
         return history
+
+    def _private_session(self, model: Trainable, train: Interactions, seed: int) -> PrivateSession | None:
+        """The DP-SGD session of this fit when ``privacy`` is active, else ``None``."""
+        if self.privacy is None or not self.privacy.active:
+            return None
+        if self.resume or self.grad_clip_norm or distributed.active():
+            raise ConfigError(
+                "trainer.privacy.enabled=true cannot be combined with trainer.resume (the accountant's "
+                "state is not checkpointed), trainer.grad_clip_norm (DP-SGD clips each example to "
+                "trainer.privacy.max_grad_norm) or trainer.strategy=ddp (one Poisson sample per step, in "
+                "one process); unset them."
+            )
+        assert self.epochs is not None and self.batch_size is not None
+        return PrivateSession(
+            self.privacy,
+            model,
+            train,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            make_optimizer=self._make_optimizer,
+            seed=seed,
+        )
 
     def _make_optimizer(self, net: nn.Module) -> torch.optim.Optimizer:
         """``optimizer(params, lr=..., weight_decay=...)``; Adam and AdamW get their fused kernel.

@@ -1,0 +1,308 @@
+"""Differentially private training (DP-SGD) of the torch models, with Opacus doing the work.
+
+When ``trainer.privacy.enabled`` (and ``target_epsilon`` is not ``'inf'``), the :class:`~recbench.training.
+Trainer` hands its steps to a :class:`PrivateSession`, which wraps three things with Opacus's
+``PrivacyEngine.make_private``:
+
+* the **data loader**: one example is one training interaction (``unit=example``); an index loader over
+  the training rows becomes Opacus's ``DPDataLoader``, which draws every step's batch by Poisson
+  sampling (each row independently with probability ``q = 1 / steps_per_epoch``), the sampling the
+  accountant assumes. The model builds the batch of the drawn rows (:meth:`PrivatelyTrainable.example_batch`)
+  from those rows alone: pointwise models draw their negatives uniformly from the catalogue (excluding
+  only the example's own item), never from other users' data or item counts;
+* the **model**: a module of standard layers (``nn.Embedding``, ``nn.Linear``) sharing the network's
+  parameters and returning one loss per example (:meth:`PrivatelyTrainable.example_network`), wrapped
+  for ghost clipping (per-example gradient norms without materialising per-example gradients of the
+  embedding tables);
+* the **optimiser**: a ``DPOptimizer`` that clips each example's gradient to ``max_grad_norm`` and adds
+  Gaussian noise of standard deviation ``noise_multiplier * max_grad_norm`` to their sum at every step.
+
+The accountant (``rdp`` or ``prv``) turns the noise multiplier, the sampling rate and the number of
+steps into the spent epsilon at ``delta``; with ``target_epsilon``, the noise multiplier is solved so
+that all configured epochs spend exactly the target. :meth:`PrivacySession.report` is what
+``metrics.json`` records under ``privacy.*``.
+
+What is not covered: hyperparameters, early stopping and the choice of the best epoch on the validation
+split (model selection reads validation interactions and, to mask seen items, the training ones); the
+rating scale of rating models (treated as public); the item catalogue and the user ids (public). The
+randomness comes from seeded torch generators (reproducible runs), not a cryptographically secure source.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from recbench.data.interactions import Interactions
+from recbench.errors import ConfigError
+
+#: Accountants that the ``accountant`` setting may name (Opacus's RDP and PRV accountants).
+ACCOUNTANTS = ("rdp", "prv")
+#: Privacy units: one interaction (``example``). ``user`` (all of a user's interactions as one unit)
+#: is refused: see :class:`PrivacySettings`.
+UNITS = ("example", "user")
+#: What ``metrics.json`` says about model selection (``privacy.model_selection``).
+MODEL_SELECTION_NOTE = (
+    "outside the guarantee: early stopping and the choice of the best epoch read the validation split "
+    "(and the training items to mask), and are not counted by the accountant"
+)
+
+
+@dataclass
+class PrivacySettings:
+    """The ``trainer.privacy`` settings (config group ``privacy=``).
+
+    Parameters
+    ----------
+    enabled: train with DP-SGD (Opacus); ``False`` trains exactly as without these settings.
+    target_epsilon: the epsilon that all configured epochs may spend; the noise multiplier is solved
+        for it. ``'inf'`` (a string, since ``metrics.json`` holds no infinity) means no privacy: the run
+        trains as with ``enabled=false`` (the non-private end of a privacy-utility sweep).
+    noise_multiplier: the noise standard deviation in units of ``max_grad_norm``, instead of a target
+        epsilon (exactly one of the two is set when enabled; ``0`` clips without noise: epsilon infinite).
+    delta: the delta of (epsilon, delta)-DP; ``None``: ``1 / n`` for ``n`` training examples, rounded
+        down to a power of ten. Must be below ``1 / n``.
+    max_grad_norm: every example's gradient is clipped to this L2 norm.
+    accountant: ``rdp`` (Rényi DP) or ``prv`` (privacy random variables, tighter).
+    unit: ``example`` (one interaction). ``user`` (user-level DP) is refused with a ConfigError: the
+        models' batches are built per interaction, and a user-level unit needs per-user sampling and
+        clipping that this version does not implement.
+    """
+
+    enabled: bool = False
+    target_epsilon: float | str | None = None
+    noise_multiplier: float | None = None
+    delta: float | None = None
+    max_grad_norm: float = 1.0
+    accountant: str = "rdp"
+    unit: str = "example"
+
+    def __post_init__(self) -> None:
+        if not self.enabled:
+            return
+        eps, sigma = self.target_epsilon, self.noise_multiplier
+        if isinstance(eps, float) and math.isinf(eps):
+            raise ConfigError(
+                "trainer.privacy.target_epsilon=inf cannot be recorded in metrics.json; write it as the "
+                "string 'inf' (quoted on the command line: trainer.privacy.target_epsilon=\"'inf'\") for a "
+                "non-private run, or set trainer.privacy.enabled=false."
+            )
+        if isinstance(eps, str) and eps != "inf":
+            raise ConfigError(
+                f"trainer.privacy.target_epsilon={eps!r} must be a positive number (e.g. 1.0) or 'inf'."
+            )
+        if (eps is None) == (sigma is None):
+            raise ConfigError(
+                "trainer.privacy: set exactly one of target_epsilon (e.g. trainer.privacy.target_epsilon=1) "
+                f"and noise_multiplier (got target_epsilon={eps!r}, noise_multiplier={sigma!r})."
+            )
+        if eps is not None and eps != "inf" and not (isinstance(eps, (int, float)) and eps > 0):
+            raise ConfigError(
+                f"trainer.privacy.target_epsilon={eps!r} must be > 0 (smaller = more private, e.g. 1.0), "
+                "or 'inf' for no privacy."
+            )
+        if sigma is not None and not (sigma >= 0 and math.isfinite(sigma)):
+            raise ConfigError(f"trainer.privacy.noise_multiplier={sigma!r} must be a finite number >= 0.")
+        if self.delta is not None and not 0 < self.delta < 1:
+            raise ConfigError(
+                f"trainer.privacy.delta={self.delta!r} must lie in (0, 1) and below 1/number of training "
+                "examples; leave it null for that default."
+            )
+        if not (self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)):
+            raise ConfigError(f"trainer.privacy.max_grad_norm={self.max_grad_norm!r} must be > 0 (e.g. 1.0).")
+        if self.accountant not in ACCOUNTANTS:
+            raise ConfigError(
+                f"trainer.privacy.accountant={self.accountant!r} must be one of {', '.join(ACCOUNTANTS)}."
+            )
+        if self.unit not in UNITS:
+            raise ConfigError(f"trainer.privacy.unit={self.unit!r} must be one of {', '.join(UNITS)}.")
+        if self.unit == "user":
+            raise ConfigError(
+                "trainer.privacy.unit=user (user-level DP: all of a user's interactions as one unit) is not "
+                "implemented: the models build their batches per interaction, and a user-level guarantee "
+                "needs users sampled per step and one clipped gradient per user. Use unit=example "
+                "(interaction-level DP); a user with k interactions is then protected at group privacy "
+                "level k."
+            )
+
+    @property
+    def active(self) -> bool:
+        """Whether training runs with DP-SGD (enabled, and not the ``'inf'`` non-private setting)."""
+        return bool(self.enabled) and self.target_epsilon != "inf"
+
+
+def default_delta(n: int) -> float:
+    """``1 / n`` rounded down to a power of ten (``1e-5`` for 80,000 examples)."""
+    return float(10.0 ** math.floor(math.log10(1.0 / max(n, 1))))
+
+
+class PrivatelyTrainable(Protocol):
+    """What a model declaring ``Capabilities(private=True)`` provides to :class:`PrivateSession`."""
+
+    network_: nn.Module
+
+    def example_network(self) -> nn.Module:
+        """A module sharing ``network_``'s parameters (the same tensors) whose ``forward(batch)`` returns
+        one loss per example, ``[B]``, computed through layers Opacus supports (``nn.Embedding``,
+        ``nn.Linear``...) called as modules; the mean of the losses is the model's training loss."""
+        ...
+
+    def example_batch(
+        self, train: Interactions, rows: np.ndarray, rng: np.random.Generator
+    ) -> dict[str, torch.Tensor]:
+        """The batch of training rows ``rows``, each example built from its own row only."""
+        ...
+
+
+class _PerExampleLoss(nn.Module):
+    """The criterion Opacus's ghost clipping wraps: the per-example losses, reduced as asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reduction = "mean"
+
+    def forward(self, losses: torch.Tensor) -> torch.Tensor:
+        if self.reduction == "none":
+            return losses
+        return losses.sum() if self.reduction == "sum" else losses.mean()
+
+
+class PrivateSession:
+    """One private fit: Opacus's engine around the model's example network, optimiser and data.
+
+    Built by the Trainer at the start of a fit (:meth:`Trainer.fit`); :meth:`batches` yields one
+    epoch of Poisson-sampled batches, :meth:`step` takes one DP-SGD step, :meth:`report` gives the
+    accountant's numbers and :meth:`close` removes Opacus's hooks from the network.
+    """
+
+    def __init__(
+        self,
+        settings: PrivacySettings,
+        model: Any,
+        train: Interactions,
+        *,
+        epochs: int,
+        batch_size: int,
+        make_optimizer: Any,
+        seed: int,
+    ) -> None:
+        from opacus import PrivacyEngine
+        from opacus.accountants.utils import get_noise_multiplier
+        from opacus.validators import ModuleValidator
+
+        if not hasattr(model, "example_network") or not hasattr(model, "example_batch"):
+            raise ConfigError(
+                f"trainer.privacy.enabled=true, but {type(model).__name__} cannot be trained privately (it "
+                "declares no per-example losses). Models that can: gmf, ncf_mlp, ncf, mlp, mf, pmf; or set "
+                "trainer.privacy.enabled=false."
+            )
+        n = len(train)
+        if n == 0:
+            raise ConfigError("trainer.privacy.enabled=true needs training interactions; the split has none.")
+        self.settings, self.model, self.train, self.n = settings, model, train, n
+        self.delta = default_delta(n) if settings.delta is None else float(settings.delta)
+        if self.delta >= 1.0 / n:
+            raise ConfigError(
+                f"trainer.privacy.delta={self.delta:g} must be below 1/n = {1.0 / n:.3g} for the {n} training "
+                f"examples (a larger delta allows leaking an example outright). Use "
+                f"trainer.privacy.delta={default_delta(n):g} or leave it null."
+            )
+        self.steps_per_epoch = max(1, math.ceil(n / batch_size))
+        self.sample_rate = 1.0 / self.steps_per_epoch
+        self.planned_steps = epochs * self.steps_per_epoch
+        if settings.noise_multiplier is not None:
+            self.noise_multiplier = float(settings.noise_multiplier)
+        else:
+            self.noise_multiplier = float(
+                get_noise_multiplier(
+                    target_epsilon=float(settings.target_epsilon),  # type: ignore[arg-type]
+                    target_delta=self.delta,
+                    sample_rate=self.sample_rate,
+                    steps=self.planned_steps,
+                    accountant=settings.accountant,
+                )
+            )
+        view = model.example_network()
+        errors = ModuleValidator.validate(view, strict=False)
+        if errors:
+            raise ConfigError(
+                f"trainer.privacy.enabled=true, but {type(model).__name__}'s network has layers Opacus cannot "
+                f"train privately: {'; '.join(str(e) for e in errors[:3])}. Use a model whose layers it "
+                "supports (gmf, ncf_mlp, ncf, mlp, mf, pmf) or set trainer.privacy.enabled=false."
+            )
+        rows = torch.utils.data.TensorDataset(torch.arange(n))
+        loader = torch.utils.data.DataLoader(
+            rows, batch_size=batch_size, generator=torch.Generator().manual_seed(seed)
+        )
+        self.engine = PrivacyEngine(accountant=settings.accountant)
+        noise = torch.Generator(device=next(view.parameters()).device).manual_seed(seed + 1)
+        self.module, self.optimizer, self.criterion, self.loader = self.engine.make_private(
+            module=view,
+            optimizer=make_optimizer(view),
+            criterion=_PerExampleLoss(),
+            data_loader=loader,
+            noise_multiplier=self.noise_multiplier,
+            max_grad_norm=float(settings.max_grad_norm),
+            poisson_sampling=True,
+            noise_generator=noise,
+            grad_sample_mode="ghost",
+        )
+        self.steps = 0
+
+    def batches(self, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        """One epoch: ``steps_per_epoch`` Poisson-sampled batches, built by the model."""
+        for (rows,) in self.loader:
+            yield self.model.example_batch(self.train, rows.numpy(), rng)
+
+    def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One DP-SGD step on ``batch``: per-example clipping, noise, update; returns the mean loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if len(next(iter(batch.values()))) == 0:  # an empty Poisson draw: the step is noise only
+            for p in self.module.parameters():
+                p.grad = torch.zeros_like(p)
+            loss = torch.zeros(())
+        else:
+            dp_loss = self.criterion(self.module(batch))
+            dp_loss.backward()
+            loss = dp_loss.detach()
+        self.optimizer.step()
+        self.steps += 1
+        return loss
+
+    @property
+    def epsilon(self) -> float:
+        """The epsilon spent so far at :attr:`delta` (``inf`` without noise)."""
+        if self.noise_multiplier == 0:
+            return math.inf
+        if self.steps == 0:
+            return 0.0
+        return float(self.engine.accountant.get_epsilon(delta=self.delta))
+
+    def report(self) -> dict[str, Any]:
+        """The ``privacy.*`` entries of ``metrics.json``."""
+        eps = self.epsilon
+        return {
+            "unit": self.settings.unit,
+            "epsilon": eps if math.isfinite(eps) else None,  # null: unbounded (no noise)
+            "delta": self.delta,
+            "target_epsilon": self.settings.target_epsilon,
+            "noise_multiplier": self.noise_multiplier,
+            "max_grad_norm": float(self.settings.max_grad_norm),
+            "sample_rate": self.sample_rate,
+            "expected_batch_size": self.n * self.sample_rate,
+            "steps": self.steps,
+            "planned_steps": self.planned_steps,
+            "accountant": self.settings.accountant,
+            "sampling": "poisson",
+            "model_selection": MODEL_SELECTION_NOTE,
+        }
+
+    def close(self) -> None:
+        """Remove Opacus's hooks and per-example buffers from the (shared) network."""
+        self.module._close()
