@@ -118,7 +118,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         name = str(ctx.choices.get("model") or type(model).__name__)
         caps = capabilities_of(model)
         check_request(name, caps, spec)  # before any data is loaded
-        check_privacy(name, caps, model)
+        check_privacy(name, caps, cfg)
         with _timer(timings, "load_s"):
             source, data, ids = load_dataset(cfg)
             if getattr(source, "user_graph", False) and not spec.exclude_self:
@@ -485,11 +485,13 @@ def check_request(name: str, caps: Capabilities, spec: EvalSpec) -> None:
         )
 
 
-def check_privacy(name: str, caps: Capabilities, model: Recommender) -> None:
-    """Refuse, before any data is loaded, private training (``trainer.privacy``) of a model that cannot
-    be trained privately (non-torch models, custom kernels, side-feature or popularity-sampled variants)."""
-    settings = getattr(getattr(model, "trainer", None), "privacy", None)
-    if (settings is not None and settings.active) and not caps.private:
+def check_privacy(name: str, caps: Capabilities, cfg: DictConfig) -> None:
+    """Refuse, before any data is loaded, bad ``trainer.privacy`` settings and private training of a model
+    that cannot be trained privately (non-torch models, compiled kernels, side-feature or
+    popularity-sampled variants)."""
+    node = cfg.trainer.get("privacy") if "trainer" in cfg else None
+    settings = build(node, "trainer.privacy") if node is not None else None
+    if settings is not None and settings.active and not caps.private:
         raise _unable(
             name,
             "trainer.privacy.enabled=true asks for differentially private training (DP-SGD)",

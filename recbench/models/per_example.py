@@ -106,7 +106,7 @@ class PairExamples(nn.Module):
                 penalty = penalty + u.pow(2).sum(-1) + v.pow(2).sum((-2, -1))
         logits = self.net.predict(torch.cat(parts, dim=-1)).squeeze(-1)
         labels = torch.zeros_like(logits)
-        labels[:, 0] = batch["target"] if "target" in batch else 1.0
+        labels[:, 0] = batch.get("target", 1.0)
         loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1)
         return loss + self.reg * penalty
 

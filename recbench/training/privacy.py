@@ -31,6 +31,7 @@ randomness comes from seeded torch generators (reproducible runs), not a cryptog
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -209,8 +210,8 @@ class PrivateSession:
         self.delta = default_delta(n) if settings.delta is None else float(settings.delta)
         if self.delta >= 1.0 / n:
             raise ConfigError(
-                f"trainer.privacy.delta={self.delta:g} must be below 1/n = {1.0 / n:.3g} for the {n} training "
-                f"examples (a larger delta allows leaking an example outright). Use "
+                f"trainer.privacy.delta={self.delta:g} must be below 1/n = {1.0 / n:.3g} for the {n} "
+                f"training examples (a larger delta allows leaking an example outright). Use "
                 f"trainer.privacy.delta={default_delta(n):g} or leave it null."
             )
         self.steps_per_epoch = max(1, math.ceil(n / batch_size))
@@ -232,15 +233,17 @@ class PrivateSession:
         errors = ModuleValidator.validate(view, strict=False)
         if errors:
             raise ConfigError(
-                f"trainer.privacy.enabled=true, but {type(model).__name__}'s network has layers Opacus cannot "
-                f"train privately: {'; '.join(str(e) for e in errors[:3])}. Use a model whose layers it "
-                "supports (gmf, ncf_mlp, ncf, mlp, mf, pmf) or set trainer.privacy.enabled=false."
+                f"trainer.privacy.enabled=true, but {type(model).__name__}'s network has layers Opacus "
+                f"cannot train privately: {'; '.join(str(e) for e in errors[:3])}. Use a model whose layers "
+                "it supports (gmf, ncf_mlp, ncf, mlp, mf, pmf) or set trainer.privacy.enabled=false."
             )
         rows = torch.utils.data.TensorDataset(torch.arange(n))
         loader = torch.utils.data.DataLoader(
             rows, batch_size=batch_size, generator=torch.Generator().manual_seed(seed)
         )
-        self.engine = PrivacyEngine(accountant=settings.accountant)
+        with warnings.catch_warnings():  # seeded generators are a documented choice (module docstring)
+            warnings.filterwarnings("ignore", message="Secure RNG turned off")
+            self.engine = PrivacyEngine(accountant=settings.accountant)
         noise = torch.Generator(device=next(view.parameters()).device).manual_seed(seed + 1)
         self.module, self.optimizer, self.criterion, self.loader = self.engine.make_private(
             module=view,
@@ -269,7 +272,9 @@ class PrivateSession:
             loss = torch.zeros(())
         else:
             dp_loss = self.criterion(self.module(batch))
-            dp_loss.backward()
+            with warnings.catch_warnings():  # the inputs are ids: no input gradients, as intended
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                dp_loss.backward()
             loss = dp_loss.detach()
         self.optimizer.step()
         self.steps += 1
