@@ -456,10 +456,10 @@ def _feature_spec(cfg: DictConfig, caps: Capabilities | None) -> FeatureSpec | N
 
 def _unable(name: str, request: str, capability: str, fix: str) -> ConfigError:
     """The one error for "model ``name`` cannot do ``request``", naming the models that can."""
-    able = models_with(capability, settings=True)
+    able = [f"`model={m}`" for m in models_with(capability, settings=True)]
     return ConfigError(
         f"{request}, but model={name} {fix}. Models that can: {', '.join(able) or 'none shipped'}. "
-        "Choose one of them (model=NAME, with the settings shown), or change the request."
+        "Choose one of them (with the settings shown), or change the request."
     )
 
 
@@ -473,7 +473,7 @@ def check_request(name: str, caps: Capabilities, spec: EvalSpec) -> None:
             name,
             f"eval.metrics asks for {', '.join(wants_rating)} (predicted ratings)",
             "ratings",
-            "does not predict ratings with these settings (use eval=default for ranking metrics)",
+            "does not predict ratings with these settings (use `eval=default` for ranking metrics)",
         )
     wants_probs = [m for m in spec.metrics if m in PROBABILITY_METRICS]
     if wants_probs and not caps.probabilities:
@@ -481,7 +481,8 @@ def check_request(name: str, caps: Capabilities, spec: EvalSpec) -> None:
             name,
             f"eval.metrics asks for {', '.join(wants_probs)}, which need click probabilities",
             "probabilities",
-            "does not predict probabilities with these settings (auc needs only scores: keep only auc)",
+            "does not predict probabilities with these settings (auc needs only scores: keep only auc, "
+            "`'eval.metrics=[auc]'`)",
         )
 
 
@@ -509,30 +510,31 @@ def check_data(name: str, caps: Capabilities, data: Interactions, spec: EvalSpec
         what = "time-ordered histories" if caps.needs_sequences else "interaction timestamps"
         raise ConfigError(
             f"model={name} reads {what}, but dataset {dataset} has no timestamps. Choose a dataset with "
-            "timestamps (dataset=synthetic, dataset=ml-100k, dataset=seqfile) or another model."
+            "timestamps (`dataset=synthetic`, `dataset=ml-100k`, or a file of yours with a timestamp "
+            "column, dataset.columns.timestamp=...) or another model."
         )
     if caps.needs_ratings and not data.has_ratings:
         raise ConfigError(
             f"model={name} learns explicit ratings, but the data is implicit (no ratings; dataset "
-            f"{dataset}). Keep the ratings (dataset.preprocess.implicit=false) or use a ranking model "
-            "such as model=bpr."
+            f"{dataset}). Keep the ratings (`dataset.preprocess.implicit=false`) or use a ranking model "
+            "such as `model=bpr`."
         )
     if caps.needs_user_graph and data.n_users != data.n_items:
         raise ConfigError(
             f"model={name} ranks friends on a user-user graph, but dataset {dataset} has {data.n_users} "
-            f"users and {data.n_items} items. Use dataset=lastfm-friends split=link, or another model."
+            f"users and {data.n_items} items. Use `dataset=lastfm-friends split=link`, or another model."
         )
     wants_rating = [m for m in spec.metrics if m in RATING_METRICS]
     if wants_rating and not data.has_ratings:
         raise ConfigError(
             f"eval.metrics asks for {', '.join(wants_rating)}, but the data has no ratings (dataset "
-            f"{dataset}). Use eval=default, or keep ratings (dataset.preprocess.implicit=false)."
+            f"{dataset}). Use `eval=default`, or keep ratings (`dataset.preprocess.implicit=false`)."
         )
     if spec.ctr_metrics and spec.ctr_threshold is not None and not data.has_ratings:
         raise ConfigError(
             f"eval.ctr_threshold={spec.ctr_threshold:g} labels the test interactions by their ratings for "
-            f"{', '.join(spec.ctr_metrics)}, but the dataset has no ratings. Set eval.ctr_threshold=null "
-            "(label by sampled negatives) or keep ratings (dataset.preprocess.implicit=false)."
+            f"{', '.join(spec.ctr_metrics)}, but the dataset has no ratings. Set `eval.ctr_threshold=null` "
+            "(label by sampled negatives) or keep ratings (`dataset.preprocess.implicit=false`)."
         )
 
 

@@ -545,7 +545,9 @@ class FeatureSpec:
     """What a dataset config's ``features:`` node asks for (see the module docstring).
 
     ``user_fields`` / ``item_fields``: field names (``None``: the dataset's default fields; ``[]``:
-    none). A side with a ``*_file`` reads that CSV instead (fields as in :func:`load_feature_file`).
+    none). A side with a ``*_file`` reads that CSV instead (fields as in :func:`load_feature_file`);
+    for a dataset without a folder of side files (synthetic data), the files given are all there is
+    (one of them is enough).
     ``cache_dir``: cache the dataset's encoded tables there (:func:`load_features_cached`).
     """
 
@@ -578,12 +580,17 @@ class FeatureSpec:
     def load(self, dataset_folder: Path | None, ids: IdMaps) -> Tables:
         """``(user_features, item_features)`` aligned with ``ids``, from the dataset folder's files."""
         own = self._own_files(ids)
-        if self.user_file and self.item_file:
-            return own
+        if (self.user_file and self.item_file) or (
+            dataset_folder is None and (self.user_file or self.item_file)
+        ):
+            return own  # without a dataset folder, the files given are all the features there are
         if dataset_folder is None:
             raise ConfigError(
-                "features: no dataset folder to read side features from; set "
-                "features.user_file and features.item_file."
+                "features: the dataset has no folder of side-information files (e.g. synthetic data), so "
+                "there are no features to read. Give your own CSV files (an 'id' column holding the raw "
+                "ids, then one column per field): `features=default features.item_file=items.csv "
+                "features.user_file=users.csv` (one of the two is enough for a model that reads one "
+                "side), or use a dataset with side files such as `dataset=ml-100k`."
             )
         folder = resolve_folder(dataset_folder)
         wanted = self._wanted()

@@ -91,8 +91,9 @@ def _table(
         return load_feature_file(file, raw, [field_spec], id_column=files.id_column, sep=files.sep)
     if source_folder(source) is None and not callable(getattr(source, "side_features", None)):
         raise RecbenchError(
-            "the dataset has no side-information files (e.g. synthetic data); give them with "
-            f"features=default features.{side}_file=<csv>"
+            "the dataset has no side-information files (e.g. synthetic data); give them in a CSV file "
+            f"(an 'id' column, then one column per field) with `features=default "
+            f"features.{side}_file={side}s.csv`"
         )
     wanted = FeatureSpec(
         user_fields=[name] if side == "user" else [],

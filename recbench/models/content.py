@@ -40,9 +40,10 @@ class ContentKNN(Recommender):
             raise ConfigError(f"model.k={self.k!r} must be an integer >= 1.")
         if train.item_features is None:
             raise ConfigError(
-                "model=content_knn compares items by their features, but the dataset loaded none. Use a "
-                "dataset with item features (MovieLens, lastfm), add text with text=tfidf, or give your "
-                "own with features.item_file=items.csv."
+                "model=content_knn compares items by their features, but the dataset loaded none. Give "
+                "your own CSV file (an 'id' column, then one column per field) with `features=default "
+                "features.item_file=items.csv`, use a dataset with item features (`dataset=ml-100k`), or "
+                "add the items' text with `text=tfidf` (on a dataset with item texts)."
             )
         values = sp.csr_matrix(train.item_features.matrix, dtype=np.float32)
         binary = values.copy()

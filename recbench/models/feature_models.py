@@ -216,8 +216,8 @@ class _FeatureModel(TorchRecommender):
             raise ConfigError(f"model.loss_type={self.loss_type!r} must be one of {list(LOSSES)}.")
         if self.loss_type == "mse" and train.ratings is None:
             raise DataError(
-                f"{name} with loss_type=mse regresses ratings, but the data has none; "
-                "use loss_type=bce (implicit feedback) or a dataset with ratings."
+                f"{name} with loss_type=mse regresses ratings, but the data has none; use "
+                "`model.loss_type=bce` (implicit feedback) or a dataset with ratings."
             )
         if self.loss_type != "mse" and (isinstance(self.num_negatives, bool) or int(self.num_negatives) < 1):
             raise ConfigError(f"model.num_negatives={self.num_negatives!r} must be an integer >= 1.")
@@ -227,8 +227,9 @@ class _FeatureModel(TorchRecommender):
             if table is None and not self.use_ids:
                 raise DataError(
                     f"{name} with use_ids=false has nothing to describe the {side}s: the data carries no "
-                    f"{side} features. Add a features: node to the dataset config (see "
-                    "recbench.data.features.FeatureSpec) or set model.use_ids=true."
+                    f"{side} features. Give them in a CSV file (an 'id' column, then one column per "
+                    f"field) with `features=default features.{side}_file={side}s.csv`, or set "
+                    "`model.use_ids=true`."
                 )
 
     def fit(self, train: Interactions, val: Interactions | None = None) -> _FeatureModel:

@@ -161,9 +161,10 @@ def feature_branch(
     if train.user_features is None and train.item_features is None:
         raise DataError(
             f"model.use_features=true concatenates side-feature embeddings with the id embeddings of "
-            f"{type(model).__name__}, but the training data carries no user or item features. Add "
-            "features=default to the command line (or a features: node to the dataset config), use a "
-            "dataset with side features (e.g. ml-100k), or set model.use_features=false."
+            f"{type(model).__name__}, but the training data carries no user or item features. Set "
+            "`model.use_features=false`, use a dataset with side files (`dataset=ml-100k`), or give "
+            "your own CSV files with `features=default features.item_file=items.csv "
+            "features.user_file=users.csv`."
         )
     if isinstance(model.id_dropout, bool) or not 0.0 <= float(model.id_dropout) < 1.0:
         raise ConfigError(f"model.id_dropout={model.id_dropout!r} must lie in [0, 1).")
