@@ -177,8 +177,9 @@ class TasteHybrid(_GraphHeuristic):
         if train.user_features is None:
             raise ConfigError(
                 "model=taste_hybrid mixes graph proximity with the users' side features, but the dataset "
-                "loaded none. Use dataset=lastfm-friends (its artists field), or give a CSV of user "
-                "features with features.user_file=..."
+                "loaded none. Use `dataset=lastfm-friends` (its artists field), or give a CSV of user "
+                "features (an 'id' column, then one column per field) with `features=default "
+                "features.user_file=users.csv`."
             )
         profiles = sp.csr_matrix(train.user_features.matrix, dtype=np.float64)
         norms = np.sqrt(np.asarray(profiles.multiply(profiles).sum(axis=1)).ravel())
