@@ -25,8 +25,9 @@ _SPARSE = "__csr__"
 
 
 #: Learned attributes of torch models that loading rebuilds (the network, from ``model.pt``) or that
-#: only describe the training (effective trainer, device, learning curves): never saved in ``model.npz``.
-REBUILT = frozenset({"network_", "trainer_", "device_", "history_"})
+#: only describe the training (effective trainer, device, learning curves, the sequential models'
+#: resolved objective): never saved in ``model.npz``.
+REBUILT = frozenset({"network_", "trainer_", "device_", "history_", "loss_type_"})
 
 
 def _is_number(value: Any) -> bool:

@@ -29,6 +29,7 @@ from recbench.errors import ConfigError, TrainingError
 from recbench.training import distributed
 from recbench.training.checkpoint import TrainState, load_checkpoint, restore_rng, save_checkpoint
 from recbench.training.privacy import PrivacySettings, PrivateSession
+from recbench.training.progress import batch_total, epoch_progress
 from recbench.training.row_adam import RowAdam
 from recbench.training.seeding import resolve_device
 
@@ -282,13 +283,17 @@ class Trainer:
             net.train()
             total = torch.zeros((), device=device)
             n_batches = 0
+            batch_size = sync.local_batch_size(self.batch_size) if sync else self.batch_size
+            total_batches = None
             if private is not None:
                 batches = private.batches(rng)
             else:
-                batches = model.batches(
-                    train, sync.local_batch_size(self.batch_size) if sync else self.batch_size, rng
-                )
-            for batch in sync.shard(batches) if sync else batches:
+                batches = model.batches(train, batch_size, rng)
+                total_batches = batch_total(model, train, batch_size)
+            if sync:
+                batches = sync.shard(batches)
+                total_batches = None if total_batches is None else -(-total_batches // sync.size)
+            for batch in epoch_progress(batches, epoch, total=total_batches, bar=show):
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 if private is not None:  # clipping, noise and the update happen in the DP optimiser
                     total += private.step(batch).to(device)

@@ -19,16 +19,22 @@ from recbench.models.sequential.data import (
     length_sorted_chunks,
     memo,
     rows_with,
+    shared_negatives,
     shuffled_batches,
     trim_padding,
     windows,
 )
 from recbench.models.sequential.layers import (
     TransformerEncoder,
+    check_option,
     check_positive,
-    item_cross_entropy,
     item_logits,
     similar_tokens,
+)
+from recbench.models.sequential.objectives import (
+    full_item_cross_entropy,
+    objective,
+    sampled_item_cross_entropy,
 )
 from recbench.training.trainer import Trainer
 
@@ -77,6 +83,10 @@ class BERT4Rec(TorchRecommender):
     dupe_factor: differently masked copies of each user's sequence per epoch (the original
         implementation's ``dupe_factor``); more copies make an epoch longer and less noisy.
     crop: train on a random window of ``max_len`` items per long history each epoch.
+    loss_type: ``ce`` (softmax over the catalogue, as in the paper), ``sampled`` (softmax against
+        ``n_negatives`` items drawn per batch) or ``auto`` (``ce`` up to
+        :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items, else ``sampled``).
+    n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its masked positions).
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
     seed: initialisation, dropout and masking seed.
 
@@ -105,6 +115,8 @@ class BERT4Rec(TorchRecommender):
         mask_prob: float = 0.2,
         dupe_factor: int = 5,
         crop: bool = False,
+        loss_type: str = "auto",
+        n_negatives: int = 256,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -116,11 +128,15 @@ class BERT4Rec(TorchRecommender):
         self.mask_prob = mask_prob
         self.dupe_factor = dupe_factor
         self.crop = crop
+        self.loss_type = loss_type
+        self.n_negatives = n_negatives
         self.trainer = trainer
         self.seed = seed
 
     def build_network(self, train: Interactions) -> BERT4RecNet:
         """A fresh :class:`BERT4RecNet` for ``train.n_items``."""
+        check_option("BERT4Rec", "loss_type", self.loss_type, ("auto", "ce", "sampled"))
+        self.loss_type_ = objective("BERT4Rec", self.loss_type, self.n_negatives, train.n_items)
         check_positive(
             "BERT4Rec",
             hidden_dim=self.hidden_dim,
@@ -155,17 +171,26 @@ class BERT4Rec(TorchRecommender):
             none = ~masked.any(axis=1)
             masked[none, -1] = True  # every sequence hides at least its last item
             first = win.shape[1] - trim_padding(win).shape[1]  # padding-only columns change nothing
-            yield {
+            batch = {
                 "seqs": torch.from_numpy(np.where(masked, mask_token, win)[:, first:]),
                 "targets": torch.from_numpy(np.where(masked, win, 0)[:, first:]),
             }
+            if self.loss_type_ == "sampled":
+                batch["shared_negatives"] = torch.from_numpy(
+                    shared_negatives(train.n_items, self.n_negatives, rng)
+                )
+            yield batch
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Softmax cross-entropy over the catalogue at the masked positions."""
+        """Softmax cross-entropy (over the catalogue, or sampled) at the masked positions."""
         targets = batch["targets"]
         valid = targets != 0
         hidden = net(batch["seqs"])[valid]
-        return item_cross_entropy(hidden, net.token_weight, self.n_items_, targets[valid])
+        if self.loss_type_ == "sampled":
+            return sampled_item_cross_entropy(
+                hidden, net.token_weight, targets[valid], batch["shared_negatives"]
+            )
+        return full_item_cross_entropy("BERT4Rec", hidden, net.token_weight, self.n_items_, targets[valid])
 
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
         """Item scores at a ``[MASK]`` appended after each user's last ``max_len - 1`` ``history`` items."""

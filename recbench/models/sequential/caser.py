@@ -17,17 +17,13 @@ from recbench.models.sequential.data import (
     history_sequences,
     memo,
     negative_tokens,
+    shared_negatives,
     shuffle_ties,
     shuffled_batches,
     tie_times,
 )
-from recbench.models.sequential.layers import (
-    LOSS_TYPES,
-    Dropout,
-    check_option,
-    check_positive,
-    similar_tokens,
-)
+from recbench.models.sequential.layers import Dropout, check_positive, similar_tokens
+from recbench.models.sequential.objectives import check_logits_memory, objective, sampled_cross_entropy
 from recbench.training.losses import bce_loss
 from recbench.training.trainer import Trainer
 
@@ -76,6 +72,10 @@ class CaserNet(nn.Module):
         """``x[B, 2d]`` scored against ``tokens[B, K]`` -> ``[B, K]``."""
         return (x.unsqueeze(1) * self.output(tokens)).sum(-1) + self.bias(tokens).squeeze(-1)
 
+    def shared_scores(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """``x[B, 2d]`` scored against the same ``tokens[K]`` for every row -> ``[B, K]``."""
+        return x @ self.output(tokens).T + self.bias(tokens).T
+
 
 class Caser(TorchRecommender):
     """Convolutional sequence embedding model.
@@ -93,8 +93,11 @@ class Caser(TorchRecommender):
     embedding_dim: item and user embedding size.
     n_h, n_v: number of horizontal filters per height and of vertical filters.
     dropout: dropout before the fully connected layer.
-    loss_type: ``ce`` (softmax cross-entropy over all items, per target) or ``bce`` (binary
-        cross-entropy with one sampled negative per target, as in the paper).
+    loss_type: ``ce`` (softmax cross-entropy over all items, per target), ``sampled`` (softmax
+        against ``n_negatives`` items drawn per batch), ``bce`` (binary cross-entropy with one
+        sampled negative per target, as in the paper) or ``auto`` (``ce`` up to
+        :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items, else ``sampled``).
+    n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its examples).
     shuffle_ties: reorder each user's items that share a timestamp at random each epoch before the
         examples are cut (off by default: on ml-100k it did not help Caser; see the README).
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
@@ -123,7 +126,8 @@ class Caser(TorchRecommender):
         n_h: int = 16,
         n_v: int = 4,
         dropout: float = 0.5,
-        loss_type: str = "ce",
+        loss_type: str = "auto",
+        n_negatives: int = 256,
         shuffle_ties: bool = False,
         trainer: Trainer | None = None,
         seed: int = 0,
@@ -135,13 +139,14 @@ class Caser(TorchRecommender):
         self.n_v = n_v
         self.dropout = dropout
         self.loss_type = loss_type
+        self.n_negatives = n_negatives
         self.shuffle_ties = shuffle_ties
         self.trainer = trainer
         self.seed = seed
 
     def build_network(self, train: Interactions) -> CaserNet:
         """A fresh :class:`CaserNet` for the users and items of ``train``."""
-        check_option("Caser", "loss_type", self.loss_type, LOSS_TYPES)
+        self.loss_type_ = objective("Caser", self.loss_type, self.n_negatives, train.n_items)
         check_positive(
             "Caser",
             window=self.window,
@@ -188,19 +193,31 @@ class Caser(TorchRecommender):
                 "seqs": torch.from_numpy(inputs[idx]),
                 "targets": torch.from_numpy(targets[idx]),
             }
-            if self.loss_type == "bce":
+            if self.loss_type_ == "bce":
                 batch["negatives"] = torch.from_numpy(negative_tokens(train, users[idx], self.targets, rng))
+            elif self.loss_type_ == "sampled":
+                batch["shared_negatives"] = torch.from_numpy(
+                    shared_negatives(train.n_items, self.n_negatives, rng)
+                )
             yield batch
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Cross-entropy per target item, or BCE of each target against its sampled negative."""
+        """Cross-entropy per target item (full or sampled softmax), or BCE of each target against its
+        sampled negative."""
         x = net(batch["users"], batch["seqs"])
         targets = batch["targets"]
         valid = targets != 0
-        if self.loss_type == "ce":
+        rows = torch.nonzero(valid, as_tuple=True)[0]
+        if self.loss_type_ == "ce":
+            # logits, their gathered rows and the log-softmax: three [rows, n_items] buffers
+            check_logits_memory("Caser", len(x) + 2 * len(rows), self.n_items_, x.device, copies=1)
             logits = net.logits(x)  # [B, n_items], shared by the example's targets
-            rows = torch.nonzero(valid, as_tuple=True)[0]
             return F.cross_entropy(logits[rows], targets[valid] - 1)
+        if self.loss_type_ == "sampled":
+            negatives = batch["shared_negatives"]
+            pos = net.token_scores(x, targets)[valid]
+            neg = net.shared_scores(x, negatives)[rows]
+            return sampled_cross_entropy(pos, neg, targets[valid], negatives)
         pos = net.token_scores(x, targets)[valid]
         neg = net.token_scores(x, batch["negatives"])[valid]
         return bce_loss(pos, neg)

@@ -170,6 +170,15 @@ def negative_tokens(
     return uniform_negatives(positives, users, n_per_user, rng) + 1
 
 
+def shared_negatives(n_items: int, n_negatives: int, rng: np.random.Generator) -> np.ndarray:
+    """``int64[n_negatives]`` item tokens (``1..n_items``) drawn uniformly with replacement.
+
+    One draw per batch, shared by all its positions (the sampled softmax of
+    :mod:`~recbench.models.sequential.objectives`); its cost does not depend on ``n_items``.
+    """
+    return rng.integers(1, n_items + 1, size=int(n_negatives), dtype=np.int64)
+
+
 def next_item_batches(
     train: Interactions,
     max_len: int,
@@ -180,6 +189,7 @@ def next_item_batches(
     negatives: bool,
     trim: bool = False,
     ties: bool = False,
+    n_shared: int = 0,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """One epoch of causal next-item training batches, one row per user (all positions at once).
 
@@ -190,7 +200,8 @@ def next_item_batches(
     (see :func:`length_grouped_batches`) and drops the columns that are padding in every row of a
     batch (see :func:`trim_padding`). ``ties`` reorders the items of each user that share a
     timestamp at random each epoch (see :func:`shuffle_ties`; nothing changes without ties).
-    Users with fewer than two training items are skipped.
+    ``n_shared > 0`` adds ``shared_negatives``, that many item tokens drawn for the whole batch (see
+    :func:`shared_negatives`). Users with fewer than two training items are skipped.
     """
     seqs = full_sequences(train, max_len + 1)
     times = tie_times(train, max_len + 1) if ties else None
@@ -214,4 +225,6 @@ def next_item_batches(
         }
         if negatives:
             batch["negatives"] = torch.from_numpy(negative_tokens(train, rows[idx], inputs.shape[1], rng))
+        if n_shared > 0:
+            batch["shared_negatives"] = torch.from_numpy(shared_negatives(train.n_items, n_shared, rng))
         yield batch

@@ -9,9 +9,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.models.sequential.layers import (
-    LOSS_TYPES,
     Dropout,
-    check_option,
     check_positive,
     init_item_tables,
 )
@@ -60,7 +58,10 @@ class GRU4Rec(NextItemRecommender):
     hidden_dim: GRU state size (also the size of the output item embeddings).
     n_layers: stacked GRU layers.
     dropout: dropout on the input embeddings and on the GRU outputs.
-    loss_type: ``ce`` (full softmax cross-entropy) or ``bce`` (one sampled negative per position).
+    loss_type: ``ce`` (full softmax cross-entropy), ``sampled`` (softmax against ``n_negatives``
+        sampled items), ``bce`` (one sampled negative per position) or ``auto`` (``ce`` up to
+        :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items, else ``sampled``).
+    n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its positions).
     crop: train on a random window of ``max_len + 1`` items per long history each epoch.
     shuffle_ties: reorder each user's items that share a timestamp at random each epoch (see
         :class:`~recbench.models.sequential.sasrec.SASRec`; the README's sequential results say what
@@ -89,7 +90,8 @@ class GRU4Rec(NextItemRecommender):
         hidden_dim: int = 64,
         n_layers: int = 1,
         dropout: float = 0.2,
-        loss_type: str = "ce",
+        loss_type: str = "auto",
+        n_negatives: int = 256,
         crop: bool = False,
         shuffle_ties: bool = True,
         trainer: Trainer | None = None,
@@ -101,6 +103,7 @@ class GRU4Rec(NextItemRecommender):
         self.n_layers = n_layers
         self.dropout = dropout
         self.loss_type = loss_type
+        self.n_negatives = n_negatives
         self.crop = crop
         self.shuffle_ties = shuffle_ties
         self.trainer = trainer
@@ -108,7 +111,7 @@ class GRU4Rec(NextItemRecommender):
 
     def build_network(self, train: Interactions) -> GRU4RecNet:
         """A fresh :class:`GRU4RecNet` for ``train.n_items``."""
-        check_option("GRU4Rec", "loss_type", self.loss_type, LOSS_TYPES)
+        self.objective_for(train)
         check_positive(
             "GRU4Rec",
             max_len=self.max_len,

@@ -15,7 +15,6 @@ from torch import nn
 
 from recbench.errors import ConfigError
 from recbench.models.similarity import cosine_similar
-from recbench.training.losses import bce_loss
 
 
 def attention_bias(seqs: torch.Tensor, *, causal: bool, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -294,32 +293,6 @@ def item_cross_entropy(
     if len(targets) == 0:
         return hidden.sum() * 0.0  # keeps the graph: an empty batch contributes nothing
     return _SoftmaxCrossEntropy.apply(hidden, token_weight[1 : n_items + 1], targets - 1)
-
-
-LOSS_TYPES = ("ce", "bce")
-
-
-def next_item_loss(
-    hidden: torch.Tensor,
-    batch: dict[str, torch.Tensor],
-    token_weight: torch.Tensor,
-    n_items: int,
-    loss_type: str,
-) -> torch.Tensor:
-    """Loss of ``hidden[B, T, d]`` against ``batch["targets"][B, T]`` (tokens; ``0`` = no target).
-
-    ``loss_type="ce"``: full softmax cross-entropy over the catalogue. ``"bce"``: binary
-    cross-entropy of each target against the sampled token in ``batch["negatives"]`` (the objective
-    of the original SASRec). Only positions with a target are computed.
-    """
-    targets = batch["targets"]
-    valid = targets != 0
-    h = hidden[valid]
-    if loss_type == "ce":
-        return item_cross_entropy(h, token_weight, n_items, targets[valid])
-    pos = (h * token_weight[targets[valid]]).sum(-1)
-    neg = (h * token_weight[batch["negatives"][valid]]).sum(-1)
-    return bce_loss(pos, neg)
 
 
 def check_option(model: str, key: str, value: object, choices: tuple[object, ...]) -> None:

@@ -12,8 +12,16 @@ from torch import nn
 from recbench.data.interactions import Interactions
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, TorchRecommender
-from recbench.models.sequential.data import history_sequences, length_sorted_chunks, next_item_batches
-from recbench.models.sequential.layers import item_logits, next_item_loss, similar_tokens
+from recbench.models.sequential.data import (
+    full_sequences,
+    history_sequences,
+    length_sorted_chunks,
+    memo,
+    next_item_batches,
+    rows_with,
+)
+from recbench.models.sequential.layers import item_logits, similar_tokens
+from recbench.models.sequential.objectives import next_item_loss, objective
 
 
 class NextItemRecommender(TorchRecommender):
@@ -23,7 +31,9 @@ class NextItemRecommender(TorchRecommender):
     ``token_weight``, the item embeddings that score a hidden state. Training uses every non-padding
     position of each user's sequence at once (:func:`next_item_batches`, :func:`next_item_loss`);
     a user is scored from the hidden state after the last item of their ``history``. Subclasses set
-    the hyperparameters ``max_len``, ``loss_type``, ``crop`` and ``shuffle_ties``, and
+    the hyperparameters ``max_len``, ``loss_type``, ``n_negatives``, ``crop`` and ``shuffle_ties``
+    (the objectives are those of :mod:`~recbench.models.sequential.objectives`; the one in use after
+    ``fit`` is ``loss_type_``), and
     ``padding_invariant`` when left padding cannot change the output (masked attention with
     right-aligned positions): training then groups users of similar history length and drops
     all-padding columns, and scoring skips most of the padding.
@@ -33,8 +43,23 @@ class NextItemRecommender(TorchRecommender):
     padding_invariant: ClassVar[bool] = False
     max_len: int
     loss_type: str
+    n_negatives: int
     crop: bool
     shuffle_ties: bool
+
+    def objective_for(self, train: Interactions) -> str:
+        """Resolve and check ``loss_type`` for ``train``'s catalogue; kept as ``loss_type_``.
+
+        Called by each subclass's ``build_network`` (``auto`` picks ``ce`` or ``sampled`` by item count).
+        """
+        self.loss_type_ = objective(type(self).__name__, self.loss_type, self.n_negatives, train.n_items)
+        return self.loss_type_
+
+    def batch_count(self, train: Interactions, batch_size: int) -> int:
+        """Batches in one epoch of :meth:`batches` (one row per user with at least two items)."""
+        seqs = full_sequences(train, self.max_len + 1)
+        rows = memo(train, ("rows", seqs.shape[1], 2), lambda: rows_with(seqs, 2))
+        return -(-len(rows) // int(batch_size))
 
     def batches(
         self, train: Interactions, batch_size: int, rng: np.random.Generator
@@ -46,14 +71,17 @@ class NextItemRecommender(TorchRecommender):
             batch_size,
             rng,
             crop=self.crop,
-            negatives=self.loss_type == "bce",
+            negatives=self.loss_type_ == "bce",
             trim=self.padding_invariant,
             ties=self.shuffle_ties,
+            n_shared=self.n_negatives if self.loss_type_ == "sampled" else 0,
         )
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Next-item loss at every non-padding position."""
-        return next_item_loss(net(batch["seqs"]), batch, net.token_weight, self.n_items_, self.loss_type)
+        return next_item_loss(
+            type(self).__name__, net(batch["seqs"]), batch, net.token_weight, self.n_items_, self.loss_type_
+        )
 
     def last_hidden(self, net: nn.Module, seqs: torch.Tensor) -> torch.Tensor:
         """``[B, d]`` hidden states after each row's last token (a subclass may compute only those)."""

@@ -10,9 +10,7 @@ from torch import nn
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.sequential.layers import (
-    LOSS_TYPES,
     CausalConvBlock,
-    check_option,
     check_positive,
     init_item_tables,
 )
@@ -57,8 +55,11 @@ class NextItNet(NextItemRecommender):
     dilations: first dilation of each residual block (its second convolution uses twice that);
         the paper's ``[1, 2, 4, 8]`` per two blocks corresponds to ``[1, 4]`` here.
     dropout: dropout inside the residual branches.
-    loss_type: ``ce`` (full softmax cross-entropy, as in the paper) or ``bce`` (one sampled
-        negative per position).
+    loss_type: ``ce`` (full softmax cross-entropy, as in the paper), ``sampled`` (softmax against
+        ``n_negatives`` sampled items), ``bce`` (one sampled negative per position) or ``auto``
+        (``ce`` up to :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items,
+        else ``sampled``).
+    n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its positions).
     crop: train on a random window of ``max_len + 1`` items per long history each epoch.
     shuffle_ties: reorder each user's items that share a timestamp at random each epoch (see
         :class:`~recbench.models.sequential.sasrec.SASRec`; the README's sequential results say what
@@ -87,7 +88,8 @@ class NextItNet(NextItemRecommender):
         kernel_size: int = 3,
         dilations: list[int] | tuple[int, ...] = (1, 4, 1, 4),
         dropout: float = 0.2,
-        loss_type: str = "ce",
+        loss_type: str = "auto",
+        n_negatives: int = 256,
         crop: bool = False,
         shuffle_ties: bool = True,
         trainer: Trainer | None = None,
@@ -99,6 +101,7 @@ class NextItNet(NextItemRecommender):
         self.dilations = dilations
         self.dropout = dropout
         self.loss_type = loss_type
+        self.n_negatives = n_negatives
         self.crop = crop
         self.shuffle_ties = shuffle_ties
         self.trainer = trainer
@@ -106,7 +109,7 @@ class NextItNet(NextItemRecommender):
 
     def build_network(self, train: Interactions) -> NextItNetNet:
         """A fresh :class:`NextItNetNet` for ``train.n_items``."""
-        check_option("NextItNet", "loss_type", self.loss_type, LOSS_TYPES)
+        self.objective_for(train)
         check_positive(
             "NextItNet", max_len=self.max_len, embedding_dim=self.embedding_dim, kernel_size=self.kernel_size
         )

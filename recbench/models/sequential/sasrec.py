@@ -9,9 +9,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.models.sequential.layers import (
-    LOSS_TYPES,
     TransformerEncoder,
-    check_option,
     check_positive,
 )
 from recbench.models.sequential.next_item import NextItemRecommender
@@ -69,8 +67,11 @@ class SASRec(NextItemRecommender):
     n_layers, n_heads: transformer depth and attention heads.
     dropout: dropout on embeddings, attention weights and residual branches.
     loss_type: ``ce`` = full softmax cross-entropy over all items (the stronger choice in recent
-        replications) or ``bce`` = binary cross-entropy with one sampled negative per position
-        (the original paper).
+        replications), ``sampled`` = softmax against ``n_negatives`` sampled items (for large
+        catalogues), ``bce`` = binary cross-entropy with one sampled negative per position (the
+        original paper), or ``auto`` = ``ce`` up to
+        :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items, else ``sampled``.
+    n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its positions).
     crop: train on a random window of ``max_len + 1`` items per long history each epoch instead of
         always the most recent one. Off by default: on ml-100k (leave-one-out) the most recent
         window ranks better than random windows (see the README), since the test target follows the
@@ -109,7 +110,8 @@ class SASRec(NextItemRecommender):
         n_layers: int = 2,
         n_heads: int = 1,
         dropout: float = 0.2,
-        loss_type: str = "ce",
+        loss_type: str = "auto",
+        n_negatives: int = 256,
         crop: bool = False,
         shuffle_ties: bool = True,
         trainer: Trainer | None = None,
@@ -121,6 +123,7 @@ class SASRec(NextItemRecommender):
         self.n_heads = n_heads
         self.dropout = dropout
         self.loss_type = loss_type
+        self.n_negatives = n_negatives
         self.crop = crop
         self.shuffle_ties = shuffle_ties
         self.trainer = trainer
@@ -132,7 +135,7 @@ class SASRec(NextItemRecommender):
 
     def build_network(self, train: Interactions) -> SASRecNet:
         """A fresh :class:`SASRecNet` for ``train.n_items``."""
-        check_option("SASRec", "loss_type", self.loss_type, LOSS_TYPES)
+        self.objective_for(train)
         check_positive("SASRec", max_len=self.max_len, hidden_dim=self.hidden_dim, n_heads=self.n_heads)
         return SASRecNet(
             train.n_items, self.max_len, self.hidden_dim, self.n_layers, self.n_heads, self.dropout

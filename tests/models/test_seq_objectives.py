@@ -1,0 +1,183 @@
+"""Objectives of the sequential models: sampled softmax, the automatic choice, the logits' memory check."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from recbench.errors import ConfigError
+from recbench.models.sequential import objectives
+from recbench.models.sequential.bert4rec import BERT4Rec
+from recbench.models.sequential.caser import Caser
+from recbench.models.sequential.data import next_item_batches, shared_negatives
+from recbench.models.sequential.layers import item_cross_entropy
+from recbench.models.sequential.objectives import (
+    SAMPLED_ABOVE_ITEMS,
+    check_logits_memory,
+    resolve_loss_type,
+    sampled_item_cross_entropy,
+)
+from recbench.pipeline import RunContext, run
+from recbench.training.trainer import Trainer
+from tests.models.test_sequential import cycles, make, next_items
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_sampled_loss_equals_a_hand_computation() -> None:
+    # two positions, d = 2; items are tokens 1..4; shared negatives [2, 3, 2]
+    hidden = torch.tensor([[1.0, 0.0], [0.5, -1.0]])
+    weight = torch.tensor([[0.0, 0.0], [1.0, 2.0], [0.0, 1.0], [-1.0, 0.5], [2.0, 2.0]])
+    targets = torch.tensor([1, 3])
+    negatives = torch.tensor([2, 3, 2])
+    loss = sampled_item_cross_entropy(hidden, weight, targets, negatives)
+    # position 0: target 1 scores 1.0; negatives 2, 3, 2 score 0.0, -1.0, 0.0
+    first = -1.0 + math.log(math.exp(1.0) + math.exp(0.0) + math.exp(-1.0) + math.exp(0.0))
+    # position 1: target 3 scores -1.0; negative 3 is its own target (left out), 2 scores -1.0 twice
+    second = 1.0 + math.log(math.exp(-1.0) + 2 * math.exp(-1.0))
+    assert loss.item() == pytest.approx((first + second) / 2, rel=1e-6)
+
+
+def test_a_negative_equal_to_the_target_changes_nothing() -> None:
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(5, 4), torch.randn(9, 4)
+    targets = torch.tensor([1, 2, 3, 4, 5])
+    clean = torch.tensor([6, 7, 8])
+    with_hits = torch.tensor([6, 7, 8, 3, 5])  # the targets of positions 2 and 4
+    a = sampled_item_cross_entropy(hidden, weight, targets, clean)
+    b = sampled_item_cross_entropy(hidden, weight, targets, with_hits)
+    # positions 2 and 4 see exactly the clean negatives; the others see two more
+    logits = hidden @ weight.T
+    rows = []
+    for i, t in enumerate(targets.tolist()):
+        cands = [t, 6, 7, 8] + [n for n in (3, 5) if n != t]
+        rows.append(-torch.log_softmax(logits[i, cands], 0)[0])
+    assert b.item() == pytest.approx(torch.stack(rows).mean().item(), rel=1e-6)
+    assert a.item() < b.item()
+
+
+def test_sampled_with_every_item_equals_the_full_softmax() -> None:
+    torch.manual_seed(1)
+    hidden, weight = torch.randn(6, 3), torch.randn(8, 3)  # 7 items (tokens 1..7)
+    targets = torch.tensor([1, 4, 7, 2, 2, 5])
+    every = torch.arange(1, 8)  # the target is among them and left out, so: full softmax
+    sampled = sampled_item_cross_entropy(hidden, weight, targets, every)
+    assert sampled.item() == pytest.approx(item_cross_entropy(hidden, weight, 7, targets).item(), rel=1e-5)
+
+
+def test_shared_negatives_are_items_and_seeded() -> None:
+    a = shared_negatives(50, 1000, np.random.default_rng(3))
+    assert a.dtype == np.int64 and a.shape == (1000,)
+    assert a.min() >= 1 and a.max() <= 50  # tokens of real items: never padding (0) or [MASK]
+    assert np.array_equal(a, shared_negatives(50, 1000, np.random.default_rng(3)))
+
+
+def test_auto_picks_the_full_softmax_up_to_the_threshold() -> None:
+    assert resolve_loss_type("SASRec", "auto", 1682) == "ce"
+    assert resolve_loss_type("SASRec", "auto", SAMPLED_ABOVE_ITEMS) == "ce"
+    assert resolve_loss_type("SASRec", "auto", SAMPLED_ABOVE_ITEMS + 1) == "sampled"
+    assert resolve_loss_type("SASRec", "ce", 10**6) == "ce"
+    with pytest.raises(ConfigError, match="loss_type"):
+        resolve_loss_type("SASRec", "softmax", 10)
+
+
+def test_next_item_batches_carry_shared_negatives() -> None:
+    data = cycles()
+    batch = next(
+        next_item_batches(data, 6, 8, np.random.default_rng(0), crop=False, negatives=False, n_shared=7)
+    )
+    assert batch["shared_negatives"].shape == (7,)
+    assert "shared_negatives" not in next(
+        next_item_batches(data, 6, 8, np.random.default_rng(0), crop=False, negatives=False)
+    )
+
+
+def small_trainer(epochs: int) -> Trainer:
+    return Trainer(epochs=epochs, batch_size=8, lr=1e-2, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_sampled_softmax_learns_the_next_item(name: str) -> None:
+    data = cycles()
+    # GRU4Rec learns the loops more slowly from 10 of 20 items than from all of them
+    model = make(name, epochs=30 if name == "sasrec" else 50, loss_type="sampled", n_negatives=10).fit(data)
+    assert model.loss_type_ == "sampled"
+    top = model.score(np.arange(data.n_users), data).argmax(axis=1)
+    assert (top == next_items(data)).mean() >= 0.9
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda t: Caser(window=3, targets=1, embedding_dim=8, n_h=2, n_v=2, loss_type="sampled", trainer=t),
+        lambda t: BERT4Rec(max_len=8, hidden_dim=8, n_layers=1, n_heads=1, loss_type="sampled", trainer=t),
+    ],
+)
+def test_caser_and_bert4rec_train_with_the_sampled_softmax(build) -> None:
+    model = build(small_trainer(2)).fit(cycles())
+    assert model.loss_type_ == "sampled"
+    assert all(math.isfinite(row["loss"]) for row in model.history_.rows)
+
+
+def test_sampled_needs_a_positive_number_of_negatives() -> None:
+    with pytest.raises(ConfigError, match="n_negatives"):
+        make("sasrec", loss_type="sampled", n_negatives=0).fit(cycles())
+
+
+def test_memory_check_refuses_with_the_setting_to_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("recbench.memory.available_bytes", lambda: 100 << 20)
+    check_logits_memory("SASRec", 100, 1000, torch.device("cpu"))  # 0.8 MB: not even checked
+    check_logits_memory("SASRec", 1000, 10_000, torch.device("cpu"))  # 80 MB of 100 MB: fits
+    with pytest.raises(ConfigError) as err:
+        check_logits_memory("SASRec", 16 * 200, 50_000, torch.device("cpu"))
+    text = str(err.value)
+    assert "50000 items" in text and "1.2 GiB" in text and "100.0 MiB" in text
+    assert "model.loss_type=sampled" in text and "trainer.batch_size" in text
+
+
+def test_full_softmax_of_a_model_is_refused_before_allocating(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Caser forms [batch, n_items] logits on CPU: with (pretend) 1 KiB free and no floor it refuses
+    monkeypatch.setattr(objectives, "CHECK_FLOOR_BYTES", 0)
+    monkeypatch.setattr("recbench.memory.available_bytes", lambda: 1024)
+    model = Caser(
+        window=3, targets=1, embedding_dim=8, n_h=2, n_v=2, loss_type="ce", trainer=small_trainer(1)
+    )
+    with pytest.raises(ConfigError, match="model.loss_type=sampled"):
+        model.fit(cycles())
+
+
+@pytest.mark.slow
+def test_sampled_run_end_to_end(tmp_path: Path) -> None:
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose(
+            "train",
+            overrides=[
+                "dataset=tiny",
+                "split=loo",
+                "model=sasrec",
+                "model.loss_type=sampled",
+                "model.n_negatives=8",
+                "model.max_len=20",
+                "trainer.epochs=2",
+                "trainer.device=cpu",
+                "trainer.progress=false",
+                f"paths.cache_dir={tmp_path / 'cache'}",
+            ],
+        )
+    record = run(cfg, RunContext(tmp_path / "r", {"model": "sasrec"}))
+    assert record.status == "ok"
+    assert 0.0 <= record.metrics["test/ndcg@10"] <= 1.0
+    assert len((tmp_path / "r" / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
