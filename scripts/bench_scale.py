@@ -25,6 +25,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -123,6 +124,7 @@ def run_child(command: list[str], *, env: dict[str, str], limit_bytes: int, log:
         proc.returncode = os.waitstatus_to_exitcode(status)
     return {
         "wall_s": time.perf_counter() - start,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9,
         "returncode": proc.returncode,
         "rss_guard": bool(tripped),
@@ -152,6 +154,7 @@ def model_row(
     timings = record.get("timings", {})
     for key in ("load_s", "split_s", "fit_s", "eval_val_s", "eval_test_s", "eval_s", "total_s"):
         row[key] = timings.get(key, "")
+    row.update(phase_cpu(run_dir))
     row["val/ndcg@10"] = record.get("metrics", {}).get("val/ndcg@10", "")
     row["test/ndcg@10"] = record.get("metrics", {}).get("test/ndcg@10", "")
     if child["rss_guard"]:
@@ -162,6 +165,18 @@ def model_row(
         row["status"], row["error"] = "failed", f"exit code {child['returncode']}, no metrics.json"
     row["command"] = "recbench train " + " ".join(map(shlex.quote, cli))
     return row
+
+
+def phase_cpu(run_dir: Path) -> dict[str, float]:
+    """CPU seconds per phase from the run's ``train.log`` (``phase fit: 12.0 s (CPU 11.8 s)``):
+    ``cpu_load``, ``cpu_split``, ``cpu_fit``, ``cpu_eval_val``, ``cpu_eval_test``."""
+    found: dict[str, float] = {}
+    path = run_dir / "train.log"
+    text = path.read_text() if path.is_file() else ""
+    for match in re.finditer(r"phase ([\w /]+): [\d.]+ s \(CPU ([\d.]+) s\)", text):
+        key = "cpu_" + match.group(1).strip().replace(" ", "_").replace("/", "_")
+        found[key] = found.get(key, 0.0) + float(match.group(2))
+    return found
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -219,7 +234,7 @@ def limit_rows(shape: str, threads: int) -> list[dict[str, Any]]:
     rows = []
     for kind in ("topk", "dot64"):
         load = os.getloadavg()[0]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for lo in range(0, users, block):
             n = min(block, users - lo)
             if kind == "dot64":
@@ -227,12 +242,13 @@ def limit_rows(shape: str, threads: int) -> list[dict[str, Any]]:
                 torch.topk(out[:n], LIMIT_K, dim=1, sorted=True)
             else:
                 torch.topk(scores[:n], LIMIT_K, dim=1, sorted=True)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         rows.append(
             {
                 "shape": shape,
                 "model": f"limit:{kind}@{threads}threads",
                 "eval_test_s": seconds,
+                "cpu_eval_test": cpu,
                 "load_before": load,
                 "load_after": os.getloadavg()[0],
                 "status": "ok",

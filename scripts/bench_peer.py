@@ -1,0 +1,159 @@
+"""Side by side with the ``implicit`` library on the same data, split and threads, in one run.
+
+    pip install -e ".[peer]"
+    python scripts/bench_peer.py [--shape 20m] [--threads 1] [--out outputs/bench_peer.csv]
+
+The data is the split a ``recbench train`` run uses (composed config, loaded and split through the
+pipeline, read from the cache); implicit is given the same training matrix (binary users x items CSR).
+Tasks, each as an implicit row next to a recbench row (measured one after the other, so that both see
+about the same machine load; the load average is recorded with every row):
+
+- ALS, 64 factors, 15 iterations: implicit's ``AlternatingLeastSquares`` fit against ``model=als`` (its
+  defaults: 64 factors, 15 iterations) through :func:`recbench.pipeline.run`.
+- top-10 for every user with a history (history filtered): implicit's ``recommend`` on its ALS model
+  against the evaluation of one part by recbench (full ranking, every default metric at k = 10, 20).
+- BPR, seconds per epoch: implicit's ``BayesianPersonalizedRanking`` (64 factors) against ``model=bpr``
+  with its default settings (batch 8,192, sparse row-wise Adam), both for ``--bpr-epochs`` epochs.
+- item-item cosine KNN fit, K = 100: implicit's ``CosineRecommender`` against ``model=itemknn`` (k = 100).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scale import COMMON, shape_overrides, write_csv  # noqa: E402
+from benchkit import compose_config, run_once  # noqa: E402
+
+from recbench.pipeline import load_dataset, make_folds  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _row(task: str, library: str, seconds: float, per: str, **extra: Any) -> dict[str, Any]:
+    row = {"task": task, "library": library, "seconds": seconds, "per": per, "load": os.getloadavg()[0]}
+    row.update(extra)
+    print(f"{task:34s} {library:9s} {seconds:9.2f} s {per}  {extra.get('note', '')}", flush=True)
+    return row
+
+
+def implicit_rows(train: Any, threads: int, bpr_epochs: int, task: str) -> list[dict[str, Any]]:
+    """implicit's numbers for ``task`` (``als``, ``bpr`` or ``knn``) on the users x items matrix ``train``."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+    from implicit.nearest_neighbours import CosineRecommender
+
+    rows = []
+    if task == "als":
+        model = AlternatingLeastSquares(factors=64, iterations=15, num_threads=threads, random_state=0)
+        start = time.perf_counter()
+        model.fit(train, show_progress=False)
+        rows.append(
+            _row("ALS fit (64 factors, 15 iterations)", "implicit", time.perf_counter() - start, "fit")
+        )
+        users = np.flatnonzero(np.diff(train.indptr) > 0)
+        start = time.perf_counter()
+        model.recommend(users, train[users], N=10, filter_already_liked_items=True)
+        rows.append(
+            _row(
+                "ALS top-10 for all users",
+                "implicit",
+                time.perf_counter() - start,
+                f"{len(users)} users (recommend, history filtered)",
+            )
+        )
+    elif task == "bpr":
+        model = BayesianPersonalizedRanking(
+            factors=64, iterations=bpr_epochs, num_threads=threads, random_state=0
+        )
+        start = time.perf_counter()
+        model.fit(train, show_progress=False)
+        rows.append(_row("BPR epoch", "implicit", (time.perf_counter() - start) / bpr_epochs, "epoch"))
+    else:
+        model = CosineRecommender(K=100, num_threads=threads)
+        start = time.perf_counter()
+        model.fit(train, show_progress=False)
+        rows.append(_row("item-item cosine KNN fit (K=100)", "implicit", time.perf_counter() - start, "fit"))
+    return rows
+
+
+def recbench_rows(base: tuple[str, ...], out_dir: Path, task: str, bpr_epochs: int) -> list[dict[str, Any]]:
+    """recbench's numbers for ``task``: one :func:`recbench.pipeline.run` of the model's defaults."""
+    model = {"als": "als", "bpr": "bpr", "knn": "itemknn"}[task]
+    extra = (f"trainer.epochs={bpr_epochs}",) if task == "bpr" else ()
+    overrides = (*base, f"model={model}", *extra)
+    record, _, _ = run_once(overrides, out_dir / model)
+    t = record.timings
+    command = "recbench train " + " ".join(overrides)
+    ndcg = record.metrics.get("test/ndcg@10", float("nan"))
+    if task == "als":
+        return [
+            _row("ALS fit (64 factors, 15 iterations)", "recbench", t["fit_s"], "fit", command=command),
+            _row(
+                "ALS top-10 for all users",
+                "recbench",
+                t["eval_test_s"],
+                "evaluation of one part (test: full ranking, all default metrics)",
+                command=command,
+                ndcg=ndcg,
+            ),
+        ]
+    if task == "bpr":
+        with open(out_dir / model / "history.csv", newline="") as fh:
+            epochs = [float(r["seconds"]) for r in csv.DictReader(fh) if r.get("seconds")]
+        return [
+            _row(
+                "BPR epoch",
+                "recbench",
+                sum(epochs) / len(epochs),
+                f"epoch (mean of {len(epochs)}; fit_s {t['fit_s']:.1f} includes validation)",
+                command=command,
+                ndcg=ndcg,
+            )
+        ]
+    return [
+        _row("item-item cosine KNN fit (K=100)", "recbench", t["fit_s"], "fit", command=command, ndcg=ndcg)
+    ]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shape", default="20m", help="data shape of scripts/bench_scale.py: 1m, 20m, 25m")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--bpr-epochs", type=int, default=3)
+    p.add_argument("--tasks", default="als,bpr,knn")
+    p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_peer.csv")
+    args = p.parse_args()
+    base = (
+        *shape_overrides(args.shape),
+        *(c.replace("num_threads=1", f"num_threads={args.threads}") for c in COMMON),
+        "seed=0",
+    )
+    cfg = compose_config(base)
+    _, data, ids = load_dataset(cfg)
+    _, folds = make_folds(cfg, data, ids)
+    train = folds[0].train.binary_csr.astype(np.float32).tocsr()
+    out_dir = args.out.parent / (args.out.stem + "_runs") / args.shape
+    rows: list[dict[str, Any]] = []
+    for task in args.tasks.split(","):
+        rows += implicit_rows(train, args.threads, args.bpr_epochs, task)
+        write_csv(rows, args.out)
+        rows += recbench_rows(base, out_dir, task, args.bpr_epochs)
+        write_csv(rows, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
