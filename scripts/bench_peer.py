@@ -26,7 +26,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
+import logging  # noqa: E402
+import re  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -37,19 +38,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import COMMON, shape_overrides, write_csv  # noqa: E402
 from benchkit import compose_config, run_once  # noqa: E402
 
+from recbench.config import build  # noqa: E402
 from recbench.pipeline import load_dataset, make_folds  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _row(task: str, library: str, seconds: float, per: str, **extra: Any) -> dict[str, Any]:
-    row = {"task": task, "library": library, "seconds": seconds, "per": per, "load": os.getloadavg()[0]}
-    row.update(extra)
-    print(f"{task:34s} {library:9s} {seconds:9.2f} s {per}  {extra.get('note', '')}", flush=True)
+def _row(task: str, library: str, seconds: float, cpu: float, per: str, **extra: Any) -> dict[str, Any]:
+    row = {"task": task, "library": library, "seconds": seconds, "cpu_seconds": cpu, "per": per}
+    row.update(load=os.getloadavg()[0], **extra)
+    print(f"{task:36s} {library:9s} {seconds:9.2f} s (CPU {cpu:8.2f} s) {per}", flush=True)
     return row
 
 
-def implicit_rows(train: Any, threads: int, bpr_epochs: int, task: str) -> list[dict[str, Any]]:
+class _Clock:
+    """Wall and process CPU seconds of a ``with`` block (``.wall``, ``.cpu``)."""
+
+    def __enter__(self) -> _Clock:
+        self.start, self.start_cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.start
+        self.cpu = time.process_time() - self.start_cpu
+
+
+class _PhaseCPU(logging.Handler):
+    """Collects the pipeline's phase lines (``phase fit: 12.0 s (CPU 11.8 s)``): phase -> CPU s."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.cpu: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = re.match(r"phase ([\w /]+): [\d.]+ s \(CPU ([\d.]+) s\)", record.getMessage())
+        if match:
+            self.cpu[match.group(1)] = float(match.group(2))
+
+
+def implicit_rows(
+    train: Any, threads: int, bpr_epochs: int, task: str, with_eval: bool
+) -> list[dict[str, Any]]:
     """implicit's numbers for ``task`` (``als``, ``bpr`` or ``knn``) on the users x items matrix ``train``."""
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.cpu.bpr import BayesianPersonalizedRanking
@@ -78,54 +107,62 @@ def implicit_rows(train: Any, threads: int, bpr_epochs: int, task: str) -> list[
         model = BayesianPersonalizedRanking(
             factors=64, iterations=bpr_epochs, num_threads=threads, random_state=0
         )
-        start = time.perf_counter()
-        model.fit(train, show_progress=False)
-        rows.append(_row("BPR epoch", "implicit", (time.perf_counter() - start) / bpr_epochs, "epoch"))
+        with _Clock() as c:
+            model.fit(train, show_progress=False)
+        rows.append(_row("BPR epoch", "implicit", c.wall / bpr_epochs, c.cpu / bpr_epochs, "epoch"))
     else:
         model = CosineRecommender(K=100, num_threads=threads)
-        start = time.perf_counter()
-        model.fit(train, show_progress=False)
-        rows.append(_row("item-item cosine KNN fit (K=100)", "implicit", time.perf_counter() - start, "fit"))
+        with _Clock() as c:
+            model.fit(train, show_progress=False)
+        rows.append(_row("item-item cosine KNN fit (K=100)", "implicit", c.wall, c.cpu, "fit"))
     return rows
 
 
-def recbench_rows(base: tuple[str, ...], out_dir: Path, task: str, bpr_epochs: int) -> list[dict[str, Any]]:
-    """recbench's numbers for ``task``: one :func:`recbench.pipeline.run` of the model's defaults."""
+TASK_NAMES = {
+    "als": "ALS fit (64 factors, 15 iterations)",
+    "bpr": "BPR epoch",
+    "knn": "item-item cosine KNN fit (K=100)",
+}
+
+
+def recbench_rows(
+    base: tuple[str, ...], out_dir: Path, task: str, bpr_epochs: int, split: Any | None
+) -> list[dict[str, Any]]:
+    """recbench's numbers for ``task`` with the model's defaults: one :func:`recbench.pipeline.run`
+    (fit and evaluation), or with ``split`` given only the model's ``fit`` on ``split.train`` (the
+    model the pipeline builds, fitted as the pipeline fits it, without the evaluation)."""
     model = {"als": "als", "bpr": "bpr", "knn": "itemknn"}[task]
     extra = (f"trainer.epochs={bpr_epochs}",) if task == "bpr" else ()
     overrides = (*base, f"model={model}", *extra)
-    record, _, _ = run_once(overrides, out_dir / model)
-    t = record.timings
     command = "recbench train " + " ".join(overrides)
+    per_epoch = bpr_epochs if task == "bpr" else 1
+    unit = "epoch" if task == "bpr" else "fit"
+    if split is not None:
+        fitted = build(compose_config(overrides).model, "model")
+        with _Clock() as c:
+            fitted.fit(split.train)
+        return [
+            _row(TASK_NAMES[task], "recbench", c.wall / per_epoch, c.cpu / per_epoch, unit, command=command)
+        ]
+    phases = _PhaseCPU()
+    logger = logging.getLogger("recbench.pipeline")
+    logger.addHandler(phases)
+    logger.setLevel(logging.INFO)
+    try:
+        record, _, _ = run_once(overrides, out_dir / model)
+    finally:
+        logger.removeHandler(phases)
+    t = record.timings
     ndcg = record.metrics.get("test/ndcg@10", float("nan"))
-    if task == "als":
-        return [
-            _row("ALS fit (64 factors, 15 iterations)", "recbench", t["fit_s"], "fit", command=command),
-            _row(
-                "ALS top-10 for all users",
-                "recbench",
-                t["eval_test_s"],
-                "evaluation of one part (test: full ranking, all default metrics)",
-                command=command,
-                ndcg=ndcg,
-            ),
-        ]
+    fit = t["fit_s"] / per_epoch, phases.cpu.get("fit", float("nan")) / per_epoch
     if task == "bpr":
-        with open(out_dir / model / "history.csv", newline="") as fh:
-            epochs = [float(r["seconds"]) for r in csv.DictReader(fh) if r.get("seconds")]
-        return [
-            _row(
-                "BPR epoch",
-                "recbench",
-                sum(epochs) / len(epochs),
-                f"epoch (mean of {len(epochs)}; fit_s {t['fit_s']:.1f} includes validation)",
-                command=command,
-                ndcg=ndcg,
-            )
-        ]
-    return [
-        _row("item-item cosine KNN fit (K=100)", "recbench", t["fit_s"], "fit", command=command, ndcg=ndcg)
-    ]
+        unit = f"epoch (fit_s / {bpr_epochs}; no validation within {bpr_epochs} epochs)"
+    rows = [_row(TASK_NAMES[task], "recbench", *fit, unit, command=command, ndcg=ndcg)]
+    if task == "als":
+        test = t["eval_test_s"], phases.cpu.get("eval test", float("nan"))
+        per = "evaluation of one part (test: full ranking, all default metrics)"
+        rows.append(_row("ALS top-10 for all users", "recbench", *test, per, command=command, ndcg=ndcg))
+    return rows
 
 
 def main() -> None:
@@ -134,8 +171,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--bpr-epochs", type=int, default=3)
     p.add_argument("--tasks", default="als,bpr,knn")
+    p.add_argument(
+        "--fit-only", action="store_true", help="time the fits alone (no evaluation, no top-10 row)"
+    )
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_peer.csv")
     args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     base = (
         *shape_overrides(args.shape),
         *(c.replace("num_threads=1", f"num_threads={args.threads}") for c in COMMON),
@@ -148,9 +191,9 @@ def main() -> None:
     out_dir = args.out.parent / (args.out.stem + "_runs") / args.shape
     rows: list[dict[str, Any]] = []
     for task in args.tasks.split(","):
-        rows += implicit_rows(train, args.threads, args.bpr_epochs, task)
+        rows += implicit_rows(train, args.threads, args.bpr_epochs, task, not args.fit_only)
         write_csv(rows, args.out)
-        rows += recbench_rows(base, out_dir, task, args.bpr_epochs)
+        rows += recbench_rows(base, out_dir, task, args.bpr_epochs, folds[0] if args.fit_only else None)
         write_csv(rows, args.out)
     print(f"wrote {args.out}")
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from recbench.models import kernels
 
@@ -61,13 +62,14 @@ def gram_blocks(
         heavy[:] = False
         heavy[np.argsort(-counts, kind="stable")[:budget]] = True
     left_h, right_h = left[:, heavy].toarray(), right[:, heavy].toarray().T
-    left_l, right_l = left[:, ~heavy].tocsr(), right[:, ~heavy].tocsr()
+    left_l = left[:, ~heavy].tocsr()
+    right_lt = right[:, ~heavy].T.tocsr()  # transposed once, not per block
     full = np.empty((n, n), dtype=np.float32) if symmetric and n * n <= DENSE_LIMIT else None
     for lo in range(0, n, block):
         hi = min(n, lo + block)
         start = lo if full is not None else 0  # columns left of lo are already known by symmetry
         prod = left_h[lo:hi] @ right_h[:, start:]
-        prod += (left_l[lo:hi] @ right_l[start:].T).toarray()
+        prod += sparse_times_sparse(left_l[lo:hi], right_lt if start == 0 else right_lt[:, start:])
         if full is None:
             yield lo, prod.astype(np.float32, copy=False)
         else:
@@ -129,10 +131,18 @@ def topk_similarity(
 
 
 def topk_rows(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, col, value) of the ``k`` largest positive entries of each row of ``sim``."""
+    """(row, col, value) of the ``k`` largest positive entries of each row of ``sim``.
+
+    The selection is ``torch.topk`` (several times faster than ``np.argpartition`` on one core);
+    which of several entries tied at the ``k``-th value is kept is unspecified, as with a partition.
+    """
     b, n = sim.shape
-    idx = np.argpartition(sim, n - k, axis=1)[:, n - k :] if k < n else np.broadcast_to(np.arange(n), (b, n))
-    vals = np.take_along_axis(sim, idx, axis=1)
+    if k < n:
+        vals_t, idx_t = torch.topk(torch.from_numpy(np.ascontiguousarray(sim)), k, dim=1, sorted=False)
+        idx, vals = idx_t.numpy(), vals_t.numpy()
+    else:
+        idx = np.broadcast_to(np.arange(n), (b, n))
+        vals = np.take_along_axis(sim, idx, axis=1)
     keep = vals > 0
     rows = np.broadcast_to(np.arange(b)[:, None], idx.shape)[keep]
     return rows, idx[keep], vals[keep]
