@@ -87,22 +87,15 @@ def implicit_rows(
     rows = []
     if task == "als":
         model = AlternatingLeastSquares(factors=64, iterations=15, num_threads=threads, random_state=0)
-        start = time.perf_counter()
-        model.fit(train, show_progress=False)
-        rows.append(
-            _row("ALS fit (64 factors, 15 iterations)", "implicit", time.perf_counter() - start, "fit")
-        )
-        users = np.flatnonzero(np.diff(train.indptr) > 0)
-        start = time.perf_counter()
-        model.recommend(users, train[users], N=10, filter_already_liked_items=True)
-        rows.append(
-            _row(
-                "ALS top-10 for all users",
-                "implicit",
-                time.perf_counter() - start,
-                f"{len(users)} users (recommend, history filtered)",
-            )
-        )
+        with _Clock() as c:
+            model.fit(train, show_progress=False)
+        rows.append(_row("ALS fit (64 factors, 15 iterations)", "implicit", c.wall, c.cpu, "fit"))
+        if with_eval:
+            users = np.flatnonzero(np.diff(train.indptr) > 0)
+            with _Clock() as c:
+                model.recommend(users, train[users], N=10, filter_already_liked_items=True)
+            per = f"{len(users)} users (recommend, history filtered)"
+            rows.append(_row("ALS top-10 for all users", "implicit", c.wall, c.cpu, per))
     elif task == "bpr":
         model = BayesianPersonalizedRanking(
             factors=64, iterations=bpr_epochs, num_threads=threads, random_state=0
