@@ -2,8 +2,9 @@
 
 The test starts a one-node cluster on 127.0.0.1 with ``ray start --head --block`` (free ports, its own
 temp dir, 2 CPUs), runs a two-job sweep through the launcher connecting to ``127.0.0.1:PORT``, checks
-the jobs' results, and always stops the cluster it started (that process and its descendants, by id:
-``ray stop`` would also stop other Ray instances on the machine).
+the jobs' results, and always stops the cluster it started (the process group of its ``ray start``, by
+id: ``ray stop`` would also stop other Ray instances on the machine). The cluster uses Ray's token
+authentication with a token made for the test (``RAY_AUTH_TOKEN``), as a real cluster's clients would.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -39,35 +41,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc), deepest last."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def stop(head: subprocess.Popen[bytes]) -> None:
-    """Stop the cluster this test started: ``ray start --block``, then what is left of its process tree."""
-    tree = descendants(head.pid)
-    head.send_signal(signal.SIGTERM)
-    try:
-        head.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        head.kill()
+    """Stop the cluster this test started: the process group of its ``ray start --block`` (by id)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        head.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while _group_alive(head.pid) and time.monotonic() < deadline:
+        time.sleep(1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.pid, signal.SIGKILL)  # what a graceful stop left behind
+    with contextlib.suppress(subprocess.TimeoutExpired):
         head.wait(timeout=10)
-    for pid in tree:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.fixture
@@ -75,7 +69,13 @@ def ray_head(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """``(address, env)`` of a Ray head node on 127.0.0.1, stopped at the end whatever happened."""
     port = free_port()
     temp = tempfile.mkdtemp(prefix="rb-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 chars
-    env = {**os.environ, "RECBENCH_CACHE_DIR": str(tmp_path / "cache"), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {
+        **os.environ,  # the cluster's workers import recbench as this process does (PYTHONPATH)
+        "RECBENCH_CACHE_DIR": str(tmp_path / "cache"),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",  # Ray's default: every client of the cluster presents its token
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+    }
     worker_from = free_port()
     cmd = [
         "ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
@@ -86,22 +86,19 @@ def ray_head(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         f"--metrics-export-port={free_port()}", f"--min-worker-port={worker_from}",
         f"--max-worker-port={worker_from + 40}", "--disable-usage-stats",
     ]  # fmt: skip
-    head = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(tmp_path / "ray-head.log", "wb")  # noqa: SIM115 - closed in the finally below
+    head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         address = f"127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:  # up when `ray status` reaches it
-            status = subprocess.run(
-                ["ray", "status", f"--address={address}"], env=env, capture_output=True, text=True, timeout=60
-            )
-            if status.returncode == 0:
-                break
+        deadline = time.monotonic() + 180
+        while b"Ray runtime started" not in (tmp_path / "ray-head.log").read_bytes():
             assert head.poll() is None, f"ray start exited with {head.returncode}"
-            assert time.monotonic() < deadline, f"the Ray head did not come up:\n{status.stderr[-2000:]}"
-            time.sleep(2)
+            assert time.monotonic() < deadline, "the Ray head did not start within 180 s"
+            time.sleep(1)
         yield address, env
     finally:
         stop(head)
+        log.close()
         shutil.rmtree(temp, ignore_errors=True)
 
 

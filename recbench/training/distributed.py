@@ -22,6 +22,7 @@ evaluation lists), each rank on ``cuda:LOCAL_RANK``.
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
 import math
 import os
@@ -215,11 +216,14 @@ class DistributedTraining:
         if not self.sparse:
             from torch.nn.parallel import DistributedDataParallel
 
+            # every rank builds identical buffers from the same data: no buffer broadcast at each forward
+            params = inspect.signature(DistributedDataParallel.__init__).parameters
+            quiet = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {}
             self.ddp = DistributedDataParallel(
                 self.module,
                 device_ids=[device.index] if device.type == "cuda" else None,
-                broadcast_buffers=False,  # every rank builds identical buffers from the same data
                 static_graph=True,  # the loss uses the same parameters at every step (unused ones too)
+                **(quiet or {"broadcast_buffers": False}),
             )
         else:
             # replicas start equal: the ranks built the network from the same seed, but make sure
@@ -322,7 +326,7 @@ class DistributedTraining:
         dist.all_gather(all_values, pad_values)
         rows = torch.cat([r[:n] for r, n in zip(all_rows, sizes)])
         values = torch.cat([v[:n] for v, n in zip(all_values, sizes)]) / self.size
-        return torch.sparse_coo_tensor(rows.unsqueeze(0), values, p.shape).coalesce()
+        return torch.sparse_coo_tensor(rows.unsqueeze(0), values, p.shape, check_invariants=False).coalesce()
 
 
 # --- spawning the processes ----------------------------------------------------------------------------
