@@ -39,12 +39,20 @@ def learned_arrays(model: Recommender) -> dict[str, np.ndarray]:
 
     Numpy arrays, scipy.sparse matrices, numbers and tuples or lists of numbers are saved (as
     arrays); anything else is learned state that would be silently lost on load, so it is an error
-    (:class:`RecbenchError`).
+    (:class:`RecbenchError`), and so is a public attribute that is neither a hyperparameter nor
+    ``_``-suffixed (private ``_name`` attributes are caches, rebuilt when missing).
     """
     arrays: dict[str, np.ndarray] = {}
+    params = set(model.get_params())
     for name, value in vars(model).items():
-        if not name.endswith("_") or name.startswith("_") or name in REBUILT:
-            continue
+        if name.startswith("_") or name in REBUILT or name in params:
+            continue  # private caches (rebuilt on use), rebuilt torch state, hyperparameters
+        if not name.endswith("_"):
+            raise RecbenchError(
+                f"{type(model).__name__}.{name} is neither a hyperparameter nor learned state (a name ending "
+                "in '_'), so recbench would not save it and a loaded model would lack it. Rename it with a "
+                "trailing '_' to save it, or with a leading '_' if it is a cache rebuilt when missing."
+            )
         if isinstance(value, np.ndarray) and value.dtype != object:
             arrays[name] = value
         elif sp.issparse(value):

@@ -47,7 +47,7 @@ class RP3beta(Recommender):
     score_history = score_own_history
 
     def __init__(
-        self, *, k: int = 200, alpha: float = 1.0, beta: float = 0.5, normalize: bool = False
+        self, *, k: int = 400, alpha: float = 1.0, beta: float = 0.6, normalize: bool = True
     ) -> None:
         self.k = k
         self.alpha = alpha

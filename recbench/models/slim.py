@@ -59,11 +59,11 @@ class SLIM(Recommender):
     def __init__(
         self,
         *,
-        alpha: float = 1e-3,
-        l1_ratio: float = 0.1,
+        alpha: float = 0.02,
+        l1_ratio: float = 0.05,
         k: int = 200,
         max_iter: int = 100,
-        tol: float = 1e-4,
+        tol: float = 1e-3,
         n_jobs: int | None = None,
     ) -> None:
         self.alpha = alpha

@@ -6,13 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from recbench.config import build
 from recbench.errors import ConfigError
-from recbench.models.base import Recommender
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 Compose = Callable[..., DictConfig]
@@ -29,20 +27,6 @@ def compose_train() -> Compose:
             return compose("train", overrides=["dataset=tiny", "trainer=fast", *overrides])
 
     return _compose
-
-
-@pytest.mark.parametrize("name", options("model"))
-def test_every_model_builds_with_params_equal_to_yaml_keys(compose_train: Compose, name: str) -> None:
-    cfg = compose_train(f"model={name}")
-    model = build(cfg.model, "model")
-    assert isinstance(model, Recommender)
-    raw = yaml.safe_load((CONFIG_DIR / "model" / f"{name}.yaml").read_text())
-    yaml_keys = {k for k in raw if not k.startswith("_") and k != "defaults"}
-    if "defaults" in raw:  # a preset of another model option: its own keys override that option's
-        assert yaml_keys <= set(model.get_params())
-        yaml_keys = {k for k in cfg.model if not k.startswith("_")}
-    assert set(model.get_params()) == yaml_keys
-    assert not model.is_fitted
 
 
 @pytest.mark.parametrize("group", ["dataset", "split", "eval", "trainer"])

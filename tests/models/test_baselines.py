@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import yaml
 
 from recbench.data.interactions import Interactions
 from recbench.models.baselines import Popularity, Random
 from recbench.models.persistence import load_state, save_model
-from tests.conftest import CONFIG_DIR
 
 
 def check_contract(model, data: Interactions) -> np.ndarray:
@@ -54,13 +52,6 @@ def test_random_is_roughly_uniform() -> None:
     scores = Random(seed=0).fit(data).score(np.arange(200), data)
     hist, _ = np.histogram(scores, bins=10, range=(0.0, 1.0))
     assert np.all(np.abs(hist / scores.size - 0.1) < 0.01)
-
-
-@pytest.mark.parametrize(("name", "cls"), [("pop", Popularity), ("random", Random)])
-def test_config_keys_match_constructor(name: str, cls: type) -> None:
-    raw = yaml.safe_load((CONFIG_DIR / "model" / f"{name}.yaml").read_text())
-    assert raw.pop("_target_") == f"{cls.__module__}.{cls.__name__}"
-    assert set(raw) == set(cls().get_params())
 
 
 @pytest.mark.parametrize("model", [Popularity(), Random(seed=4)])

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-import yaml
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.dmf import DMF, SparseTower, gather_rows
 from recbench.training.trainer import Trainer
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "dmf.yaml"
 #: hyperparameters and a changed value for each (parameter-sensitivity test)
 CHANGES = {
     "layers": [16],
@@ -119,13 +116,3 @@ def test_bad_options(blocks: Interactions) -> None:
         make(layers=[]).fit(blocks)
     with pytest.raises(ConfigError, match="model.negative_sampling"):
         make(negative_sampling="zipf").fit(blocks)
-
-
-def test_config_keys_match_constructor() -> None:
-    cfg = yaml.safe_load(CONFIG.read_text())
-    assert cfg.pop("_target_") == "recbench.models.dmf.DMF"
-    defaults = DMF().get_params()
-    assert set(cfg) == set(defaults)
-    for key, value in cfg.items():
-        if key not in ("trainer", "seed"):
-            assert value == (list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key])

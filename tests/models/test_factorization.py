@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from recbench.data.interactions import Interactions
 from recbench.errors import DataError, TrainingError
@@ -15,7 +14,6 @@ from recbench.models.base import capabilities_of
 from recbench.models.factorization import BPR, MF, PMF, DotProduct, _GatherDot, row_counts
 from recbench.training.trainer import Trainer
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
 MODELS = {"bpr": BPR, "mf": MF, "pmf": PMF}
 #: every hyperparameter and a changed value for it (parameter-sensitivity test)
 CHANGES = {
@@ -141,17 +139,6 @@ def test_dot_product_forward_and_gradient() -> None:
     tables = tuple(t.detach().clone().requires_grad_() for t in (net.user, net.item, net.item_bias))
     assert torch.autograd.gradcheck(lambda p, q, b: _GatherDot.apply(p, q, b, users, items), tables)
     assert torch.autograd.gradcheck(lambda p, q: _GatherDot.apply(p, q, None, users, items), tables[:2])
-
-
-@pytest.mark.parametrize("name", list(MODELS))
-def test_config_keys_match_constructor(name: str) -> None:
-    cfg = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
-    assert cfg.pop("_target_") == f"recbench.models.factorization.{MODELS[name].__name__}"
-    assert set(cfg) == set(MODELS[name]().get_params())
-    defaults = MODELS[name]().get_params()
-    for key, value in cfg.items():
-        if key not in ("trainer", "seed"):
-            assert value == defaults[key], f"configs/model/{name}.yaml {key} differs from the default"
 
 
 def test_saved_rating_model_predicts_the_same(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import yaml
 
 from recbench.data.interactions import FeatureTable, Interactions
 from recbench.errors import ConfigError
@@ -19,7 +18,6 @@ from recbench.models.link import (
     PersonalizedPageRank,
     TasteHybrid,
 )
-from tests.conftest import CONFIG_DIR
 
 
 def _graph(n: int = 25, m: int = 70, seed: int = 0) -> Interactions:
@@ -111,22 +109,6 @@ def test_exclude_self_keeps_users_out_of_their_own_lists() -> None:
     flat = Interactions(np.array([0]), np.array([2]), n_users=2, n_items=3)
     with pytest.raises(ConfigError, match="exclude_self"):
         top_lists(model, np.array([0]), flat, 1, exclude_self=True)
-
-
-@pytest.mark.parametrize(
-    ("name", "cls"),
-    [
-        ("common_neighbors", CommonNeighbors),
-        ("adamic_adar", AdamicAdar),
-        ("jaccard", Jaccard),
-        ("ppr", PersonalizedPageRank),
-        ("taste_hybrid", TasteHybrid),
-    ],
-)
-def test_config_keys_match_constructor(name: str, cls: type) -> None:
-    node = yaml.safe_load((CONFIG_DIR / "model" / f"{name}.yaml").read_text())
-    assert node.pop("_target_") == f"{cls.__module__}.{cls.__name__}"
-    assert set(node) == set(cls._param_names())
 
 
 @pytest.mark.slow

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
@@ -16,7 +14,6 @@ from recbench.models.base import capabilities_of
 from recbench.models.mlp import MLPClassifier
 from recbench.training.trainer import Trainer
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "mlp.yaml"
 #: hyperparameters and a changed value for each (parameter-sensitivity test, implicit mode)
 CHANGES = {
     "embedding_dim": 4,
@@ -122,13 +119,3 @@ def test_chunked_scoring_matches_unchunked(blocks: Interactions, monkeypatch: py
     whole = model.score(users, blocks)
     monkeypatch.setattr(MLPClassifier, "max_score_pairs", blocks.n_items * 7)
     np.testing.assert_allclose(model.score(users, blocks), whole, rtol=0, atol=1e-6)
-
-
-def test_config_keys_match_constructor() -> None:
-    cfg = yaml.safe_load(CONFIG.read_text())
-    assert cfg.pop("_target_") == "recbench.models.mlp.MLPClassifier"
-    defaults = MLPClassifier().get_params()
-    assert set(cfg) == set(defaults)
-    for key, value in cfg.items():
-        if key not in ("trainer", "seed"):
-            assert value == (list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key])

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
@@ -16,7 +15,6 @@ from recbench.models.ncf import GMF, NCFMLP, NeuMF
 from recbench.models.persistence import read_network, save_model, save_network
 from recbench.training.trainer import Trainer
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
 MODELS = {"gmf": GMF, "ncf_mlp": NCFMLP, "ncf": NeuMF}
 SMALL = {
     "gmf": {"embedding_dim": 8},
@@ -159,17 +157,6 @@ def test_pretrained_errors_name_the_key(blocks: Interactions, tmp_path: Path) ->
 def test_bad_options_raise_config_errors(key: str, value: object, blocks: Interactions) -> None:
     with pytest.raises(ConfigError, match=f"model.{key}"):
         make("ncf", **{key: value}).fit(blocks)
-
-
-@pytest.mark.parametrize("name", list(MODELS))
-def test_config_keys_match_constructor(name: str) -> None:
-    cfg = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
-    assert cfg.pop("_target_") == f"recbench.models.ncf.{MODELS[name].__name__}"
-    assert set(cfg) == set(MODELS[name]().get_params())
-    defaults = MODELS[name]().get_params()
-    for key, value in cfg.items():
-        if key not in ("trainer", "seed"):
-            assert value == (list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key])
 
 
 @pytest.mark.gpu
