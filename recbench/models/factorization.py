@@ -620,7 +620,7 @@ class BPR(TorchRecommender):
     :math:`\hat x_{ui} = p_u^\top q_i + b_i`. The item bias (on by default) lets the model express
     popularity apart from taste. ``score`` is :math:`P Q^\top + b`. The training defaults (up to 200
     epochs of 8,192 positives at lr 5e-3) were tuned on ml-100k, where validation NDCG still rises
-    slowly after 100 epochs: with early stopping, validate every 10 epochs rather than every one.
+    slowly late in training: with early stopping, validate every 10 epochs rather than every one.
 
     Parameters
     ----------

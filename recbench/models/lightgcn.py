@@ -63,7 +63,7 @@ class LightGCNNet(nn.Module):
         self.layers = layers
         n = adjacency.shape[0]
         self.embedding = nn.Parameter(torch.randn(n, dim) * init_std)
-        with warnings.catch_warnings():  # "sparse CSR support is in beta": it is 5x faster than COO here
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": faster than COO here
             warnings.simplefilter("ignore", UserWarning)
             self._adjacency = torch.sparse_csr_tensor(
                 torch.from_numpy(adjacency.indptr.astype(np.int64)),

@@ -128,8 +128,8 @@ def create_app(live: LiveRun) -> FastAPI:
         return JSONResponse({"error": _one_line(exc)}, status_code=422)
 
     # Routes are plain functions, so uvicorn runs them in its thread pool: numpy/scipy/torch release the
-    # GIL, and the event loop keeps parsing requests meanwhile (measured against ``async def`` routes:
-    # about twice the throughput, see scripts/bench_serve.py). Recommendations answer with a ready
+    # GIL, and the event loop keeps parsing requests meanwhile (more throughput than ``async def`` routes,
+    # which would score on the event loop itself). Recommendations answer with a ready
     # JSONResponse (no response-model encoding).
     @app.get("/health")
     def health() -> dict[str, str]:
