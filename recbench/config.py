@@ -25,7 +25,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,20 @@ def _path_of(node: DictConfig, key: str, where: str) -> str:
     return f"{where}.{key}"
 
 
+def _resolvable(node: DictConfig) -> Iterator[tuple[str, Any]]:
+    """``(name, value)`` of the public keys of ``node`` whose value resolves here; missing mandatory
+    values and interpolations that resolve only in the full config are skipped (Hydra reports those)."""
+    for key in node:
+        name = str(key)
+        if name.startswith("_"):
+            continue
+        try:
+            value = node[name]
+        except Exception:  # ???, broken or out-of-context interpolations
+            continue
+        yield name, value
+
+
 def check_config_types(node: Any, where: str) -> None:
     """Raise :class:`ConfigError` when a value below ``node`` cannot have its constructor's declared type.
 
@@ -220,14 +234,7 @@ def check_config_types(node: Any, where: str) -> None:
                 f"Valid keys are: {', '.join(names)}. Fix the spelling in the YAML file or on the "
                 "command line."
             )
-    for key in node:
-        name = str(key)
-        if name.startswith("_"):
-            continue
-        try:
-            value = node[name]
-        except Exception:  # missing mandatory values, broken interpolations: Hydra reports those
-            continue
+    for name, value in _resolvable(node):
         path = _path_of(node, name, where)
         if isinstance(value, (DictConfig, ListConfig)) and name not in hints:
             check_config_types(value, path)
@@ -367,17 +374,7 @@ def model_capabilities(node: DictConfig) -> Any:
     cls = _target_class(node)
     if not (inspect.isclass(cls) and issubclass(cls, Recommender)):
         return Capabilities()
-    params: dict[str, Any] = {}
-    for key in node:
-        name = str(key)
-        if name.startswith("_"):
-            continue
-        try:
-            value = node[name]
-        except Exception:  # an interpolation that resolves only in the full config
-            continue
-        if not isinstance(value, (DictConfig, ListConfig)):
-            params[name] = value
+    params = {k: v for k, v in _resolvable(node) if not isinstance(v, (DictConfig, ListConfig))}
     return class_capabilities(cls, params)
 
 
