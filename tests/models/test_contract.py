@@ -6,8 +6,10 @@ shuffled, where users of block ``b`` interact (mostly) with items of block ``b``
 
 * quality: the unseen in-block items rank above the out-of-block ones (NDCG@10 at least
   :data:`MARGIN` above the ``random`` model's); ``pop`` ranks by training count and the time-aware
-  popularity options (``trending``, ``recent_pop``) by recency-weighted count instead;
-* save/load: the model loaded from its saved files gives identical scores;
+  popularity options (``trending``, ``recent_pop``) by recency-weighted count instead; a model
+  declaring ``similar`` finds each item's most similar items in its block;
+* save/load: the model loaded from its saved files gives identical scores (and ratings,
+  probabilities and similar items where declared);
 * determinism (same seed, same scores), finite ``float32`` scores, and ``score`` independent of how
   the users are batched;
 * the YAML keys equal the constructor's parameters, and its values the constructor's defaults;
@@ -88,6 +90,7 @@ class Case:
     train: Interactions
     relevant: Interactions
     exclude_self: bool = False
+    item_block: np.ndarray | None = None  # the block of each item (None: no blocks)
 
 
 def block_case(kind: str = "implicit", seed: int = 0) -> Case:
@@ -125,7 +128,8 @@ def block_case(kind: str = "implicit", seed: int = 0) -> Case:
         timestamps=rng.permutation(len(users)).astype(np.int64) * 3600,
     ).with_features(one_hot(user_block, "group"), one_hot(item_block, "kind"))
     ru, ri = np.nonzero(relevant)
-    return Case(train, Interactions(ru.astype(np.int64), ri.astype(np.int64), n_users, n_items), graph)
+    relevant_pairs = Interactions(ru.astype(np.int64), ri.astype(np.int64), n_users, n_items)
+    return Case(train, relevant_pairs, graph, item_block)
 
 
 @functools.cache
@@ -201,15 +205,39 @@ def check_scores(model: Recommender, case: Case) -> None:
     )
 
 
+def check_similar(model: Recommender, case: Case) -> None:
+    """A model declaring ``similar`` finds each item's neighbours in its block: at least 80% of every
+    item's 5 most similar other items (random lists hold about 25%)."""
+    items = np.arange(case.train.n_items)
+    sims = np.asarray(model.similar_items(items), dtype=np.float64)
+    assert sims.shape == (len(items), len(items)) and np.isfinite(sims).all(), "similarities: shape, finite"
+    sims[items, items] = -np.inf
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :5]
+    share = float((case.item_block[top] == case.item_block[:, None]).mean())
+    assert share >= 0.8, f"{model!r}: only {share:.0%} of the most similar items share the item's block"
+
+
 def check_round_trip(model: Recommender, blank: Recommender, case: Case, run_dir: Path) -> None:
-    """``blank`` (unfitted, same settings) loaded from ``model``'s saved files scores identically."""
+    """``blank`` (unfitted, same settings) loaded from ``model``'s saved files scores identically, and
+    predicts ratings, probabilities and similar items identically where the model declares them."""
     save_model(model, run_dir)
     loaded = load_state(blank, run_dir, train=case.train)
-    np.testing.assert_array_equal(
-        all_scores(loaded, case),
-        all_scores(model, case),
-        err_msg=f"{model!r}: learned state lost on save/load",
-    )
+    lost = f"{model!r}: learned state lost on save/load"
+    np.testing.assert_array_equal(all_scores(loaded, case), all_scores(model, case), err_msg=lost)
+    caps, pairs = capabilities_of(model), (case.train.users[:50], case.train.items[:50])
+    if caps.ratings:
+        try:
+            want = model.predict(*pairs)
+        except ConfigError:  # e.g. a KNN model fitted without ratings: the loaded one must say so too
+            with pytest.raises(ConfigError):
+                loaded.predict(*pairs)
+        else:
+            np.testing.assert_array_equal(loaded.predict(*pairs), want, err_msg=lost)
+    if caps.probabilities:
+        np.testing.assert_array_equal(loaded.predict_proba(*pairs), model.predict_proba(*pairs), err_msg=lost)
+    if caps.similar:
+        items = np.arange(case.train.n_items)
+        np.testing.assert_array_equal(loaded.similar_items(items), model.similar_items(items), err_msg=lost)
 
 
 def check_deterministic(model: Recommender, twin: Recommender, case: Case) -> None:
@@ -263,6 +291,8 @@ def test_ranks_by_what_it_learned(name: str) -> None:
         check_popularity(model, case_for(model))
     elif name not in NOT_BLOCK:
         check_learns_blocks(model, case_for(model))
+    if capabilities_of(model).similar:
+        check_similar(model, case_for(model))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -364,6 +394,13 @@ class BatchDependent(ItemKNN):
         return scores / np.float32(scores.max() + 1.0)
 
 
+class SimilarAtRandom(ItemKNN):
+    """Declares ``similar`` but answers with noise."""
+
+    def similar_items(self, items: np.ndarray) -> np.ndarray:
+        return np.random.default_rng(0).random((len(items), self.n_items_)).astype(np.float32)
+
+
 class NonFinite(ItemKNN):
     """Divides by zero for items without neighbours."""
 
@@ -387,6 +424,9 @@ BROKEN: dict[str, Callable[[Path], None]] = {
     ),
     "batch-dependent scores": lambda _: check_scores(
         BatchDependent().fit(case_of("implicit").train), case_of("implicit")
+    ),
+    "similar items at random": lambda _: check_similar(
+        SimilarAtRandom().fit(case_of("implicit").train), case_of("implicit")
     ),
     "non-finite scores": lambda _: check_scores(
         NonFinite().fit(case_of("implicit").train), case_of("implicit")
@@ -412,6 +452,7 @@ def test_the_real_models_pass_where_the_broken_ones_fail(tmp_path: Path) -> None
     check_round_trip(ItemKNN().fit(case.train), ItemKNN(), case, tmp_path)
     check_deterministic(Random(seed=1).fit(case.train), Random(seed=1), case)
     check_scores(ItemKNN().fit(case.train), case)
+    check_similar(ItemKNN().fit(case.train), case)
 
 
 def test_unsaveable_learned_state_is_an_error(tmp_path: Path) -> None:
