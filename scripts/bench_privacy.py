@@ -17,12 +17,12 @@ from other processes hits both alike; the CSV keeps every repeat plus, per model
 
 from __future__ import annotations
 
-import benchkit as bk  # noqa: I001  (first: pins BLAS to one thread before numpy is imported)
-
 import argparse
 import statistics
 import time
 from pathlib import Path
+
+import benchkit as bk  # pins BLAS to one thread; before anything imports numpy
 
 from recbench.models.base import TorchRecommender
 
@@ -102,7 +102,10 @@ def main() -> None:
                     "command": "recbench train " + " ".join((*overrides, f"seed={args.seed}")),
                 }
             )
-            print(f"{model:5s} {privacy:4s} rep {rep}: fit {rows[-1]['fit_s']:.2f}s, cpu {clock.cpu:.2f}s", flush=True)
+            print(
+                f"{model:5s} {privacy:4s} rep {rep}: fit {rows[-1]['fit_s']:.2f}s, cpu {clock.cpu:.2f}s",
+                flush=True,
+            )
     for model in args.models.split(","):
         med = {
             (p, key): statistics.median(r[key] for r in rows if r["model"] == model and r["privacy"] == p)
@@ -118,7 +121,10 @@ def main() -> None:
                 "fit_cpu_s": med["dp", "fit_cpu_s"] / med["none", "fit_cpu_s"],
             }
         )
-        print(f"{model}: dp/none fit {rows[-1]['fit_s']:.2f}x wall, {rows[-1]['fit_cpu_s']:.2f}x CPU", flush=True)
+        print(
+            f"{model}: dp/none fit {rows[-1]['fit_s']:.2f}x wall, {rows[-1]['fit_cpu_s']:.2f}x CPU",
+            flush=True,
+        )
     bk.write_csv(rows, args.out)
     print(f"wrote {args.out}")
 

@@ -51,9 +51,7 @@ UNITS = ("example", "user")
 #: Rényi orders of the RDP accountant. Opacus's default list spends most of its time in fractional
 #: orders above 2 (the noise-multiplier search took many seconds per run) and stops at 63, below the
 #: optimum of large epsilons; three fractional orders below 2, every integer to 64, then a few larger ones.
-RDP_ORDERS: tuple[float, ...] = tuple(
-    [1.25, 1.5, 1.75] + list(range(2, 65)) + [80, 96, 128, 160, 192, 256]
-)
+RDP_ORDERS: tuple[float, ...] = tuple([1.25, 1.5, 1.75, *range(2, 65), 80, 96, 128, 160, 192, 256])
 #: What ``metrics.json`` says about model selection (``privacy.model_selection``).
 MODEL_SELECTION_NOTE = (
     "outside the guarantee: early stopping and the choice of the best epoch read the validation split "
