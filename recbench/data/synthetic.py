@@ -170,6 +170,9 @@ class Synthetic:
         return np.minimum(k + count, n_items)
 
 
+_CHUNK_ENTRIES = 1 << 24  # Gumbel keys drawn and sorted at once in _own_cluster (64 MiB of float32)
+
+
 def _own_cluster(
     rng: np.random.Generator,
     n_own: np.ndarray,
@@ -177,12 +180,22 @@ def _own_cluster(
     members: np.ndarray,
     weight: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n_own[u]`` distinct items of u's cluster, popularity-weighted (Gumbel top-k, no replacement)."""
+    """``n_own[u]`` distinct items of u's cluster, popularity-weighted (Gumbel top-k, no replacement).
+
+    Users go in chunks of about :data:`_CHUNK_ENTRIES` keys, so memory does not grow with users x
+    cluster size; the Gumbel draws are taken in the same order, so the result does not depend on it.
+    """
     log_w = np.where(members >= 0, np.log(weight[members.clip(0)]), -np.inf).astype(np.float32)
-    keys = log_w[user_cluster] + rng.gumbel(size=(len(n_own), members.shape[1])).astype(np.float32)
-    ranked = np.argsort(-keys, axis=1)
-    take = np.arange(members.shape[1]) < n_own[:, None]
-    items = members[user_cluster[:, None], ranked][take]
+    width = members.shape[1]
+    step = max(1, _CHUNK_ENTRIES // max(width, 1))
+    parts = []
+    for lo in range(0, len(n_own), step):
+        hi = min(len(n_own), lo + step)
+        keys = log_w[user_cluster[lo:hi]] + rng.gumbel(size=(hi - lo, width)).astype(np.float32)
+        ranked = np.argsort(-keys, axis=1)
+        take = np.arange(width) < n_own[lo:hi, None]
+        parts.append(members[user_cluster[lo:hi, None], ranked][take])
+    items = np.concatenate(parts) if parts else np.zeros(0, dtype=members.dtype)
     return np.repeat(np.arange(len(n_own)), n_own), items
 
 
