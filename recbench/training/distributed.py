@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from recbench.errors import ConfigError, RecbenchError
+from recbench.errors import ConfigError, RecbenchError, TrainingError
 from recbench.evaluation.sharding import rank, world_size
 
 log = logging.getLogger(__name__)
@@ -282,51 +282,97 @@ class DistributedTraining:
     def _average_gradients(self) -> None:
         """Mean of every parameter's gradient over the ranks, without DDP (sparse gradients).
 
-        Dense gradients are summed in one flat all-reduce; sparse ones are all-gathered as (row,
-        values) pairs of the rows each rank touched and summed per row, so the cost follows the batch,
-        not the tables. A rank without a real batch (weight 0) sends no rows.
+        Sparse gradients travel as the (row, values) pairs of the rows each rank touched and are
+        summed per row, so the cost follows the batch, not the tables; dense ones are summed in one
+        flat all-reduce. Three or four collectives per step whatever the number of parameters: the
+        per-parameter kinds and row counts, then the dense sum, the rows and the values. A rank
+        without a real batch (weight 0) sends no rows.
         """
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        device = params[0].device if params else torch.device("cpu")
-        kinds = torch.tensor(
-            [0 if p.grad is None else 2 if p.grad.is_sparse else 1 for p in params], device=device
-        )
-        dist.all_reduce(kinds, op=dist.ReduceOp.MAX)
-        dense = [p for p, k in zip(params, kinds.tolist()) if k == 1]
-        sparse = [p for p, k in zip(params, kinds.tolist()) if k == 2]
+        named = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
+        params = [p for _, p in named]
+        if not params:
+            return
+        device = params[0].device
+        kind = [0 if p.grad is None else 2 if p.grad.is_sparse else 1 for p in params]
+        local = [p.grad.coalesce() if k == 2 else None for p, k in zip(params, kind)]
+        rows_here = [0 if g is None or self._weight == 0 else len(g.indices()[0]) for g in local]
+        meta = torch.tensor(list(zip(kind, rows_here)), dtype=torch.int64, device=device)
+        metas = self._gather(meta)  # [world, n_params, 2]
+        kinds = metas[:, :, 0].amax(0).tolist()
+        mixed = [n for (n, _), k, g in zip(named, kinds, kind) if g and g != k]
+        if mixed:
+            raise TrainingError(
+                f"The parameters {mixed} have a sparse gradient in some training processes and a dense one "
+                "in others, so their gradients cannot be averaged. Train this model in one process."
+            )
+        dense = [p for p, k in zip(params, kinds) if k == 1]
         if dense:
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in dense]
+            grads = [torch.zeros_like(p) if p.grad is None else p.grad.to_dense() for p in dense]
             flat = torch.cat([g.reshape(-1) for g in grads])
             dist.all_reduce(flat)
             flat /= self.size
             for p, piece in zip(dense, flat.split([p.numel() for p in dense])):
                 p.grad = piece.view_as(p).clone()
-        for p in sparse:
-            p.grad = self._gathered_sparse(p)
+        sparse = [j for j, k in enumerate(kinds) if k == 2]
+        if sparse:
+            self._sum_rows(params, local, metas[:, sparse, 1], sparse)
 
-    def _gathered_sparse(self, p: nn.Parameter) -> torch.Tensor:
-        grad = p.grad
-        if grad is None or self._weight == 0:
-            rows = torch.zeros(0, dtype=torch.int64, device=p.device)
-            values = p.new_zeros((0, *p.shape[1:]))
-        else:
-            grad = grad.coalesce()
-            rows, values = grad.indices()[0], grad.values()
-        counts = [torch.zeros(1, dtype=torch.int64, device=p.device) for _ in range(self.size)]
-        dist.all_gather(counts, torch.tensor([len(rows)], dtype=torch.int64, device=p.device))
-        sizes = [int(c) for c in counts]
-        widest = max(sizes)
-        pad_rows = torch.zeros(widest, dtype=torch.int64, device=p.device)
-        pad_rows[: len(rows)] = rows
-        pad_values = p.new_zeros((widest, *p.shape[1:]))
-        pad_values[: len(rows)] = values
-        all_rows = [torch.empty_like(pad_rows) for _ in range(self.size)]
-        all_values = [torch.empty_like(pad_values) for _ in range(self.size)]
-        dist.all_gather(all_rows, pad_rows)
-        dist.all_gather(all_values, pad_values)
-        rows = torch.cat([r[:n] for r, n in zip(all_rows, sizes)])
-        values = torch.cat([v[:n] for v, n in zip(all_values, sizes)]) / self.size
-        return torch.sparse_coo_tensor(rows.unsqueeze(0), values, p.shape, check_invariants=False).coalesce()
+    def _sum_rows(
+        self,
+        params: list[nn.Parameter],
+        local: list[torch.Tensor | None],
+        counts: torch.Tensor,
+        which: list[int],
+    ) -> None:
+        """Set the sparse gradients of ``params[which]`` to their mean over the ranks (rows gathered)."""
+        device = params[which[0]].device
+        widths = torch.tensor([params[j][0].numel() if params[j].dim() > 1 else 1 for j in which])
+        rows, values = [], []
+        for j, n in zip(which, counts[self.rank].tolist()):
+            grad = local[j]
+            if n:
+                assert grad is not None
+                rows.append(grad.indices()[0])
+                values.append(grad.values().reshape(-1))
+        counts = counts.cpu()
+        n_rows = counts.sum(1)
+        n_values = (counts * widths).sum(1)
+        all_rows = self._gather(_padded(rows, int(n_rows.max()), torch.int64, device))
+        all_values = self._gather(_padded(values, int(n_values.max()), params[which[0]].dtype, device))
+        per_param_rows: list[list[torch.Tensor]] = [[] for _ in which]
+        per_param_values: list[list[torch.Tensor]] = [[] for _ in which]
+        for r in range(self.size):
+            r_rows = all_rows[r, : int(n_rows[r])].split(counts[r].tolist())
+            r_values = all_values[r, : int(n_values[r])].split((counts[r] * widths).tolist())
+            for i in range(len(which)):
+                per_param_rows[i].append(r_rows[i])
+                per_param_values[i].append(r_values[i])
+        for i, j in enumerate(which):
+            p = params[j]
+            idx = torch.cat(per_param_rows[i])
+            vals = torch.cat(per_param_values[i]).view(len(idx), *p.shape[1:]) / self.size
+            p.grad = torch.sparse_coo_tensor(
+                idx.unsqueeze(0), vals, p.shape, check_invariants=False
+            ).coalesce()
+
+    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``[world, *tensor.shape]``: every rank's ``tensor`` (same shape on all ranks)."""
+        out = torch.empty(
+            (self.size * tensor.shape[0], *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device
+        )
+        dist.all_gather_into_tensor(out, tensor)
+        return out.view(self.size, *tensor.shape)
+
+
+def _padded(
+    pieces: list[torch.Tensor], length: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """The concatenated 1-D ``pieces`` zero-padded to ``length``."""
+    out = torch.zeros(max(length, 1), dtype=dtype, device=device)
+    if pieces:
+        flat = torch.cat(pieces)
+        out[: len(flat)] = flat
+    return out
 
 
 # --- spawning the processes ----------------------------------------------------------------------------
