@@ -106,7 +106,10 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
     tracking = TrackingHook({})
     try:
         if launch.spawn:  # this process only starts the N training processes and waits for rank 0's record
-            return distributed.spawn(run, (_portable(cfg), ctx), launch.world_size, threads=_threads(cfg))
+            done = distributed.spawn(
+                _run_dict, (_portable(cfg), ctx), launch.world_size, threads=_threads(cfg)
+            )
+            return RunRecord.from_dict(done)
         if main:
             tracking = _open_tracking(cfg, ctx, base)
         seed_everything(int(cfg.seed))
@@ -176,6 +179,11 @@ def _launch(cfg: DictConfig, ctx: RunContext) -> distributed.Launch:
     if launch.distributed and not launch.spawn:
         distributed.init_from_env(str(node.get("device", "auto")))
     return launch
+
+
+def _run_dict(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
+    """:func:`run` in a spawned training process; its record as plain JSON-ready data."""
+    return run(cfg, ctx).to_dict()
 
 
 def _portable(cfg: DictConfig) -> DictConfig:

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import json
 import logging
 import math
 import os
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -121,7 +123,8 @@ def plan(strategy: str, devices: int | None, device: str, *, torch_model: bool, 
             "torch model (bpr, mf, ncf, sasrec, ...)."
         )
     n = devices or 1
-    if n > 1 and device.startswith("cuda") and torch.cuda.device_count() < n:
+    on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if n > 1 and on_cuda and torch.cuda.device_count() < n:
         raise ConfigError(
             f"trainer.devices={n} with trainer.device={device} needs {n} GPUs, but this machine has "
             f"{torch.cuda.device_count()}. Lower trainer.devices, or train on CPU (trainer.device=cpu)."
@@ -390,9 +393,11 @@ def spawn(fn: Callable[..., Any], args: tuple[Any, ...], world: int, *, threads:
 
     The processes find each other on 127.0.0.1 (``MASTER_ADDR`` / ``MASTER_PORT``, ``RANK``,
     ``WORLD_SIZE``, ``LOCAL_RANK``), exactly as under ``torchrun``. Each gets ``threads`` torch/BLAS
-    threads (default: the CPUs divided by ``world``). When one process fails the others are stopped
-    and its exception is raised here (its original type when it can be pickled); rank 0's console and
-    file log handlers are recreated in the process, so the run's ``train.log`` gets its lines.
+    threads (default: the CPUs divided by ``world``). Rank 0's result comes back as JSON (``fn``
+    returns plain data: dicts, lists, numbers, strings). When one process fails the others are stopped
+    and its error is raised here (a :mod:`recbench.errors` class keeps its type; other exceptions
+    become a :class:`RecbenchError` naming theirs). Rank 0's console and file log handlers are
+    recreated in its process, so the run's ``train.log`` gets its lines.
     """
     import tempfile
 
@@ -419,12 +424,12 @@ def spawn(fn: Callable[..., Any], args: tuple[Any, ...], world: int, *, threads:
         except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
             failure = _outcome(box, "error")
             if failure is not None:
-                raise failure from None
+                raise _error_from(failure) from None
             raise RecbenchError(f"A training process failed: {exc}") from None
         result = _outcome(box, "ok")
     if result is None:
         raise RecbenchError("The training processes finished without a result from rank 0.")
-    return result[0]
+    return result["value"]
 
 
 def _worker(
@@ -442,36 +447,35 @@ def _worker(
     try:
         out = fn(*args)
     except BaseException as exc:
-        _leave(box, f"error-{local_rank}", _picklable(exc))
+        _leave(
+            box,
+            f"error-{local_rank}",
+            {"type": type(exc).__name__, "module": type(exc).__module__, "message": str(exc)},
+        )
         raise
     if local_rank == 0:
-        _leave(box, "ok-0", (out,))
+        _leave(box, "ok-0", {"value": out})
 
 
-def _leave(box: str, name: str, value: Any) -> None:
-    import pickle
-    from pathlib import Path
-
-    Path(box, f"{name}.pkl").write_bytes(pickle.dumps(value))
+def _leave(box: str, name: str, value: dict[str, Any]) -> None:
+    Path(box, f"{name}.json").write_text(json.dumps(value))
 
 
-def _outcome(box: str, kind: str) -> Any:
-    """The first (lowest rank) value a worker left under ``kind`` (``ok`` / ``error``), else None."""
-    import pickle
-    from pathlib import Path
-
-    found = sorted(Path(box).glob(f"{kind}-*.pkl"), key=lambda p: int(p.stem.split("-")[1]))
-    return pickle.loads(found[0].read_bytes()) if found else None
+def _outcome(box: str, kind: str) -> dict[str, Any] | None:
+    """The first record a worker left under ``kind`` (``ok`` / ``error``), else None: the earliest
+    error is the cause (the other processes fail after it, when their collectives lose a peer)."""
+    found = sorted(Path(box).glob(f"{kind}-*.json"), key=lambda p: p.stat().st_mtime_ns)
+    return json.loads(found[0].read_text()) if found else None
 
 
-def _picklable(exc: BaseException) -> BaseException:
-    import pickle
+def _error_from(failure: dict[str, Any]) -> BaseException:
+    """The exception a worker raised: its own class for recbench's errors, else a RecbenchError."""
+    from recbench import errors
 
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return RecbenchError(f"{type(exc).__name__}: {exc}")
+    cls = getattr(errors, failure["type"], None) if failure["module"] == errors.__name__ else None
+    if isinstance(cls, type) and issubclass(cls, RecbenchError):
+        return cls(failure["message"])
+    return RecbenchError(f"{failure['type']}: {failure['message']}")
 
 
 def _handler_specs() -> list[tuple[str, str | None, str, int]]:
