@@ -253,14 +253,16 @@ class TorchRecommender(Recommender):
         import torch
 
         net = self.network_
-        was_training = net.training
-        net.eval()
+        was_training = net.training  # switched only when needed: each switch walks every module
+        if was_training:
+            net.eval()
         try:
             with torch.no_grad():
                 idx = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device_)
                 out = self.score_users(net, idx, history)
         finally:
-            net.train(was_training)
+            if was_training:
+                net.train()
         return out.float().cpu().numpy()
 
     def pair_outputs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -146,7 +146,7 @@ def load_state(model: Recommender, run_dir: str | Path, train: Any = None) -> Re
             net.load_state_dict(state)
         except Exception as exc:  # a foreign file whose tensors do not fit the network
             raise _unreadable(run_dir / TORCH_FILE, exc) from exc
-        model.network_ = net.to(model.device_)  # type: ignore[attr-defined]
+        model.network_ = net.to(model.device_).eval()  # type: ignore[attr-defined]  # loaded for inference
         if (run_dir / NUMPY_FILE).is_file():
             _restore_arrays(model, run_dir / NUMPY_FILE)
         return model

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from recbench.errors import RecbenchError
+from recbench.service.fastpath import HotRoutes, error_body
 from recbench.service.live import LiveRun, ServiceError
 
 Id = int | str
@@ -116,21 +117,19 @@ def create_app(live: LiveRun) -> FastAPI:
     app.state.live = live
 
     @app.exception_handler(ServiceError)
-    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
-
     @app.exception_handler(RecbenchError)
-    async def _recbench_error(request: Request, exc: RecbenchError) -> JSONResponse:
-        return JSONResponse({"error": " ".join(str(exc).split())}, status_code=422)
+    async def _refused(request: Request, exc: Exception) -> JSONResponse:
+        status, content = error_body(exc)
+        return JSONResponse(content, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": _one_line(exc)}, status_code=422)
 
-    # Routes are plain functions, so uvicorn runs them in its thread pool: numpy/scipy/torch release the
-    # GIL, and the event loop keeps parsing requests meanwhile (more throughput than ``async def`` routes,
-    # which would score on the event loop itself). Recommendations answer with a ready
-    # JSONResponse (no response-model encoding).
+    # Routes are plain functions, which FastAPI runs in its thread pool (POST /interactions waits for an
+    # fsync there, not on the event loop). Well-formed GET/POST /recommend requests never reach these
+    # routes: HotRoutes answers them on the event loop (see recbench/service/fastpath.py); the routes
+    # below document them and answer the rest (validation errors included).
     @app.get("/health")
     def health() -> dict[str, str]:
         """Liveness: the run is loaded and its log open."""
@@ -174,4 +173,4 @@ def create_app(live: LiveRun) -> FastAPI:
         """Why ``item`` (default: the top recommendation) is recommended for an ad-hoc history."""
         return live.explain_session(req.history, req.item, req.k, req.ratings)
 
-    return _BodyLimit(app, live.limits.max_body_bytes)  # type: ignore[return-value]
+    return _BodyLimit(HotRoutes(app, live), live.limits.max_body_bytes)  # type: ignore[return-value]

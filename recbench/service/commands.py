@@ -68,8 +68,14 @@ def serve_main(argv: Sequence[str]) -> int:
         flush=True,
     )
     try:
-        uvicorn.run(
-            create_app(live), host=ns.host, port=ns.port, log_level="warning", access_log=False, workers=1
+        uvicorn.run(  # no access log, no X-Forwarded-* rewriting: per-request work the service does not need
+            create_app(live),
+            host=ns.host,
+            port=ns.port,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
+            workers=1,
         )
     finally:
         live.log.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 
 from recbench.data.events import LOG_FILE, Event, EventLog, read_events
 from recbench.data.interactions import Interactions
-from recbench.evaluation.ranking import top_k
+from recbench.evaluation.ranking import top_k_row
 from recbench.explanations import ExplainInput, explain
 from recbench.models.adhoc import session_interactions
 from recbench.models.base import capabilities_of
@@ -81,6 +82,11 @@ class LiveRun:
         self.n_items = run.data.n_items
         self.users = {str(raw): u for u, raw in enumerate(run.ids.users)}
         self.items = {str(raw): i for i, raw in enumerate(run.ids.items)}
+        self.capabilities = capabilities_of(self.model)
+        # per-item answer fields, built once (a request reads k of them)
+        self._item_json = [_json_id(raw) for raw in run.ids.items]
+        titles = run.ids.item_titles
+        self._titles = None if titles is None else [str(t) for t in titles]
         data = run.data
         order = data.chronological_order()
         self._hist_items = data.items[order]
@@ -101,7 +107,7 @@ class LiveRun:
     @property
     def can_score_history(self) -> bool:
         """Whether the model scores ad-hoc histories (sessions, new users): its ``history`` capability."""
-        return capabilities_of(self.model).history
+        return self.capabilities.history
 
     # ---- ids ----------------------------------------------------------------------------------
     def item_id(self, raw: object) -> int:
@@ -113,11 +119,12 @@ class LiveRun:
 
     def item_ids(self, raws: list[Any], what: str) -> list[int]:
         """Dense ids of raw item ids; one 404 listing every unknown one."""
-        unknown = [r for r in raws if str(r) not in self.items]
-        if unknown:
+        dense = [self.items.get(str(r)) for r in raws]
+        if None in dense:
+            unknown = [r for r, d in zip(raws, dense) if d is None]
             shown = ", ".join(repr(r) for r in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
             raise ServiceError(404, f"unknown item id(s) in {what}: {shown}")
-        return [self.items[str(r)] for r in raws]
+        return dense  # type: ignore[return-value]
 
     # ---- events -------------------------------------------------------------------------------
     def _apply(self, event: Event) -> None:
@@ -227,19 +234,18 @@ class LiveRun:
 
     def top(self, scores: np.ndarray, k: int, exclude: np.ndarray) -> list[dict[str, Any]]:
         """The ``k`` best items not in ``exclude``, as JSON-ready rows (rank, item, title, score)."""
-        scores = np.array(scores, dtype=np.float64)
+        scores = np.array(scores, dtype=np.float32)
         scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
-        k = min(k, len(scores))
-        items, values = top_k(scores[None, :], k)
-        titles = self.run.ids.item_titles
+        items, values = top_k_row(scores, k)
+        ids, titles = self._item_json, self._titles
         out = []
-        for rank, (item, value) in enumerate(zip(items[0], values[0]), 1):
-            if not np.isfinite(value):
+        for rank, (item, value) in enumerate(zip(items.tolist(), values.tolist()), 1):
+            if not math.isfinite(value):
                 break
-            row: dict[str, Any] = {"rank": rank, "item": _json_id(self.run.ids.items[item])}
+            row: dict[str, Any] = {"rank": rank, "item": ids[item]}
             if titles is not None:
-                row["title"] = str(titles[item])
-            row["score"] = float(value)
+                row["title"] = titles[item]
+            row["score"] = value
             out.append(row)
         return out
 

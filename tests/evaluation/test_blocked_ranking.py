@@ -9,7 +9,7 @@ import torch
 from recbench.errors import ConfigError
 from recbench.evaluation import evaluator as ev
 from recbench.evaluation.evaluator import EvalSpec, evaluate
-from recbench.evaluation.ranking import _top_k_exact, top_k
+from recbench.evaluation.ranking import _top_k_exact, top_k, top_k_row
 from tests.evaluation.test_evaluator import ALL, assert_same, random_case
 
 
@@ -28,6 +28,22 @@ def test_top_k_matches_the_exact_selection(integer_scores: bool) -> None:
         want_items, want_values = _top_k_exact(scores.copy(), k)
         np.testing.assert_array_equal(items, want_items)
         np.testing.assert_array_equal(values, want_values)
+
+
+def test_the_single_row_selection_of_the_service_matches_top_k() -> None:
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        m = int(rng.integers(1, 40))
+        k = int(rng.integers(1, m + 3))  # k above the catalogue size gives every item
+        if trial % 2:
+            row = rng.integers(-2, 3, size=m).astype(np.float32)  # ties, also across the cut
+        else:
+            row = rng.standard_normal(m).astype(np.float32)
+        row[rng.random(m) < 0.3] = -np.inf
+        items, values = top_k_row(row, k)
+        want_items, want_values = top_k(row[None, :], min(k, m))
+        np.testing.assert_array_equal(items, want_items[0])
+        np.testing.assert_array_equal(values, want_values[0])
 
 
 def test_top_k_orders_ties_inside_the_list_by_id() -> None:

@@ -175,6 +175,71 @@ def test_every_endpoint_and_the_bad_inputs(itemknn_run: Path) -> None:
     assert [(e.user, e.item) for e in events] == [(user, top), ("brand-new", history[0])]
 
 
+def test_the_fast_path_answers_exactly_as_the_fastapi_routes(itemknn_run: Path) -> None:
+    """Well-formed GET/POST /recommend requests are answered by HotRoutes, everything else by FastAPI;
+    both give the same status and bytes, and the requests HotRoutes passes on still get FastAPI's 422."""
+    import asyncio
+
+    from recbench import serving
+    from recbench.service.app import create_app
+    from recbench.service.fastpath import HotRoutes, session_body, user_query
+    from recbench.service.live import LiveRun
+
+    live = LiveRun(serving.load_run(itemknn_run), itemknn_run, writable=False)
+    outer = create_app(live)
+    assert isinstance(outer.app, HotRoutes)
+    inner = outer.app.app  # the FastAPI app behind it
+    user, items = str(live.run.ids.users[2]), [str(i) for i in live.run.ids.items[:6]]
+    js = {"content-type": "application/json"}
+    well_formed = [
+        ("GET", f"/recommend?user={user}&k=5", None),
+        ("GET", f"/recommend?user={user}", None),
+        ("GET", "/recommend?user=nobody&k=3", None),  # 404 from the live run, on both paths
+        ("GET", f"/recommend?user={user}&k=0", None),  # 422 from the live run
+        ("POST", "/recommend", {"history": items[:3], "k": 4}),
+        ("POST", "/recommend", {"history": [int(items[0]), items[1]], "exclude": [items[4]], "k": 3}),
+        ("POST", "/recommend", {"history": [items[0], "nope"]}),
+        ("POST", "/recommend", {"history": []}),
+    ]
+    passed_on = [
+        ("GET", f"/recommend?user={user}&k=ten", None),
+        ("GET", "/recommend?k=5", None),
+        ("POST", "/recommend", {"history": items[:2], "colour": "red"}),
+        ("POST", "/recommend", {"history": "1,2"}),
+        ("POST", "/recommend", {"history": items[:2], "k": True}),  # pydantic reads k=1: a 200
+        ("POST", "/recommend", {"history": items[:2], "ratings": ["high", 2]}),
+        ("POST", "/recommend", b'{"history": [1, 2'),
+    ]
+
+    async def answers(method: str, url: str, body: object) -> list[tuple[int, bytes]]:
+        out = []
+        for app in (outer, inner):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                if isinstance(body, bytes):
+                    resp = await client.request(method, url, content=body, headers=js)
+                else:
+                    resp = await client.request(method, url, json=body)
+            out.append((resp.status_code, resp.content))
+        return out
+
+    for method, url, body in well_formed:
+        if method == "GET":
+            assert user_query(url.split("?", 1)[1].encode()) is not None
+        else:
+            assert session_body(json.dumps(body).encode()) is not None
+        fast, framework = asyncio.run(answers(method, url, body))
+        assert fast == framework, (url, body)
+    for method, url, body in passed_on:
+        if method == "GET":
+            assert user_query(url.split("?", 1)[1].encode()) is None
+        else:
+            assert session_body(body if isinstance(body, bytes) else json.dumps(body).encode()) is None
+        fast, framework = asyncio.run(answers(method, url, body))
+        assert fast == framework and fast[0] == (200 if body == {"history": items[:2], "k": True} else 422)
+    assert user_query(b"user=1&user=2") is None  # a repeated parameter: FastAPI decides
+
+
 @pytest.mark.slow
 def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, itemknn_run: Path) -> None:
     import shutil
