@@ -18,7 +18,13 @@ from recbench.memory import check_fits
 from recbench.models import kernels
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, Recommender
-from recbench.models.similarity import DENSE_LIMIT, cosine_similar, gram_blocks, matrix_rows
+from recbench.models.similarity import (
+    DENSE_LIMIT,
+    cosine_similar,
+    gram_blocks,
+    matrix_rows,
+    sparse_rows_times_dense,
+)
 
 #: Batches up to this many users are scored by EASE as sparse rows times ``B``.
 _FEW_USERS = 16
@@ -177,10 +183,10 @@ class EASE(Recommender):
         A few users (a served request) sum only their history rows of ``B`` (sparse times dense);
         evaluation batches use one dense product.
         """
-        rows = history.binary_csr[np.asarray(users, dtype=np.int64)]
-        if rows.shape[0] <= _FEW_USERS:
-            return np.asarray(rows @ self.weights_, dtype=np.float32)
-        return np.asarray(rows.toarray() @ self.weights_, dtype=np.float32)
+        users = np.asarray(users, dtype=np.int64)
+        if len(users) <= _FEW_USERS:
+            return sparse_rows_times_dense(history.binary_csr, users, self.weights_)
+        return np.asarray(history.binary_csr[users].toarray() @ self.weights_, dtype=np.float32)
 
     #: A session is a history row times ``B`` (see :mod:`recbench.models.adhoc`).
     score_history = score_own_history

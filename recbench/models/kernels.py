@@ -2,7 +2,8 @@
 
 Two shapes of the same operation: :func:`gather_dot` (and its backward) for the mini-batches of
 BPR, MF and PMF, and :func:`observed_dots` (an SDDMM) for the observed entries of a sparse matrix
-in ALS and NMF. :func:`sparse_product_dense` is the scoring product of the neighbourhood models.
+in ALS and NMF. :func:`sparse_product_dense` is the scoring product of the neighbourhood models and
+:func:`sparse_rows_times_dense` the one of a few users' rows times EASE's dense weights.
 
 ``out[b, k] = P[users[b]] . Q[items[b, k]]`` is the inner loop of BPR, MF and PMF. Expressed with
 torch operations it walks memory several times (gather the rows into a ``[B, k, d]`` block, multiply,
@@ -100,6 +101,7 @@ def observed_dots(
 
 @njit(cache=True, nogil=True, fastmath=True)
 def sparse_product_dense(
+    rows: np.ndarray,
     l_indptr: np.ndarray,
     l_indices: np.ndarray,
     l_data: np.ndarray,
@@ -108,19 +110,46 @@ def sparse_product_dense(
     r_data: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """``out += L @ R`` for CSR matrices ``L`` and ``R`` and a dense, C-ordered ``out``.
+    """``out += L[rows] @ R`` for CSR matrices ``L`` and ``R`` and a dense, C-ordered ``out``.
 
-    Row ``r`` of ``out`` accumulates ``L[r, j] * R[j]`` over the stored ``j`` of row ``r``: one
-    multiply-add per pair of stored entries, into a row that stays in the CPU cache, with none of
-    the sparse-result bookkeeping of a sparse x sparse product (whose result is near dense here).
+    Row ``r`` of ``out`` accumulates ``L[rows[r], j] * R[j]`` over the stored ``j`` of that row of
+    ``L``: one multiply-add per pair of stored entries, into a row that stays in the CPU cache, with
+    none of the sparse-result bookkeeping of a sparse x sparse product (whose result is near dense
+    here), and no copy of the selected rows of ``L``.
     """
-    for r in range(len(l_indptr) - 1):
+    for r in range(len(rows)):
         row = out[r]
-        for e in range(l_indptr[r], l_indptr[r + 1]):
+        u = rows[r]
+        for e in range(l_indptr[u], l_indptr[u + 1]):
             j = l_indices[e]
             w = l_data[e]
             for f in range(r_indptr[j], r_indptr[j + 1]):
                 row[r_indices[f]] += w * r_data[f]
+
+
+@njit(cache=True, nogil=True)
+def sparse_rows_times_dense(
+    rows: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    dense: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out += L[rows] @ D`` for a CSR matrix ``L`` and a dense, C-ordered ``D``, row by stored row.
+
+    Each output row adds ``L[u, j] * D[j]`` in the stored order of row ``u``, one rounding per
+    multiply and per add (no ``fastmath``), which is the arithmetic of scipy's sparse x dense
+    product: the results are identical, without building the selected rows as a matrix.
+    """
+    for r in range(len(rows)):
+        row = out[r]
+        u = rows[r]
+        for e in range(indptr[u], indptr[u + 1]):
+            w = data[e]
+            src = dense[indices[e]]
+            for c in range(len(row)):
+                row[c] += w * src[c]
 
 
 class ObservedDots:

@@ -224,8 +224,7 @@ class ItemKNN(_Neighbourhood):
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """``float32[len(users), n_items]``: history rows times the neighbour weights."""
-        hist = self._history(history)[np.asarray(users, dtype=np.int64)]
-        return sparse_times_sparse(hist, self.weights_)
+        return sparse_times_sparse(self._history(history), self.weights_, rows=users)
 
     #: A session is a history row times the neighbour weights (see :mod:`recbench.models.adhoc`).
     score_history = score_own_history
@@ -270,5 +269,4 @@ class UserKNN(_Neighbourhood):
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """``float32[len(users), n_items]``: similarity rows times the neighbours' histories."""
-        sims = self.similarity_[np.asarray(users, dtype=np.int64)]
-        return sparse_times_sparse(sims, self._history(history))
+        return sparse_times_sparse(self.similarity_, self._history(history), rows=users)

@@ -94,7 +94,7 @@ class RP3beta(Recommender):
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """``float32[len(users), n_items]``: binary history rows times ``W``."""
-        return sparse_times_sparse(history.binary_csr[np.asarray(users, dtype=np.int64)], self.weights_)
+        return sparse_times_sparse(history.binary_csr, self.weights_, rows=users)
 
     def similar_items(self, items: np.ndarray) -> np.ndarray:
         """``float32[len(items), n_items]``: the rows of ``W`` (where a walk from each item leads)."""

@@ -25,13 +25,23 @@ DENSE_LIMIT = 1 << 25  # largest dense operand (entries) built to speed up the G
 _SPARSE_OP_S, _GRAM_FLOP_S = 5e-9, 4e-12
 
 
-def sparse_times_sparse(left: sp.csr_matrix, right: sp.csr_matrix) -> np.ndarray:
-    """``left @ right`` as a dense ``float32`` array (the compiled loop of :mod:`recbench.models.kernels`)."""
+def sparse_times_sparse(
+    left: sp.csr_matrix, right: sp.csr_matrix, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """``left[rows] @ right`` (every row of ``left`` when ``rows`` is None) as a dense ``float32`` array.
+
+    The compiled loop of :mod:`recbench.models.kernels` reads the selected rows of ``left`` in place,
+    so scoring a few users (a served request) costs no row-selection copy.
+    """
     left, right = left.tocsr(), right.tocsr()
     if left.shape[1] != right.shape[0]:
         raise ValueError(f"cannot multiply {left.shape} by {right.shape}")
-    out = np.zeros((left.shape[0], right.shape[1]), dtype=np.float32)
+    if rows is not None and left.data.dtype != np.float32:  # select first: never convert all of left
+        left, rows = left[np.asarray(rows, dtype=np.int64)], None
+    rows = np.arange(left.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    out = np.zeros((len(rows), right.shape[1]), dtype=np.float32)
     kernels.sparse_product_dense(
+        rows,
         left.indptr,
         left.indices,
         left.data.astype(np.float32, copy=False),
@@ -40,6 +50,15 @@ def sparse_times_sparse(left: sp.csr_matrix, right: sp.csr_matrix) -> np.ndarray
         right.data.astype(np.float32, copy=False),
         out,
     )
+    return out
+
+
+def sparse_rows_times_dense(left: sp.csr_matrix, rows: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    """``left[rows] @ dense`` as ``float32`` for a ``float32`` CSR ``left`` and a C-ordered ``float32``
+    ``dense``: the same numbers as scipy's product, without building ``left[rows]``."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.zeros((len(rows), dense.shape[1]), dtype=np.float32)
+    kernels.sparse_rows_times_dense(rows, left.indptr, left.indices, left.data, dense, out)
     return out
 
 

@@ -108,7 +108,7 @@ class SLIM(Recommender):
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """``float32[len(users), n_items]``: binary history rows times ``W``."""
-        return sparse_times_sparse(history.binary_csr[np.asarray(users, dtype=np.int64)], self.weights_)
+        return sparse_times_sparse(history.binary_csr, self.weights_, rows=users)
 
     def similar_items(self, items: np.ndarray) -> np.ndarray:
         """``float32[len(items), n_items]``: how much each item's presence raises every other item's score."""

@@ -62,7 +62,12 @@ def _one_line(exc: RequestValidationError) -> str:
 
 
 class _BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before it is parsed."""
+    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before it is parsed.
+
+    A declared ``Content-Length`` is checked against the limit (the server reads exactly that many
+    bytes, so a request within it passes on untouched, as does one without a body); a chunked body
+    is counted while it is read, then handed on.
+    """
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -71,9 +76,16 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(self.limit, send)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.limit:
+                await _too_large(self.limit, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if b"transfer-encoding" not in headers:  # no body
+            await self.app(scope, receive, send)
             return
         seen = 0
         chunks: list[dict] = []

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,14 @@ def test_every_endpoint_and_the_bad_inputs(itemknn_run: Path) -> None:
         _error(c.post("/recommend", json={"history": history, "ratings": [1.0]}), 422)
         big = {"history": history, "exclude": ["x" * 50] * 100}
         assert "max_body_bytes=4000" in _error(c.post("/recommend", json=big), 413)
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: the body is counted while it is read
+            yield b'{"history": ['
+            yield b'"x",' * 1200
+            yield b'"1"]}'
+
+        js = {"content-type": "application/json"}
+        assert "max_body_bytes=4000" in _error(c.post("/recommend", content=chunked(), headers=js), 413)
         assert "'nope'" in _error(c.post("/interactions", json={"user": user, "item": "nope"}), 404)
         _error(c.post("/interactions", json={"item": history[0]}), 422)
         _error(c.get("/similar", params={"item": "nope"}), 404)
