@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: The two shapes: MovieLens-20M (138,493 users x 26,744 items x 20M) and -25M (162,541 x 59,047 x 25M).
 SHAPES: dict[str, tuple[int, int, int]] = {
     "1m": (6000, 4000, 1_000_000),  # synthetic-1m itself: a quick check of the benchmark
+    "6m": (40000, 26744, 5_800_000),  # MovieLens-20M's catalogue and user activity, fewer users
     "20m": (138493, 26744, 20_000_000),
     "25m": (162541, 59047, 25_000_000),
 }
