@@ -10,8 +10,8 @@ shuffled, where users of block ``b`` interact (mostly) with items of block ``b``
   declaring ``similar`` finds each item's most similar items in its block;
 * save/load: the model loaded from its saved files gives identical scores (and ratings,
   probabilities and similar items where declared);
-* determinism (same seed, same scores), finite ``float32`` scores, and ``score`` independent of how
-  the users are batched;
+* determinism (same seed, same scores; torch models: another seed, other scores), finite ``float32``
+  scores (also for a user without history), and ``score`` independent of how the users are batched;
 * the YAML keys equal the constructor's parameters, and its values the constructor's defaults;
 * serving: a trained run loads and answers ``recommend`` and ``similar`` (:func:`test_trained_run_serves`).
 
@@ -39,7 +39,7 @@ from recbench.config import build
 from recbench.data.interactions import FeatureTable, Interactions
 from recbench.errors import ConfigError, RecbenchError
 from recbench.evaluation.evaluator import EvalSpec, evaluate
-from recbench.models.base import Recommender, capabilities_of
+from recbench.models.base import Recommender, TorchRecommender, capabilities_of
 from recbench.models.baselines import Popularity, Random
 from recbench.models.neighborhood import ItemKNN
 from recbench.models.persistence import load_state, save_model
@@ -199,6 +199,8 @@ def check_scores(model: Recommender, case: Case) -> None:
         np.testing.assert_allclose(
             np.concatenate(parts), scores, rtol=1e-5, atol=1e-6, err_msg=f"scores in batches of {size} differ"
         )
+    without = case.train.select(case.train.users != 0)  # user 0 with no history at scoring time
+    assert np.isfinite(model.score(users[:1], without)).all(), f"{model!r}: non-finite scores, empty history"
     backwards = model.score(users[::-1].copy(), case.train)
     np.testing.assert_allclose(
         backwards[::-1], scores, rtol=1e-5, atol=1e-6, err_msg="user order changes scores"
@@ -240,13 +242,20 @@ def check_round_trip(model: Recommender, blank: Recommender, case: Case, run_dir
         np.testing.assert_array_equal(loaded.similar_items(items), model.similar_items(items), err_msg=lost)
 
 
-def check_deterministic(model: Recommender, twin: Recommender, case: Case) -> None:
-    """``twin`` (unfitted, same settings and seed) fits to the same scores as the fitted ``model``."""
+def check_deterministic(
+    model: Recommender, twin: Recommender, case: Case, other_seed: Recommender | None = None
+) -> None:
+    """``twin`` (unfitted, same settings and seed) fits to the same scores as the fitted ``model``, and
+    ``other_seed`` (unfitted, another seed), if given, to other scores."""
+    scores = all_scores(model, case)
     again = all_scores(twin.fit(case.train), case)
     # identical up to float summation order (sparse products may use threads): 1e-6 relative
     np.testing.assert_allclose(
-        again, all_scores(model, case), rtol=1e-6, atol=1e-7, err_msg=f"{model!r}: same seed, other scores"
+        again, scores, rtol=1e-6, atol=1e-7, err_msg=f"{model!r}: same seed, other scores"
     )
+    if other_seed is not None:
+        other = all_scores(other_seed.fit(case.train), case)
+        assert not np.array_equal(other, scores), f"{model!r}: the seed changes nothing"
 
 
 def check_popularity(model: Recommender, case: Case) -> None:
@@ -322,8 +331,10 @@ def test_save_load_round_trip(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_same_seed_same_scores(name: str) -> None:
+    """Same seed, same scores; for torch models (random initialisation) another seed, other scores."""
     model = fitted(name)
-    check_deterministic(model, make(name), case_for(model))
+    other = make(name, seed=1) if isinstance(model, TorchRecommender) else None
+    check_deterministic(model, make(name), case_for(model), other)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -38,20 +38,10 @@ def make(epochs: int = 3, lr: float = 0.01, **params: object) -> DMF:
     return DMF(**{"layers": [32, 16], "seed": 0, **params}, trainer=trainer)
 
 
-def test_contract(blocks: Interactions) -> None:
-    model = make()
-    params_before = dict(vars(model))
-    assert model.fit(blocks) is model
-    new_attrs = set(vars(model)) - set(params_before)
-    assert new_attrs and all(a.endswith("_") for a in new_attrs)
-    users = np.arange(blocks.n_users)
-    scores = model.score(users, blocks)
-    assert scores.shape == (blocks.n_users, blocks.n_items) and scores.dtype == np.float32
-    assert np.isfinite(scores).all() and scores.max() <= 1.0 + 1e-5
-    np.testing.assert_array_equal(make().fit(blocks).score(users, blocks), scores)
-    assert not np.array_equal(make(seed=1).fit(blocks).score(users, blocks), scores)
-    clone = model.clone()
-    assert not clone.is_fitted and clone.get_params() == model.get_params()
+def test_scores_are_cosines(blocks: Interactions) -> None:
+    """DMF scores are cosines of the two towers' outputs (the shared contract checks the rest)."""
+    scores = make().fit(blocks).score(np.arange(blocks.n_users), blocks)
+    assert scores.max() <= 1.0 + 1e-5 and scores.min() >= -1.0 - 1e-5
 
 
 def test_learns_the_blocks(blocks: Interactions) -> None:

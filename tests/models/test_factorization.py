@@ -35,23 +35,6 @@ def make(name: str, epochs: int = 10, lr: float = 0.05, **params: object) -> BPR
     return MODELS[name](**{"factors": 16, "seed": 0, **params}, trainer=trainer)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_contract(name: str, blocks: Interactions) -> None:
-    model = make(name)
-    params_before = dict(vars(model))
-    assert model.fit(blocks) is model
-    new_attrs = set(vars(model)) - set(params_before)
-    assert new_attrs and all(a.endswith("_") for a in new_attrs)
-    users = np.arange(blocks.n_users)
-    scores = model.score(users, blocks)
-    assert scores.shape == (blocks.n_users, blocks.n_items) and scores.dtype == np.float32
-    assert np.isfinite(scores).all()
-    np.testing.assert_array_equal(make(name).fit(blocks).score(users, blocks), scores)
-    assert not np.array_equal(make(name, seed=1).fit(blocks).score(users, blocks), scores)
-    clone = model.clone()
-    assert not clone.is_fitted and clone.get_params() == model.get_params()
-
-
 def test_bpr_top1_in_block(blocks: Interactions) -> None:
     model = make("bpr", epochs=30).fit(blocks)
     scores = model.score(np.arange(blocks.n_users), blocks)

@@ -56,24 +56,6 @@ def make(name: str, epochs: int = 3, lr: float = 0.01, device: str = "cpu", **pa
     return MODELS[name](**{**SMALL[name], "seed": 0, **params}, trainer=trainer)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_contract(name: str, blocks: Interactions) -> None:
-    model = make(name)
-    params_before = dict(vars(model))
-    assert model.fit(blocks) is model
-    new_attrs = set(vars(model)) - set(params_before)
-    assert new_attrs and all(a.endswith("_") for a in new_attrs)
-    users = np.arange(blocks.n_users)
-    scores = model.score(users, blocks)
-    assert scores.shape == (blocks.n_users, blocks.n_items) and scores.dtype == np.float32
-    assert np.isfinite(scores).all()
-    np.testing.assert_array_equal(make(name).fit(blocks).score(users, blocks), scores)
-    assert not np.array_equal(make(name, seed=1).fit(blocks).score(users, blocks), scores)
-    clone = model.clone()
-    assert not clone.is_fitted and clone.get_params() == model.get_params()
-    assert model.clone(seed=5).seed == 5
-
-
 @pytest.mark.parametrize("name", ["gmf", "ncf"])
 def test_top1_within_block(name: str, blocks: Interactions) -> None:
     scores = make(name, epochs=15, lr=0.03).fit(blocks).score(np.arange(blocks.n_users), blocks)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
@@ -37,8 +33,6 @@ from recbench.models.sequential.layers import (
 from recbench.models.sequential.nextitnet import NextItNet
 from recbench.models.sequential.sasrec import SASRec
 from recbench.training.trainer import Trainer
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
 
 SMALL = {
     "sasrec": (SASRec, {"max_len": 12, "hidden_dim": 16, "n_heads": 2, "dropout": 0.0}),
@@ -120,14 +114,12 @@ def trained(name: str, data: Interactions):
 
 
 @pytest.mark.parametrize("name", list(SMALL))
-def test_contract(name: str, data: Interactions) -> None:
+def test_padding_never_changes_a_users_scores(name: str, data: Interactions) -> None:
+    """Histories of other lengths in the batch, or none at all, leave a user's scores alone (the shared
+    contract checks shapes, seeds, save/load and batch sizes)."""
     model = make(name)
     assert capabilities_of(model).needs_sequences
-    assert model.fit(data) is model
-    users = np.arange(data.n_users)
-    scores = model.score(users, data)
-    assert scores.shape == (data.n_users, data.n_items) and scores.dtype == np.float32
-    assert np.isfinite(scores).all()
+    model.fit(data)
     # a user without any history (all padding) still gets finite scores
     empty = data.select(data.users != 0)
     assert np.isfinite(model.score(np.array([0]), empty)).all()
@@ -135,11 +127,6 @@ def test_contract(name: str, data: Interactions) -> None:
     mixed = data.select((data.users != 1) | (data.timestamps < 1000 + 3 * 7))
     single = np.vstack([model.score(np.array([u]), mixed) for u in (0, 1)])
     np.testing.assert_allclose(model.score(np.array([0, 1]), mixed), single, rtol=1e-4, atol=1e-5)
-    again = make(name).fit(data).score(users, data)
-    np.testing.assert_array_equal(scores, again)
-    clone = model.clone()
-    assert not clone.is_fitted and clone.get_params().keys() == model.get_params().keys()
-    assert not np.array_equal(model.clone(seed=1).fit(data).score(users, data), scores)
 
 
 @pytest.mark.parametrize("name", list(SMALL))
@@ -424,15 +411,6 @@ def test_length_grouped_batches_cover_every_row_once_with_little_padding() -> No
     assert grouped < 0.7 * shuffled
     again = list(length_grouped_batches(lengths, 50, rng))
     assert any(not np.array_equal(np.sort(a), np.sort(b)) for a, b in zip(batches, again, strict=True))
-
-
-@pytest.mark.parametrize("name", list(SMALL))
-def test_config_keys_match_constructor(name: str) -> None:
-    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
-    cls = SMALL[name][0]
-    assert cfg["_target_"] == f"{cls.__module__}.{cls.__name__}"
-    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    assert sorted(k for k in cfg if k != "_target_") == sorted(params)
 
 
 @pytest.mark.parametrize("name", ["sasrec", "gru4rec", "nextitnet", "caser"])

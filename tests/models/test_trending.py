@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import yaml
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.baselines import Popularity
 from recbench.models.trending import Trending
-from tests.conftest import CONFIG_DIR
 
 DAY = 86_400
 
@@ -98,10 +96,3 @@ def test_needs_timestamps_and_valid_settings() -> None:
     for bad in (dict(half_life_days=0), dict(window_days=-1.0), dict(reference="later")):
         with pytest.raises(ConfigError, match="model\\."):
             Trending(**bad).fit(HAND)
-
-
-@pytest.mark.parametrize("name", ["trending", "recent_pop"])
-def test_config_keys_match_constructor(name: str) -> None:
-    node = yaml.safe_load((CONFIG_DIR / "model" / f"{name}.yaml").read_text())
-    assert node.pop("_target_") == "recbench.models.trending.Trending"
-    assert set(node) == set(Trending._param_names())
