@@ -268,7 +268,7 @@ def _occlusion(model: Any, ctx: ExplainInput, item: int) -> Explanation:
 def _session_scores(model: Any, ctx: ExplainInput, sessions: list[np.ndarray], item: int) -> np.ndarray:
     """The score of ``item`` for each session (a history variant of the user)."""
     n_items = ctx.history.n_items
-    if hasattr(model, "score_history"):
+    if capabilities_of(model).history:
         return np.asarray(model.score_history(session_interactions(sessions, n_items)))[:, item]
     if ctx.user is None:
         raise ExplainError(f"{type(model).__name__} explains known users only (it has user embeddings).")

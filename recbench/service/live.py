@@ -17,6 +17,7 @@ of events is the log order and a restart (which replays the log) rebuilds the sa
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import threading
@@ -53,11 +54,12 @@ class Limits:
     max_body_bytes: int = 65536
 
 
-def history_models() -> list[str]:
-    """Names of the model configs that declare the ``history`` capability (score ad-hoc histories)."""
+@functools.cache
+def models_that(capability: str) -> tuple[str, ...]:
+    """Names of the shipped model configs that declare ``capability`` (read once per process)."""
     from recbench.config import models_with
 
-    return models_with("history")
+    return tuple(models_with(capability))
 
 
 @dataclass
@@ -108,6 +110,16 @@ class LiveRun:
     def can_score_history(self) -> bool:
         """Whether the model scores ad-hoc histories (sessions, new users): its ``history`` capability."""
         return self.capabilities.history
+
+    def require(self, capability: str, doing: str) -> None:
+        """A 422 naming the models that can, unless the model declares ``capability`` (checked before any
+        work: the answer depends only on the declaration)."""
+        if not getattr(self.capabilities, capability):
+            raise ServiceError(
+                422,
+                f"model {type(self.model).__name__} cannot {doing}; models that can: "
+                f"{', '.join(models_that(capability))}",
+            )
 
     # ---- ids ----------------------------------------------------------------------------------
     def item_id(self, raw: object) -> int:
@@ -213,22 +225,13 @@ class LiveRun:
             session = session_interactions([items], self.n_items, None if ratings is None else [ratings])
             return np.asarray(self.model.score_history(session))[0], items
         if dense is None:
-            raise ServiceError(
-                422,
-                f"user {user!r} is not in the training data and model {type(self.model).__name__} cannot "
-                f"score an ad-hoc history; models that can: {', '.join(history_models())}",
-            )
+            self.require("history", f"score an ad-hoc history (user {user!r} is not in the training data)")
         history = self._merged_history() if self.has_events(user) else self.run.data
         return np.asarray(self.model.score(np.array([dense]), history))[0], items
 
     def session_scores(self, items: list[int], ratings: list[float] | None) -> np.ndarray:
         """Scores of an ad-hoc session (dense items, oldest first); a 422 for models that cannot."""
-        if not self.can_score_history:
-            raise ServiceError(
-                422,
-                f"model {type(self.model).__name__} cannot score an ad-hoc history without retraining; "
-                f"models that can: {', '.join(history_models())}",
-            )
+        self.require("history", "score an ad-hoc history without retraining")
         session = session_interactions([items], self.n_items, None if ratings is None else [ratings])
         return np.asarray(self.model.score_history(session))[0]
 
@@ -271,6 +274,7 @@ class LiveRun:
         self, history: list[Any], k: int, exclude: list[Any], ratings: list[float] | None
     ) -> list[dict[str, Any]]:
         """Top-``k`` for an ad-hoc history of raw item ids, excluding it and ``exclude``."""
+        self.require("history", "score an ad-hoc history without retraining")
         self.check_k(k)
         self.check_session(history, exclude, ratings)
         items = self.item_ids(history, "history")
@@ -280,6 +284,7 @@ class LiveRun:
 
     def explain(self, user: str, item: object | None, k: int = 10) -> dict[str, Any]:
         """Why ``item`` (default: the user's top recommendation) is recommended, ``k`` contributions."""
+        self.require("explain", "explain its recommendations")
         self.check_k(k)
         dense, items, ratings = self.history(user)
         if item is None:
@@ -295,6 +300,7 @@ class LiveRun:
         self, history: list[Any], item: object | None, k: int, ratings: list[float] | None
     ) -> dict[str, Any]:
         """Why ``item`` (default: the session's top recommendation) is recommended for an ad-hoc history."""
+        self.require("explain", "explain its recommendations")
         self.check_session(history, [], ratings)
         self.check_k(k)
         items = np.asarray(self.item_ids(history, "history"), dtype=np.int64)

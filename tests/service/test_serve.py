@@ -331,6 +331,19 @@ def test_sessions_for_sequence_models_refusals_and_offline_fold_in(
     with pytest.raises(ServiceError, match="models that can: .*itemknn.*sasrec") as info:
         refused.recommend_session(items[:3], 5, [], None)
     assert info.value.status == 422
+    # refusals follow the declared capabilities (GMF: no history, no explain), before any work
+    assert not refused.capabilities.history and not refused.capabilities.explain
+    refused.add_event("new-visitor", items[0], 10**10, None)
+    with pytest.raises(ServiceError, match="not in the training data.; models that can: .*itemknn"):
+        refused.recommend_user("new-visitor", 5)
+    for call in (
+        lambda: refused.explain("new-visitor", None, 5),
+        lambda: refused.explain_session(items, None, 5, None),
+    ):
+        with pytest.raises(ServiceError, match="cannot explain .*models that can: .*userknn") as info:
+            call()
+        assert info.value.status == 422
+    refused.log.close()
 
     # the log folds into the next offline training
     user = str(live.run.ids.users[0])
