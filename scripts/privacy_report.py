@@ -71,6 +71,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     finite = sorted(e for e in table.target_epsilon.unique() if math.isfinite(e))
     at_inf = (finite[-1] * 2) if finite else 1.0
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    colours = {m: f"C{j}" for j, m in enumerate(sorted(table.model.unique()))}  # one colour per model
     for ax, metric in zip(axes[0], panels):
         for model, group in table.groupby("model"):
             group = group[group[f"{metric}_mean"].notna()]
@@ -84,6 +85,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
                 marker="o",
                 capsize=3,
                 label=model,
+                color=colours[model],
             )
         ax.set_xscale("log")
         ax.set_xticks([*finite, at_inf], [*(f"{e:g}" for e in finite), "∞"])
@@ -91,7 +93,9 @@ def plot(table: pd.DataFrame, path: Path) -> None:
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("DP-SGD on MovieLens-100K: utility against privacy (mean ± std over seeds)")
+    seeds = int(table.seeds.max()) if len(table) else 0
+    spread = " (mean ± std over seeds)" if seeds > 1 else f" ({seeds} seed)"
+    fig.suptitle("DP-SGD on MovieLens-100K: utility against privacy" + spread)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
