@@ -37,8 +37,8 @@ from recbench.evaluation.candidates import CandidateScorer
 from recbench.evaluation.evaluator import EvalResult, EvalSpec, evaluate
 from recbench.evaluation.metrics import PROBABILITY_METRICS
 from recbench.evaluation.side import SideInfo, side_for_spec
+from recbench.fitted import FitCheckpoint
 from recbench.models.base import Capabilities, Recommender, TorchRecommender, capabilities_of
-from recbench.models.persistence import save_model
 from recbench.reporting.records import SCHEMA_VERSION, RunRecord, write_run
 from recbench.tracking.base import RunInfo
 from recbench.tracking.hook import TrackingHook
@@ -137,17 +137,21 @@ def run(cfg: DictConfig, ctx: RunContext) -> RunRecord:
         with _timer(timings, "split_s"):
             splitter, folds = make_folds(cfg, data, ids)
         cold = getattr(splitter, "cold_candidates", None)
+        saves = cfg.get("save_model", True) and len(folds) == 1
+        fitting = _fit_checkpoint(cfg, out, training, write=main) if saves else None
         with epoch_listener(tracking.epoch):
             test = bool(cfg.get("evaluate_test", True))
-            metrics, per_user, history = _run_folds(model, folds, spec, timings, extra, cold, side, test=test)
+            metrics, per_user, history = _run_folds(
+                model, folds, spec, timings, extra, cold, side, test=test, fitting=fitting
+            )
         tracking.log_params(_effective_training(model))
         timings["total_s"] = time.perf_counter() - t_all
         record = RunRecord(**base, metrics=metrics, timings=timings, status="ok", extra=extra)
         if not main:
             return record
         write_run(record, out, history=history, per_user=per_user)
-        if cfg.get("save_model", True) and len(folds) == 1:
-            save_model(model, out)
+        if fitting is not None:
+            fitting.clear()  # the model files stay; the marker only serves a resume
         (out / CHECKPOINT_FILE).unlink(missing_ok=True)  # only needed to resume an unfinished run
         tracking.finish("ok", metrics, timings, _tracked_files(out, history) if tracking else [])
         return record
@@ -247,6 +251,34 @@ def config_digest(cfg: DictConfig, training: dict[str, Any] | None = None) -> st
         node["effective_training"] = training
     text = json.dumps(node, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fit_checkpoint(cfg: DictConfig, out: Path, training: dict[str, Any], *, write: bool) -> FitCheckpoint:
+    """Where this run saves its fitted model before evaluation (``write``: rank 0 only), keyed by the
+    settings that decide the fit (the effective ``training`` ones included; not evaluation, output or
+    bookkeeping keys), and the interrupted run it may resume from."""
+    node = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(node, dict)
+    node["effective_training"] = training
+    for key in (
+        "hydra",
+        "logger",
+        "eval",
+        "evaluate_test",
+        "skip_finished",
+        "save_model",
+        "tags",
+        "optimized_metric",
+    ):
+        node.pop(key, None)
+    trainer = node.get("trainer")
+    resume = trainer.get("resume") if isinstance(trainer, dict) else None
+    for owner in (node, node.get("model")):  # the model node holds a copy of the trainer (${trainer})
+        if isinstance(owner, dict) and isinstance(owner.get("trainer"), dict):
+            for key in ("resume", "checkpoint_dir", "checkpoint_every", "progress"):
+                owner["trainer"].pop(key, None)
+    digest = hashlib.sha256(json.dumps(node, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return FitCheckpoint(out=out, key=digest, resume=Path(resume) if resume else None, write=write)
 
 
 def finished_record(run_dir: Path, digest: str) -> RunRecord | None:
@@ -364,6 +396,7 @@ def _run_folds(
     side: SideInfo | None = None,
     *,
     test: bool = True,
+    fitting: FitCheckpoint | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]], list[dict[str, float]] | None]:
     """Fit and evaluate on every fold; k-fold runs get ``foldJ/`` keys plus mean and std.
 
@@ -374,7 +407,9 @@ def _run_folds(
     parameters (random embeddings, zero counts), so ``extra["test/cold"]`` says they are unable
     rather than reporting a number that would only measure initialisation or tie-breaking.
     With ``test=False`` (``evaluate_test: false``, set by ``recbench tune`` during its search) only
-    the validation set is evaluated: the test set is never scored.
+    the validation set is evaluated: the test set is never scored. ``fitting`` (single-fold runs that
+    save their model): the fitted model is saved before evaluation, or loaded from the interrupted run
+    being resumed instead of fitted (:class:`~recbench.fitted.FitCheckpoint`).
     """
     metrics: dict[str, float] = {}
     per_user: dict[str, dict[str, np.ndarray]] = {}
@@ -384,7 +419,10 @@ def _run_folds(
         fold_model = model if j == 0 else model.clone()
         prefix = f"fold{j}/" if len(folds) > 1 else ""
         with _timer(timings, "fit_s"):
-            fold_model.fit(split.train, split.val)
+            if fitting is not None:
+                extra["fit_loaded"] = fitting.fit(fold_model, split.train, split.val)
+            else:
+                fold_model.fit(split.train, split.val)
         with _timer(timings, "eval_s"):
             parts: list[tuple[Any, ...]] = [("test", split.test, split.test_history)] if test else []
             if split.val is not None and len(split.val):

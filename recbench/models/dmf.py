@@ -34,42 +34,60 @@ from recbench.models.base import TorchRecommender
 from recbench.models.pointwise import MAX_SCORE_PAIRS, check_choice, score_in_chunks
 from recbench.models.towers import MLPTower
 from recbench.training.samplers import PositiveSet, popularity_negatives, uniform_negatives
+from recbench.training.sparse_rows import rows_gradient
 from recbench.training.trainer import Trainer
 
 
-def gather_rows(mat: sp.csr_matrix, rows: np.ndarray) -> dict[str, torch.Tensor]:
-    """The non-zeros of ``mat[rows]`` in both orientations, as 1-D tensors.
+def gather_rows(mat: sp.csr_matrix, rows: np.ndarray, transpose: bool = True) -> dict[str, torch.Tensor]:
+    """The non-zeros of ``mat[rows]`` as 1-D tensors (with ``transpose``, in both orientations).
 
     ``index``/``weight``/``offset`` list each row's columns and values (``nn.EmbeddingBag`` input);
-    ``t_index``/``t_weight``/``t_offset`` hold the transpose (for each column of ``mat``, the
-    positions in ``rows`` that contain it), which the backward pass of :class:`SparseTower` uses.
+    ``t_index``/``t_weight``/``t_offset`` hold the transpose restricted to the columns present
+    (``t_cols``, sorted): for each, the positions in ``rows`` that contain it. The backward pass of
+    :class:`SparseTower` uses them to compute the first layer's gradient on those columns only.
     """
     sub = mat[rows]
-    sub_t = sub.T.tocsr()
-    return {
+    parts = {
         "index": torch.from_numpy(sub.indices.astype(np.int64)),
         "weight": torch.from_numpy(sub.data.astype(np.float32)),
         "offset": torch.from_numpy(sub.indptr[:-1].astype(np.int64)),
+    }
+    if not transpose:
+        return parts
+    sub_t = sub.T.tocsr()
+    present = np.flatnonzero(np.diff(sub_t.indptr))
+    return {
+        **parts,
+        "t_cols": torch.from_numpy(present.astype(np.int64)),
         "t_index": torch.from_numpy(sub_t.indices.astype(np.int64)),
         "t_weight": torch.from_numpy(sub_t.data.astype(np.float32)),
-        "t_offset": torch.from_numpy(sub_t.indptr[:-1].astype(np.int64)),
+        "t_offset": torch.from_numpy(sub_t.indptr[present].astype(np.int64)),
     }
 
 
 class _SparseRowsMatmul(torch.autograd.Function):
-    """``X @ W`` for a sparse ``X`` given in both orientations; both passes are embedding-bag sums."""
+    """``X @ W`` for a sparse ``X`` given in both orientations; both passes are embedding-bag sums.
+
+    The gradient ``X^T @ G`` covers the columns of ``X`` present in the batch (``t_cols``): a sparse
+    tensor over those rows of ``W`` with ``sparse``, else written into a dense zero table.
+    """
 
     @staticmethod
-    def forward(ctx: Any, weight: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:
-        index, value, offset, t_index, t_value, t_offset = parts
-        ctx.save_for_backward(t_index, t_value, t_offset)
+    def forward(ctx: Any, weight: torch.Tensor, sparse: bool, *parts: torch.Tensor) -> torch.Tensor:
+        index, value, offset, t_cols, t_index, t_value, t_offset = parts
+        ctx.save_for_backward(t_cols, t_index, t_value, t_offset)
+        ctx.sparse, ctx.shape = sparse, weight.shape
         return F.embedding_bag(index, weight, offset, mode="sum", per_sample_weights=value)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        t_index, t_value, t_offset = ctx.saved_tensors
-        grad_w = F.embedding_bag(t_index, grad, t_offset, mode="sum", per_sample_weights=t_value)
-        return (grad_w, None, None, None, None, None, None)
+        t_cols, t_index, t_value, t_offset = ctx.saved_tensors
+        values = F.embedding_bag(t_index, grad, t_offset, mode="sum", per_sample_weights=t_value)
+        if ctx.sparse:
+            grad_w = rows_gradient(values, t_cols, ctx.shape)
+        else:
+            grad_w = values.new_zeros(ctx.shape).index_copy_(0, t_cols, values)
+        return (grad_w, None, *([None] * 7))
 
 
 class SparseTower(nn.Module):
@@ -77,29 +95,43 @@ class SparseTower(nn.Module):
 
     The first layer is ``X @ W`` computed as an embedding-bag sum; its gradient ``X^T @ G`` is
     another embedding-bag sum over the transposed non-zeros, which is about twice as fast on CPU as
-    ``nn.EmbeddingBag``'s own backward (no sort of the indices).
+    ``nn.EmbeddingBag``'s own backward (no sort of the indices), and touches only the rows of ``W``
+    whose inputs occur in the batch. ``sparse``: that gradient is a sparse tensor
+    (:mod:`recbench.training.sparse_rows`), so the optimiser steps only those rows.
     """
 
-    def __init__(self, n_inputs: int, widths: Sequence[int], dropout: float = 0.0) -> None:
+    def __init__(
+        self, n_inputs: int, widths: Sequence[int], dropout: float = 0.0, sparse: bool = False
+    ) -> None:
         super().__init__()
         self.first = nn.Parameter(torch.empty(n_inputs, int(widths[0])))
         nn.init.normal_(self.first, std=0.01)
         self.tower = MLPTower(int(widths[0]), widths[1:], dropout) if len(widths) > 1 else None
+        self.sparse = sparse
 
     def forward(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Representations ``[n_rows, widths[-1]]`` of the rows."""
-        keys = ("index", "weight", "offset", "t_index", "t_weight", "t_offset")
-        h = _SparseRowsMatmul.apply(self.first, *(rows[k] for k in keys))
+        """Representations ``[n_rows, widths[-1]]`` of the rows (without the transpose: no gradient)."""
+        if "t_index" in rows:
+            keys = ("index", "weight", "offset", "t_cols", "t_index", "t_weight", "t_offset")
+            h = _SparseRowsMatmul.apply(self.first, self.sparse, *(rows[k] for k in keys))
+        else:
+            h = F.embedding_bag(
+                rows["index"], self.first, rows["offset"], mode="sum", per_sample_weights=rows["weight"]
+            )
         return h if self.tower is None else self.tower(h)
 
 
 class DMFNet(nn.Module):
     """User tower over matrix rows, item tower over matrix columns."""
 
-    def __init__(self, n_users: int, n_items: int, layers: Sequence[int], dropout: float) -> None:
+    def __init__(
+        self, n_users: int, n_items: int, layers: Sequence[int], dropout: float, sparse: bool = False
+    ) -> None:
         super().__init__()
-        self.users = SparseTower(n_items, layers, dropout)
-        self.items = SparseTower(n_users, layers, dropout)
+        self.users = SparseTower(n_items, layers, dropout, sparse)
+        self.items = SparseTower(n_users, layers, dropout, sparse)
+        #: the first layers' gradients are sparse: the Trainer then uses a sparse-aware optimiser
+        self.sparse_gradients = sparse
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Cosine similarity of each (user, item) pair of a training batch."""
@@ -127,6 +159,10 @@ class DMF(TorchRecommender):
     negative_sampling: ``uniform`` or ``popularity`` (``(count + 1) ** 0.75``).
     use_ratings: feed ratings as input values and ``rating / max_rating`` as targets (the paper);
         ``False`` treats every interaction as 1. Data without ratings always uses 1.
+    sparse_updates: sparse gradients of the first layers over the rows and columns a batch reads, and
+        the lazy row-wise Adam (:mod:`recbench.training.sparse_rows`); ``False``: dense ones. A batch
+        still reads the whole matrix rows and columns of its users and items (the model's input), so
+        its cost grows with their lengths.
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
     seed: initialisation and sampling seed.
     """
@@ -142,6 +178,7 @@ class DMF(TorchRecommender):
         num_negatives: int = 8,
         negative_sampling: str = "uniform",
         use_ratings: bool = True,
+        sparse_updates: bool = True,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -150,6 +187,7 @@ class DMF(TorchRecommender):
         self.num_negatives = num_negatives
         self.negative_sampling = negative_sampling
         self.use_ratings = use_ratings
+        self.sparse_updates = sparse_updates
         self.trainer = trainer
         self.seed = seed
 
@@ -173,7 +211,8 @@ class DMF(TorchRecommender):
             raise ConfigError(f"model.dropout={self.dropout!r} must lie in [0, 1).")
         has_ratings = train.ratings is not None and len(train) > 0
         self.max_rating_ = float(train.ratings.max()) if has_ratings else 1.0  # type: ignore[union-attr]
-        return DMFNet(train.n_users, train.n_items, [int(w) for w in self.layers], float(self.dropout))
+        layers = [int(w) for w in self.layers]
+        return DMFNet(train.n_users, train.n_items, layers, float(self.dropout), bool(self.sparse_updates))
 
     def batches(
         self, train: Interactions, batch_size: int, rng: np.random.Generator
@@ -215,11 +254,11 @@ class DMF(TorchRecommender):
         """Cosine of every user's row (from ``history``) with every item's column."""
         rows = self._matrix(history)
         device = users.device
-        items = net.items(_to(gather_rows(rows.T.tocsr(), np.arange(history.n_items)), device))
+        items = net.items(_to(gather_rows(rows.T.tocsr(), np.arange(history.n_items), False), device))
         items = F.normalize(items, dim=-1)
 
         def chunk(part: torch.Tensor) -> torch.Tensor:
-            u = net.users(_to(gather_rows(rows, part.cpu().numpy()), device))
+            u = net.users(_to(gather_rows(rows, part.cpu().numpy(), False), device))
             return F.normalize(u, dim=-1) @ items.T
 
         return score_in_chunks(chunk, users, history.n_items, self.max_score_pairs)

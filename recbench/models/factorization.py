@@ -29,6 +29,7 @@ from recbench.models.per_example import RatingExamples, rating_example_batch
 from recbench.models.similarity import cosine_similar
 from recbench.training.losses import bpr_loss
 from recbench.training.samplers import PositiveSet, uniform_negatives
+from recbench.training.sparse_rows import gather_rows, row_squares, rows_gradient
 from recbench.training.trainer import Trainer
 
 #: Elements of the gathered ``[rows, k, d]`` block processed at once: about 1 MiB, so a chunk's
@@ -100,22 +101,13 @@ class _GatherDot(torch.autograd.Function):
             grad,
         )
         return (
-            _rows_tensor(grad_p, rows_u, P.shape),
-            _rows_tensor(grad_q, rows_i, Q.shape),
-            _rows_tensor(grad_b, rows_i, bias.shape),
+            rows_gradient(grad_p, rows_u, P.shape),
+            rows_gradient(grad_q, rows_i, Q.shape),
+            rows_gradient(grad_b, rows_i, bias.shape),
             None,
             None,
             None,
         )
-
-
-def _rows_tensor(values: torch.Tensor | None, rows: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
-    """A sparse COO gradient of a table of ``shape`` holding ``values`` at the (distinct) ``rows``."""
-    if values is None:
-        return None
-    return torch.sparse_coo_tensor(
-        rows.unsqueeze(0), values, shape, is_coalesced=True, check_invariants=False
-    )
 
 
 def _table_grads(
@@ -150,33 +142,6 @@ def _table_grads(
     if grad_b is not None:
         _scatter_add(grad_b, items.reshape(-1), grad.reshape(-1).to(grad_b.dtype))
     return grad_p, grad_q, grad_b
-
-
-class _RowSquares(torch.autograd.Function):
-    """``sum_j w_j ||T[rows_j]||^2`` computed on the gathered rows only.
-
-    The gradient ``2 w T[r]`` lives on the distinct rows of the batch: a sparse COO tensor with
-    ``sparse``, else written into a dense zero table.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any, table: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, sparse: bool
-    ) -> torch.Tensor:
-        distinct, local = torch.unique(rows.reshape(-1), return_inverse=True)
-        w = table.new_zeros(len(distinct)).index_add_(0, local, weights.reshape(-1).to(table.dtype))
-        gathered = table.index_select(0, distinct)
-        ctx.save_for_backward(distinct, w, gathered)
-        ctx.shape, ctx.sparse = table.shape, sparse
-        return w @ gathered.reshape(len(distinct), -1).pow(2).sum(1)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        distinct, w, gathered = ctx.saved_tensors
-        values = (2.0 * grad) * w.view(-1, *([1] * (gathered.dim() - 1))) * gathered
-        if ctx.sparse:
-            return _rows_tensor(values, distinct, ctx.shape), None, None, None
-        return gathered.new_zeros(ctx.shape).index_copy_(0, distinct, values), None, None, None
 
 
 def _compiled(
@@ -248,8 +213,8 @@ class DotProduct(nn.Module):
     global_mean: the constant ``mu``.
     init_std: standard deviation of the normal initialisation of the factors.
     sparse: give the tables sparse gradients holding only the rows a batch touched
-        (``sparse_gradients``; the Trainer then steps with a sparse-aware optimiser). Needs no
-        user bias (the user bias is read by plain indexing, whose gradient is dense).
+        (``sparse_gradients``; the Trainer then steps with a sparse-aware optimiser, see
+        :mod:`recbench.training.sparse_rows`).
     """
 
     def __init__(
@@ -265,8 +230,6 @@ class DotProduct(nn.Module):
         sparse: bool = False,
     ) -> None:
         super().__init__()
-        if sparse and user_bias:
-            raise ValueError("DotProduct(sparse=True) does not support a user bias")
         #: whether the gradients are sparse (read by the Trainer to choose the optimiser)
         self.sparse_gradients = sparse
         self.user = nn.Parameter(torch.randn(n_users, factors) * init_std)
@@ -280,9 +243,8 @@ class DotProduct(nn.Module):
         wide = items if items.dim() == 2 else items.unsqueeze(1)
         scores = _GatherDot.apply(self.user, self.item, self.item_bias, users, wide, self.sparse_gradients)
         scores = scores + self.global_mean
-        # plain indexing: its backward accumulates serially (see _scatter_add)
         if self.user_bias is not None:
-            scores = scores + self.user_bias[users].unsqueeze(1)
+            scores = scores + gather_rows(self.user_bias, users, self.sparse_gradients).unsqueeze(1)
         return scores if items.dim() == 2 else scores.squeeze(1)
 
     def all_items(self, users: torch.Tensor) -> torch.Tensor:
@@ -294,45 +256,25 @@ class DotProduct(nn.Module):
             out = out + self.user_bias.index_select(0, users).unsqueeze(1)
         return out
 
-    def l2(self, user_weight: torch.Tensor, item_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted squared norms ``(sum_u w_u ||p_u||^2 + sum_i w_i ||q_i||^2, same for the biases)``.
-
-        With ``w`` = :func:`row_counts` of a batch this equals the L2 of the rows the batch gathered
-        (same value, same gradient), at a cost that does not grow with the batch size.
-        """
-        factors = user_weight @ self.user.pow(2).sum(1) + item_weight @ self.item.pow(2).sum(1)
-        biases = factors.new_zeros(())
-        if self.user_bias is not None:
-            biases = biases + user_weight @ self.user_bias.pow(2)
-        if self.item_bias is not None:
-            biases = biases + item_weight @ self.item_bias.pow(2)
-        return factors, biases
-
     def l2_rows(
         self, users: torch.Tensor, user_weight: torch.Tensor, items: torch.Tensor, item_weight: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Like :meth:`l2` with per-occurrence weights, but computed on the gathered rows only.
+        """Weighted squared norms of the rows a batch gathered, ``(factors, biases)``:
 
         ``sum_j user_weight[j] ||p_{users[j]}||^2 + sum_j item_weight[j] ||q_{items[j]}||^2`` (and the
         same for the biases): the cost follows the batch, not the table sizes, and with sparse
         gradients only the touched rows receive a gradient.
         """
         sparse = self.sparse_gradients
-        factors = _RowSquares.apply(self.user, users, user_weight, sparse) + _RowSquares.apply(
+        factors = row_squares(self.user, users, user_weight, sparse) + row_squares(
             self.item, items, item_weight, sparse
         )
         biases = factors.new_zeros(())
         if self.user_bias is not None:
-            biases = biases + _RowSquares.apply(self.user_bias, users, user_weight, sparse)
+            biases = biases + row_squares(self.user_bias, users, user_weight, sparse)
         if self.item_bias is not None:
-            biases = biases + _RowSquares.apply(self.item_bias, items, item_weight, sparse)
+            biases = biases + row_squares(self.item_bias, items, item_weight, sparse)
         return factors, biases
-
-
-def row_counts(idx: torch.Tensor, n_rows: int, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """``float32[n_rows]``: how often each row occurs in ``idx`` (summing ``weights`` if given)."""
-    flat_w = None if weights is None else weights.reshape(-1).float()
-    return torch.bincount(idx.reshape(-1), weights=flat_w, minlength=n_rows).float()
 
 
 def _epoch_slices(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
@@ -358,6 +300,7 @@ class _RatingFactorization(TorchRecommender):
     biases: ClassVar[bool] = False
     factors: int
     init_std: float
+    sparse_updates: bool
 
     def fit(self, train: Interactions, val: Interactions | None = None) -> _RatingFactorization:
         """Train on ``train.ratings`` (a :class:`~recbench.errors.DataError` if there are none)."""
@@ -380,6 +323,7 @@ class _RatingFactorization(TorchRecommender):
             item_bias=self.biases,
             global_mean=float(ratings.mean()),
             init_std=self.init_std,
+            sparse=bool(self.sparse_updates),
         )
         net.register_buffer("rating_range", torch.tensor([ratings.min(), ratings.max()], dtype=torch.float32))
         return net
@@ -476,6 +420,8 @@ class MF(_RatingFactorization):
     reg: :math:`\lambda`, L2 weight on the factors of each rating's user and item.
     bias_reg: :math:`\lambda_b`, L2 weight on the biases.
     init_std: standard deviation of the factor initialisation.
+    sparse_updates: sparse gradients over the rows a batch touched and the lazy row-wise Adam, so a
+        step costs ``O(batch)`` (see :class:`BPR`); ``False``: dense gradients and steps.
     trainer: the shared :class:`~recbench.training.Trainer` (``None``: tuned defaults).
     seed: seed of initialisation and batch order.
     """
@@ -490,6 +436,7 @@ class MF(_RatingFactorization):
         reg: float = 0.1,
         bias_reg: float = 0.005,
         init_std: float = 0.05,
+        sparse_updates: bool = True,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -497,13 +444,15 @@ class MF(_RatingFactorization):
         self.reg = reg
         self.bias_reg = bias_reg
         self.init_std = init_std
+        self.sparse_updates = sparse_updates
         self.trainer = trainer
         self.seed = seed
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Squared error plus the batch L2 terms (see the class docstring)."""
         users, items = batch["users"], batch["items"]
-        factors, biases = net.l2(row_counts(users, self.n_users_), row_counts(items, self.n_items_))
+        ones = torch.ones(len(users), device=users.device)
+        factors, biases = net.l2_rows(users, ones, items, ones)
         penalty = (self.reg * factors + self.bias_reg * biases) / len(users)
         return F.mse_loss(net(users, items), batch["ratings"]) + penalty
 
@@ -543,6 +492,7 @@ class PMF(_RatingFactorization):
     lambda_u, lambda_v: :math:`\sigma^2/\sigma_U^2` and :math:`\sigma^2/\sigma_V^2`.
     prior_per_rating: apply the prior terms once per rating (see above) instead of once per row.
     init_std: standard deviation of the factor initialisation.
+    sparse_updates: as in :class:`MF`.
     trainer: the shared :class:`~recbench.training.Trainer` (``None``: tuned defaults).
     seed: seed of initialisation and batch order.
     """
@@ -557,6 +507,7 @@ class PMF(_RatingFactorization):
         lambda_v: float = 0.1,
         prior_per_rating: bool = True,
         init_std: float = 0.01,
+        sparse_updates: bool = True,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -565,6 +516,7 @@ class PMF(_RatingFactorization):
         self.lambda_v = lambda_v
         self.prior_per_rating = prior_per_rating
         self.init_std = init_std
+        self.sparse_updates = sparse_updates
         self.trainer = trainer
         self.seed = seed
 
@@ -585,9 +537,9 @@ class PMF(_RatingFactorization):
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``2 E_B / |B|``: squared error plus the batch's share of the Gaussian priors."""
         users, items = batch["users"], batch["items"]
-        user_w = row_counts(users, self.n_users_, batch.get("user_w"))
-        item_w = row_counts(items, self.n_items_, batch.get("item_w"))
-        prior, _ = net.l2(self.lambda_u * user_w, self.lambda_v * item_w)
+        ones = torch.ones(len(users), device=users.device)
+        user_w, item_w = batch.get("user_w", ones), batch.get("item_w", ones)
+        prior, _ = net.l2_rows(users, self.lambda_u * user_w, items, self.lambda_v * item_w)
         return F.mse_loss(net(users, items), batch["ratings"]) + prior / len(users)
 
     @classmethod

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbench.data.interactions import FeatureTable, Interactions
+from recbench.training.sparse_rows import lookup
 
 
 def _field_slots(mat: sp.csr_matrix, offset: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,15 +85,23 @@ class FeatureEmbeddings(nn.Module):
 
     ``pooled(side, idx)`` gives the field embeddings ``[..., n_fields, dim]`` (sum of the weighted
     column embeddings of each field); ``bag(side, idx)`` the FM sums over all the side's columns.
+    ``sparse``: both tables get sparse gradients over the columns a batch reads
+    (:mod:`recbench.training.sparse_rows`).
     """
 
     def __init__(
-        self, user: dict[str, Any], item: dict[str, Any], dim: int, id_dropout: float, init_std: float
+        self,
+        user: dict[str, Any],
+        item: dict[str, Any],
+        dim: int,
+        id_dropout: float,
+        init_std: float,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
         n_cols = user["n_columns"] + item["n_columns"]
-        self.embed = nn.Embedding(n_cols + 1, dim)
-        self.linear = nn.Embedding(n_cols + 1, 1)
+        self.embed = nn.Embedding(n_cols + 1, dim, sparse=sparse)
+        self.linear = nn.Embedding(n_cols + 1, 1, sparse=sparse)
         nn.init.normal_(self.embed.weight, std=init_std)
         nn.init.zeros_(self.linear.weight)
         self.id_dropout = id_dropout
@@ -117,18 +126,18 @@ class FeatureEmbeddings(nn.Module):
     def pooled(self, side: str, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Field embeddings ``[..., F, dim]`` and the first-order term ``[...]``."""
         cols, w = self.slots(side, idx)
-        emb = self.embed(cols) * w.unsqueeze(-1)
+        emb = lookup(self.embed, cols) * w.unsqueeze(-1)
         fields = torch.einsum("...lk,lf->...fk", emb, getattr(self, f"{side}_pool"))
-        return fields, (self.linear(cols).squeeze(-1) * w).sum(-1)
+        return fields, (lookup(self.linear, cols).squeeze(-1) * w).sum(-1)
 
     def bag(self, side: str, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """FM terms of the side's own columns: ``(sum_j x_j v_j [..., dim], own [...])`` where ``own``
         is the linear term plus the pairwise interactions among the side's columns."""
         cols, w = self.slots(side, idx)
-        emb = self.embed(cols) * w.unsqueeze(-1)
+        emb = lookup(self.embed, cols) * w.unsqueeze(-1)
         s = emb.sum(-2)
         pairs = 0.5 * (s.pow(2).sum(-1) - emb.pow(2).sum((-2, -1)))
-        return s, (self.linear(cols).squeeze(-1) * w).sum(-1) + pairs
+        return s, (lookup(self.linear, cols).squeeze(-1) * w).sum(-1) + pairs
 
 
 def feature_embeddings(
@@ -140,18 +149,20 @@ def feature_embeddings(
     dim: int,
     id_dropout: float,
     init_std: float,
+    sparse: bool = False,
 ) -> tuple[FeatureEmbeddings, dict[str, int]]:
     """The :class:`FeatureEmbeddings` of the row ``[user id | user features | item id | item features]``
     of ``train`` (a side without a :class:`FeatureTable` has its id slot only), and the number of
     feature columns per side (``user_features`` / ``item_features``).
 
     ``seen_users`` / ``seen_items`` (``bool[n]``): entities whose id slot has weight 1; the others
-    get weight 0, so they are described by their features alone.
+    get weight 0, so they are described by their features alone. ``sparse``: sparse embedding
+    gradients (see :class:`FeatureEmbeddings`).
     """
     uf, itf = train.user_features, train.item_features
     n_ucols = (train.n_users if use_ids else 0) + (uf.n_columns if uf is not None else 0)
     pad = n_ucols + (train.n_items if use_ids else 0) + (itf.n_columns if itf is not None else 0)
     user = side_layout(train.n_users, uf, use_ids, seen_users, 0, pad)
     item = side_layout(train.n_items, itf, use_ids, seen_items, n_ucols, pad)
-    emb = FeatureEmbeddings(user, item, dim, id_dropout, init_std)
+    emb = FeatureEmbeddings(user, item, dim, id_dropout, init_std, sparse)
     return emb, {"user_features": user["n_features"], "item_features": item["n_features"]}

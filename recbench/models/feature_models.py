@@ -25,6 +25,7 @@ from recbench.models.base import Capabilities, TorchRecommender, sigmoid_probabi
 from recbench.models.feature_embeddings import FeatureEmbeddings, feature_embeddings
 from recbench.training.losses import bce_loss, bpr_loss, mse_loss
 from recbench.training.samplers import PositiveSet, uniform_negatives
+from recbench.training.sparse_rows import has_sparse_embeddings
 from recbench.training.trainer import Trainer
 
 LOSSES = ("bce", "bpr", "mse")
@@ -89,6 +90,8 @@ class SeparableNet(nn.Module):
         self.emb = emb
         self.mlp = mlp
         self.bias = nn.Parameter(torch.tensor(float(bias)))
+        #: embeddings built with ``sparse=True``: the Trainer then uses a sparse-aware optimiser
+        self.sparse_gradients = has_sparse_embeddings(emb)
 
     @abstractmethod
     def side(self, side: str, idx: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
@@ -205,6 +208,7 @@ class _FeatureModel(TorchRecommender):
     num_negatives: int
     id_dropout: float
     init_std: float
+    sparse_updates: bool
 
     @abstractmethod
     def _network(self, emb: FeatureEmbeddings, bias: float, sizes: dict[str, int]) -> nn.Module:
@@ -264,6 +268,7 @@ class _FeatureModel(TorchRecommender):
             dim=int(self.factors),
             id_dropout=float(self.id_dropout),
             init_std=float(self.init_std),
+            sparse=bool(self.sparse_updates),
         )
         bias = float(train.ratings.mean()) if self.loss_type == "mse" and train.ratings is not None else 0.0
         return self._network(emb, bias, sizes)
@@ -345,6 +350,9 @@ class FM(_FeatureModel):
     num_negatives: sampled negatives per positive and epoch (``bce``/``bpr``).
     id_dropout: probability of zeroing a training example's id columns (cold-start robustness).
     init_std: standard deviation of the factor initialisation.
+    sparse_updates: sparse gradients over the embedding rows (columns) a batch reads and the lazy
+        row-wise Adam (:mod:`recbench.training.sparse_rows`), so a step costs what the batch touched;
+        ``False``: dense gradients and steps over the whole tables.
     trainer: the shared :class:`~recbench.training.Trainer` (``None``: tuned defaults).
     seed: seed of initialisation, batch order and sampling.
     """
@@ -365,6 +373,7 @@ class FM(_FeatureModel):
         num_negatives: int = 4,
         id_dropout: float = 0.0,
         init_std: float = 0.05,
+        sparse_updates: bool = True,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -374,6 +383,7 @@ class FM(_FeatureModel):
         self.num_negatives = num_negatives
         self.id_dropout = id_dropout
         self.init_std = init_std
+        self.sparse_updates = sparse_updates
         self.trainer = trainer
         self.seed = seed
 
@@ -396,7 +406,8 @@ class DeepFM(_FeatureModel):
     factors: embedding dimension of every field.
     hidden: sizes of the MLP's hidden layers.
     dropout: dropout after each hidden layer.
-    use_ids, loss_type, num_negatives, id_dropout, init_std, trainer, seed: as in :class:`FM`.
+    use_ids, loss_type, num_negatives, id_dropout, init_std, sparse_updates, trainer, seed: as in
+        :class:`FM`.
     """
 
     training_defaults: ClassVar[dict[str, Any]] = {
@@ -417,6 +428,7 @@ class DeepFM(_FeatureModel):
         num_negatives: int = 4,
         id_dropout: float = 0.1,
         init_std: float = 0.05,
+        sparse_updates: bool = True,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -428,6 +440,7 @@ class DeepFM(_FeatureModel):
         self.num_negatives = num_negatives
         self.id_dropout = id_dropout
         self.init_std = init_std
+        self.sparse_updates = sparse_updates
         self.trainer = trainer
         self.seed = seed
 
@@ -450,7 +463,8 @@ class WideDeep(_FeatureModel):
     hidden: sizes of the MLP's hidden layers.
     dropout: dropout after each hidden layer.
     cross: add the user-feature x item-feature cross products to the wide part.
-    use_ids, loss_type, num_negatives, id_dropout, init_std, trainer, seed: as in :class:`FM`.
+    use_ids, loss_type, num_negatives, id_dropout, init_std, sparse_updates, trainer, seed: as in
+        :class:`FM`.
     """
 
     training_defaults: ClassVar[dict[str, Any]] = {
@@ -472,6 +486,7 @@ class WideDeep(_FeatureModel):
         num_negatives: int = 4,
         id_dropout: float = 0.1,
         init_std: float = 0.05,
+        sparse_updates: bool = True,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -484,6 +499,7 @@ class WideDeep(_FeatureModel):
         self.num_negatives = num_negatives
         self.id_dropout = id_dropout
         self.init_std = init_std
+        self.sparse_updates = sparse_updates
         self.trainer = trainer
         self.seed = seed
 

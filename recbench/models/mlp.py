@@ -44,6 +44,8 @@ class MLPClassifier(PointwiseRecommender):
         features (the pipeline loads the dataset's defaults when the ``features`` group is unset).
     id_dropout: with ``use_features``, the probability of zeroing a training example's user and
         item id embeddings (so that the tower learns to score from features alone; ignored otherwise).
+    sparse_updates: sparse embedding gradients over the rows a batch reads and the lazy row-wise Adam
+        (:mod:`recbench.training.sparse_rows`); ``False``: dense gradients and steps over the tables.
     trainer, seed: the shared Trainer (``None`` = defaults) and the seed.
     """
 
@@ -65,6 +67,7 @@ class MLPClassifier(PointwiseRecommender):
         negative_sampling: str = "uniform",
         use_features: bool = False,
         id_dropout: float = 0.1,
+        sparse_updates: bool = True,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -76,6 +79,7 @@ class MLPClassifier(PointwiseRecommender):
         self.negative_sampling = negative_sampling
         self.use_features = use_features
         self.id_dropout = id_dropout
+        self.sparse_updates = sparse_updates
         self.trainer = trainer
         self.seed = seed
 
@@ -105,11 +109,12 @@ class MLPClassifier(PointwiseRecommender):
             self.max_rating_ = float(train.ratings.max())
         elif int(self.num_negatives) < 1:
             raise ConfigError(f"model.num_negatives={self.num_negatives!r} must be >= 1 in implicit mode.")
+        dim, sparse = int(self.embedding_dim), bool(self.sparse_updates)
         if self.use_features:
-            branch = feature_branch(self, train, int(self.embedding_dim), self.hidden_layers, 0.0)
+            branch = feature_branch(self, train, dim, self.hidden_layers, 0.0, sparse)
             net = PairNet({"mlp": branch}, id_dropout=float(self.id_dropout))
         else:
-            branch = MLPBranch(train.n_users, train.n_items, int(self.embedding_dim), self.hidden_layers)
+            branch = MLPBranch(train.n_users, train.n_items, dim, self.hidden_layers, sparse=sparse)
             net = PairNet({"mlp": branch})
         return init_embeddings(net, nn.init.kaiming_normal_)
 

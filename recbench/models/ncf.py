@@ -36,7 +36,8 @@ from recbench.models.base import Capabilities
 from recbench.models.persistence import read_network
 from recbench.models.pointwise import PointwiseRecommender, check_choice
 from recbench.models.similarity import cosine_similar
-from recbench.models.towers import MLPBranch, PairNet, feature_branch, init_embeddings, lookup
+from recbench.models.towers import MLPBranch, PairNet, feature_branch, init_embeddings
+from recbench.training.sparse_rows import lookup
 from recbench.training.trainer import Trainer
 
 #: Standard deviation of the normal initialisation of the embeddings (as in the paper).
@@ -48,15 +49,21 @@ class GMFBranch(nn.Module):
 
     With ``known`` (``bool`` masks of the users and items that have training interactions), the
     other ids get zero embeddings, so the branch adds nothing for them (the masks are rebuilt from
-    the training data, not saved with the weights).
+    the training data, not saved with the weights). ``sparse``: sparse embedding gradients over the
+    rows a batch reads (:mod:`recbench.training.sparse_rows`).
     """
 
     def __init__(
-        self, n_users: int, n_items: int, dim: int, known: tuple[np.ndarray, np.ndarray] | None = None
+        self,
+        n_users: int,
+        n_items: int,
+        dim: int,
+        known: tuple[np.ndarray, np.ndarray] | None = None,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
-        self.user = nn.Embedding(n_users, int(dim))
-        self.item = nn.Embedding(n_items, int(dim))
+        self.user = nn.Embedding(n_users, int(dim), sparse=sparse)
+        self.item = nn.Embedding(n_items, int(dim), sparse=sparse)
         self.out_dim = int(dim)
         self.masked = known is not None
         if known is not None:
@@ -112,6 +119,9 @@ class GMF(PointwiseRecommender):
     embedding_dim: size of the user and item embeddings (predictive factors).
     num_negatives: uniformly (or popularity-) sampled unobserved items per positive.
     negative_sampling: ``uniform`` or ``popularity`` (``(count + 1) ** 0.75``).
+    sparse_updates: sparse embedding gradients over the rows a batch reads and the lazy row-wise Adam
+        (:mod:`recbench.training.sparse_rows`), so a step costs what the batch touched; ``False``:
+        dense gradients and steps over the whole tables (weight decay and gradient clipping need it).
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
     seed: initialisation and sampling seed.
     """
@@ -134,19 +144,24 @@ class GMF(PointwiseRecommender):
         embedding_dim: int = 32,
         num_negatives: int = 4,
         negative_sampling: str = "uniform",
+        sparse_updates: bool = True,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
         self.embedding_dim = embedding_dim
         self.num_negatives = num_negatives
         self.negative_sampling = negative_sampling
+        self.sparse_updates = sparse_updates
         self.trainer = trainer
         self.seed = seed
 
     def build_network(self, train: Interactions) -> nn.Module:
         """A GMF branch with its predict layer."""
         _check(self, ("embedding_dim", "num_negatives"))
-        net = PairNet({"gmf": GMFBranch(train.n_users, train.n_items, int(self.embedding_dim))})
+        sparse = bool(self.sparse_updates)
+        net = PairNet(
+            {"gmf": GMFBranch(train.n_users, train.n_items, int(self.embedding_dim), sparse=sparse)}
+        )
         return init_embeddings(net, _normal_init)
 
     def similar_items(self, items: np.ndarray) -> np.ndarray:
@@ -165,7 +180,7 @@ class NCFMLP(PointwiseRecommender):
     embedding_dim: size of the user and item embeddings (the tower's input is twice that).
     mlp_layers: widths of the ReLU tower; the last one is the number of predictive factors.
     dropout: dropout after every tower layer.
-    num_negatives, negative_sampling, trainer, seed: as in :class:`GMF`.
+    num_negatives, negative_sampling, sparse_updates, trainer, seed: as in :class:`GMF`.
     """
 
     training_defaults: ClassVar[dict[str, Any]] = {
@@ -183,6 +198,7 @@ class NCFMLP(PointwiseRecommender):
         dropout: float = 0.0,
         num_negatives: int = 8,
         negative_sampling: str = "uniform",
+        sparse_updates: bool = True,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -191,6 +207,7 @@ class NCFMLP(PointwiseRecommender):
         self.dropout = dropout
         self.num_negatives = num_negatives
         self.negative_sampling = negative_sampling
+        self.sparse_updates = sparse_updates
         self.trainer = trainer
         self.seed = seed
 
@@ -198,7 +215,12 @@ class NCFMLP(PointwiseRecommender):
         """An MLP branch with its predict layer."""
         _check(self, ("embedding_dim", "num_negatives"), self.mlp_layers)
         branch = MLPBranch(
-            train.n_users, train.n_items, int(self.embedding_dim), self.mlp_layers, float(self.dropout)
+            train.n_users,
+            train.n_items,
+            int(self.embedding_dim),
+            self.mlp_layers,
+            float(self.dropout),
+            sparse=bool(self.sparse_updates),
         )
         return init_embeddings(PairNet({"mlp": branch}), _normal_init)
 
@@ -232,7 +254,7 @@ class NeuMF(PointwiseRecommender):
     id_dropout: with ``use_features``, the probability of zeroing the user (item) id embeddings of a
         training example in both branches at once, so that the features learn to carry the score
         alone (DropoutNet style; ignored otherwise).
-    trainer, seed: as in :class:`GMF`.
+    sparse_updates, trainer, seed: as in :class:`GMF`.
     """
 
     training_defaults: ClassVar[dict[str, Any]] = {
@@ -256,6 +278,7 @@ class NeuMF(PointwiseRecommender):
         alpha: float = 0.5,
         use_features: bool = False,
         id_dropout: float = 0.1,
+        sparse_updates: bool = True,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -270,6 +293,7 @@ class NeuMF(PointwiseRecommender):
         self.alpha = alpha
         self.use_features = use_features
         self.id_dropout = id_dropout
+        self.sparse_updates = sparse_updates
         self.trainer = trainer
         self.seed = seed
 
@@ -279,7 +303,7 @@ class NeuMF(PointwiseRecommender):
         if not 0.0 <= float(self.alpha) <= 1.0:
             raise ConfigError(f"model.alpha={self.alpha!r} must lie in [0, 1].")
         n_users, n_items = train.n_users, train.n_items
-        dim, drop = int(self.mlp_embedding_dim), float(self.dropout)
+        dim, drop, sparse = int(self.mlp_embedding_dim), float(self.dropout), bool(self.sparse_updates)
         mlp: nn.Module
         if self.use_features:
             if self.pretrained_mlp:
@@ -288,13 +312,14 @@ class NeuMF(PointwiseRecommender):
                     "NeuMF with model.use_features=true: an NCF-MLP run has no feature embeddings. Drop "
                     "pretrained_mlp (pretrained_gmf still works) or set model.use_features=false."
                 )
-            mlp = feature_branch(self, train, dim, self.mlp_layers, drop)
+            mlp = feature_branch(self, train, dim, self.mlp_layers, drop, sparse)
             known = (self.seen_users_, self.seen_items_)
         else:
-            mlp = MLPBranch(n_users, n_items, dim, self.mlp_layers, drop)
+            mlp = MLPBranch(n_users, n_items, dim, self.mlp_layers, drop, sparse)
             known = None
         p = float(self.id_dropout) if self.use_features else 0.0
-        net = PairNet({"gmf": GMFBranch(n_users, n_items, int(self.embedding_dim), known), "mlp": mlp}, p)
+        gmf = GMFBranch(n_users, n_items, int(self.embedding_dim), known, sparse)
+        net = PairNet({"gmf": gmf, "mlp": mlp}, p)
         init_embeddings(net, _normal_init)
         if self.use_features:  # see the class docstring: the tower must see the features from the start
             nn.init.kaiming_normal_(mlp.emb.embed.weight)

@@ -27,6 +27,7 @@ from torch import nn
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
 from recbench.models.feature_embeddings import FeatureEmbeddings, feature_embeddings
+from recbench.training.sparse_rows import has_sparse_embeddings, lookup
 
 
 class MLPTower(nn.Module):
@@ -51,20 +52,25 @@ class MLPTower(nn.Module):
         return x
 
 
-def lookup(table: nn.Embedding, index: torch.Tensor) -> torch.Tensor:
-    """``table(index)`` via ``index_select``, whose backward (an index-add) is about twice as fast on CPU."""
-    return table.weight.index_select(0, index.reshape(-1)).reshape(*index.shape, table.embedding_dim)
-
-
 class MLPBranch(nn.Module):
-    """User and item embeddings, concatenated, through an :class:`MLPTower`."""
+    """User and item embeddings, concatenated, through an :class:`MLPTower`.
+
+    ``sparse``: the embeddings get sparse gradients over the rows a batch reads
+    (:mod:`recbench.training.sparse_rows`).
+    """
 
     def __init__(
-        self, n_users: int, n_items: int, dim: int, widths: Sequence[int], dropout: float = 0.0
+        self,
+        n_users: int,
+        n_items: int,
+        dim: int,
+        widths: Sequence[int],
+        dropout: float = 0.0,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
-        self.user = nn.Embedding(n_users, int(dim))
-        self.item = nn.Embedding(n_items, int(dim))
+        self.user = nn.Embedding(n_users, int(dim), sparse=sparse)
+        self.item = nn.Embedding(n_items, int(dim), sparse=sparse)
         self.tower = MLPTower(2 * int(dim), widths, dropout)
         self.out_dim = self.tower.out_dim
 
@@ -75,7 +81,8 @@ class MLPBranch(nn.Module):
         """
         first, d = self.tower.linears[0], self.user.embedding_dim
         u = F.linear(lookup(self.user, users), first.weight[:, :d], first.bias).unsqueeze(1)
-        if items.numel() > self.item.num_embeddings:  # cheaper: project the whole table, then gather
+        whole = items.numel() > self.item.num_embeddings
+        if whole and not (self.item.sparse and torch.is_grad_enabled()):  # cheaper: project the table, gather
             table = F.linear(self.item.weight, first.weight[:, d:])
             v = table.index_select(0, items.reshape(-1)).reshape(*items.shape, -1)
         else:
@@ -144,19 +151,19 @@ class FeatureMLPBranch(nn.Module):
             ids, counts = torch.unique(idx, return_counts=True)  # each distinct id once, times its count
             cols = getattr(self.emb, f"{side}_cols")[ids]  # the stored weights: no id dropout here
             w = getattr(self.emb, f"{side}_weights")[ids]
-            squares = (self.emb.embed(cols) * w.unsqueeze(-1)).pow(2).sum((-2, -1))
+            squares = (lookup(self.emb.embed, cols) * w.unsqueeze(-1)).pow(2).sum((-2, -1))
             total = total + (squares * counts).sum()
         return total
 
 
 def feature_branch(
-    model: Any, train: Interactions, dim: int, widths: Sequence[int], dropout: float
+    model: Any, train: Interactions, dim: int, widths: Sequence[int], dropout: float, sparse: bool = False
 ) -> FeatureMLPBranch:
     """The :class:`FeatureMLPBranch` of a model with ``use_features`` and ``id_dropout`` options.
 
     Sets ``model.seen_users_`` / ``model.seen_items_`` (ids with training interactions; the others
-    get zero id embeddings). Raises :class:`DataError` when ``train`` carries no side features and
-    :class:`ConfigError` for an ``id_dropout`` outside ``[0, 1)``.
+    get zero id embeddings); ``sparse``: sparse embedding gradients. Raises :class:`DataError` when
+    ``train`` carries no side features and :class:`ConfigError` for an ``id_dropout`` outside ``[0, 1)``.
     """
     if train.user_features is None and train.item_features is None:
         raise DataError(
@@ -178,6 +185,7 @@ def feature_branch(
         dim=int(dim),
         id_dropout=0.0,  # PairNet drops ids, jointly for all branches
         init_std=0.01,  # replaced by the model's own embedding initialisation
+        sparse=sparse,
     )
     return FeatureMLPBranch(emb, widths, dropout)
 
@@ -201,6 +209,8 @@ class PairNet(nn.Module):
         self.branches = nn.ModuleDict(branches)
         self.predict = nn.Linear(sum(b.out_dim for b in self.branches.values()), 1)
         self.id_dropout = float(id_dropout)
+        #: embeddings built with ``sparse=True``: the Trainer then uses a sparse-aware optimiser
+        self.sparse_gradients = has_sparse_embeddings(self)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, m]``."""

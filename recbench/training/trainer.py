@@ -122,7 +122,8 @@ class EarlyStopping:
 
 @dataclass
 class TrainHistory:
-    """Per-epoch record: ``rows`` hold ``epoch``, ``loss``, ``seconds`` and the validation metric if any."""
+    """Per-epoch record: ``rows`` hold ``epoch``, ``loss``, ``seconds`` (the whole epoch),
+    ``train_seconds`` (its training batches alone, without validation) and the validation metric if any."""
 
     rows: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int | None = None
@@ -163,7 +164,10 @@ class Trainer:
     grad_clip_norm: clip the global gradient norm to this value when set.
     num_threads: ``torch.set_num_threads`` for the run (avoids oversubscription under parallel sweeps).
     progress: show a progress bar (only when stderr is a terminal).
-    checkpoint_dir: write ``checkpoint.pt`` there after every epoch (the pipeline sets the run dir).
+    checkpoint_dir: write ``checkpoint.pt`` there (the pipeline sets the run dir): after every
+        ``checkpoint_every``-th epoch and after the last one (also when early stopping ends training).
+    checkpoint_every: epochs between checkpoints (``1``: every epoch). A resumed run repeats the
+        epochs after the last checkpoint, with the same result.
     resume: a run directory (or checkpoint file) of an interrupted run: training continues after its
         last saved epoch with the same weights, optimiser, RNG and early-stopping state, so a CPU run
         with a fixed seed ends exactly as if it had never stopped.
@@ -185,6 +189,7 @@ class Trainer:
     num_threads: int | None = None
     progress: bool = True
     checkpoint_dir: str | None = None
+    checkpoint_every: int = 5
     resume: str | None = None
     strategy: str = "auto"
     devices: int | None = None
@@ -200,6 +205,8 @@ class Trainer:
             raise ConfigError(f"trainer.lr={self.lr} must be a positive number (e.g. 1e-3).")
         if self.weight_decay is not None and self.weight_decay < 0:
             raise ConfigError(f"trainer.weight_decay={self.weight_decay} must be >= 0.")
+        if isinstance(self.checkpoint_every, bool) or int(self.checkpoint_every) < 1:
+            raise ConfigError(f"trainer.checkpoint_every={self.checkpoint_every!r} must be an integer >= 1.")
 
     def with_defaults(self, **preferred: Any) -> Trainer:
         """A copy whose unset (``None``) settings take the model's ``preferred`` values, then the global ones.
@@ -308,6 +315,7 @@ class Trainer:
                 total += loss.detach()
                 n_batches += 1
             epoch_loss = sync.epoch_loss() if sync else float(total) / max(n_batches, 1)
+            train_seconds = time.perf_counter() - start
             if not math.isfinite(epoch_loss):
                 raise TrainingError(
                     f"The training loss became {epoch_loss} in epoch {epoch}. This usually means the "
@@ -324,13 +332,17 @@ class Trainer:
                     bad_rounds = 0
                 else:
                     bad_rounds += 1
-            row["seconds"] = time.perf_counter() - start
+            row["seconds"], row["train_seconds"] = time.perf_counter() - start, train_seconds
             history.rows.append(row)
             for listener in _EPOCH_LISTENERS.get():
                 listener(dict(row))
-            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds")})
+            bar.set_postfix(
+                {k: f"{v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds", "train_seconds")}
+            )
             log.info("epoch %d: %s", epoch, {k: round(v, 5) for k, v in row.items() if k != "epoch"})
-            if self.checkpoint_dir and distributed.is_main():
+            stop = stopper is not None and bad_rounds >= stopper.patience
+            due = stop or epoch == self.epochs or epoch % int(self.checkpoint_every) == 0
+            if self.checkpoint_dir and distributed.is_main() and due:
                 save_checkpoint(
                     TrainState(
                         epoch=epoch,
@@ -346,7 +358,7 @@ class Trainer:
                     ),
                     self.checkpoint_dir,
                 )
-            if stopper is not None and bad_rounds >= stopper.patience:
+            if stop:
                 history.stopped_early = True
                 break
         bar.close()

@@ -11,7 +11,7 @@ import torch
 from recbench.data.interactions import Interactions
 from recbench.errors import DataError, TrainingError
 from recbench.models.base import capabilities_of
-from recbench.models.factorization import BPR, MF, PMF, DotProduct, _GatherDot, row_counts
+from recbench.models.factorization import BPR, MF, PMF, DotProduct, _GatherDot
 from recbench.training.trainer import Trainer
 
 MODELS = {"bpr": BPR, "mf": MF, "pmf": PMF}
@@ -25,8 +25,15 @@ CHANGES = {
         "init_std": 0.5,
         "sparse_updates": False,
     },
-    "mf": {"factors": 8, "reg": 0.5, "bias_reg": 0.5, "init_std": 0.5},
-    "pmf": {"factors": 8, "lambda_u": 2.0, "lambda_v": 2.0, "prior_per_rating": False, "init_std": 0.5},
+    "mf": {"factors": 8, "reg": 0.5, "bias_reg": 0.5, "init_std": 0.5, "sparse_updates": False},
+    "pmf": {
+        "factors": 8,
+        "lambda_u": 2.0,
+        "lambda_v": 2.0,
+        "prior_per_rating": False,
+        "init_std": 0.5,
+        "sparse_updates": False,
+    },
 }
 
 
@@ -97,13 +104,14 @@ def test_absurd_learning_rate_raises(name: str, blocks: Interactions) -> None:
         make(name, epochs=3, lr=1e30).fit(blocks)
 
 
-def test_l2_with_row_counts_matches_gathered_sum() -> None:
+@pytest.mark.parametrize("sparse", [False, True])
+def test_l2_rows_matches_gathered_sum(sparse: bool) -> None:
     torch.manual_seed(0)
-    net = DotProduct(5, 7, 3, item_bias=True)
+    net = DotProduct(5, 7, 3, item_bias=True, sparse=sparse)
     torch.nn.init.normal_(net.item_bias)
     users, items = torch.tensor([0, 4, 4]), torch.tensor([[0, 3], [3, 3], [6, 1]])
     weights = torch.tensor([[1.0, 0.5], [2.0, 0.5], [1.0, 1.0]])
-    factors, biases = net.l2(row_counts(users, 5), row_counts(items, 7, weights))
+    factors, biases = net.l2_rows(users, torch.ones(3), items, weights)
     expected = net.user[users].pow(2).sum() + (net.item[items].pow(2).sum(-1) * weights).sum()
     torch.testing.assert_close(factors, expected)
     torch.testing.assert_close(biases, (net.item_bias[items].pow(2) * weights).sum())

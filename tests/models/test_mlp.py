@@ -22,6 +22,7 @@ CHANGES = {
     "num_negatives": 2,
     "negative_sampling": "popularity",
     "mode": "rating",
+    "sparse_updates": False,
 }
 
 

@@ -23,13 +23,19 @@ SMALL = {
 }
 #: hyperparameters that shape the model and a changed value for each (parameter-sensitivity test)
 CHANGES = {
-    "gmf": {"embedding_dim": 4, "num_negatives": 2, "negative_sampling": "popularity"},
+    "gmf": {
+        "embedding_dim": 4,
+        "num_negatives": 2,
+        "negative_sampling": "popularity",
+        "sparse_updates": False,
+    },
     "ncf_mlp": {
         "embedding_dim": 4,
         "mlp_layers": [8],
         "dropout": 0.3,
         "num_negatives": 2,
         "negative_sampling": "popularity",
+        "sparse_updates": False,
     },
     "ncf": {
         "embedding_dim": 4,
@@ -38,6 +44,7 @@ CHANGES = {
         "dropout": 0.3,
         "num_negatives": 2,
         "negative_sampling": "popularity",
+        "sparse_updates": False,
     },
 }
 
