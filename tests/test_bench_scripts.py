@@ -19,6 +19,7 @@ BENCHES = (
     "bench_cold_start",
     "bench_sequential",
     "bench_data",
+    "bench_epoch_ratio",
 )
 
 
@@ -40,6 +41,8 @@ def _cases(module: object) -> list:
         return list(module.CASES)
     if hasattr(module, "QUALITY"):
         return [*module.QUALITY, *module.SPEED]
+    if module.__name__ == "bench_epoch_ratio":  # paths only: no feature file is written
+        return module.cases(Path("features"), list(module.SIZES), list(module.MODELS), {"20m": 5})
     return list(module.cases("/tmp/cache") if module.__name__ == "bench_data" else module.cases(12))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import logging
 import math
 import sys
@@ -123,7 +124,8 @@ class EarlyStopping:
 @dataclass
 class TrainHistory:
     """Per-epoch record: ``rows`` hold ``epoch``, ``loss``, ``seconds`` (the whole epoch),
-    ``train_seconds`` (its training batches alone, without validation) and the validation metric if any."""
+    ``train_seconds`` (its training batches alone, without validation), ``batches`` and the validation
+    metric if any."""
 
     rows: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int | None = None
@@ -164,6 +166,8 @@ class Trainer:
     grad_clip_norm: clip the global gradient norm to this value when set.
     num_threads: ``torch.set_num_threads`` for the run (avoids oversubscription under parallel sweeps).
     progress: show a progress bar (only when stderr is a terminal).
+    limit_batches: end every epoch after this many batches (``None``: all). For smoke runs and for
+        timing a few batches of an epoch at a size where a whole one takes too long.
     checkpoint_dir: write ``checkpoint.pt`` there (the pipeline sets the run dir): after every
         ``checkpoint_every``-th epoch and after the last one (also when early stopping ends training).
     checkpoint_every: epochs between checkpoints (``1``: every epoch). A resumed run repeats the
@@ -188,6 +192,7 @@ class Trainer:
     grad_clip_norm: float | None = None
     num_threads: int | None = None
     progress: bool = True
+    limit_batches: int | None = None
     checkpoint_dir: str | None = None
     checkpoint_every: int = 5
     resume: str | None = None
@@ -300,6 +305,9 @@ class Trainer:
             if sync:
                 batches = sync.shard(batches)
                 total_batches = None if total_batches is None else -(-total_batches // sync.size)
+            if self.limit_batches:
+                batches = itertools.islice(batches, int(self.limit_batches))
+                total_batches = None if total_batches is None else min(total_batches, int(self.limit_batches))
             for batch in epoch_progress(batches, epoch, total=total_batches, bar=show):
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 if private is not None:  # clipping, noise and the update happen in the DP optimiser
@@ -322,7 +330,7 @@ class Trainer:
                     f"learning rate is too high (trainer.lr={self.lr}); lower it, add "
                     "trainer.grad_clip_norm=1.0, or check the input ratings for extreme values."
                 )
-            row: dict[str, float] = {"epoch": epoch, "loss": epoch_loss}
+            row: dict[str, float] = {"epoch": epoch, "loss": epoch_loss, "batches": n_batches}
             if stopper is not None and epoch % stopper.every == 0:
                 value = self._validate(model, train, val, stopper)
                 row[f"val/{stopper.metric}"] = value

@@ -1,0 +1,165 @@
+"""Is training cost linear in the interactions? One training epoch per torch model at 1M and 20M.
+
+    python scripts/bench_epoch_ratio.py [--sizes 1m,20m] [--only mf,gmf] [--limit-batches 20m=200]
+        [--out outputs/bench_epoch_ratio.csv] [--cache-dir DIR]
+
+For every model, one ``recbench train`` run (composed and run by :mod:`benchkit`, one thread) per size:
+
+- ``1m``: ``dataset=synthetic-1m`` (6,000 users x 4,000 items x 1M);
+- ``20m``: the same generator shaped like MovieLens-20M (``dataset.n_users=138493 dataset.n_items=26744
+  dataset.n_interactions=20000000``).
+
+Runs use ``split=random split.ratios=[0.8,0.2]``, no early stopping, ``evaluate_test=false`` (no part is
+evaluated: only training is timed) and the model's default hyperparameters and batch size. The epoch
+time is the trainer's own ``train_seconds`` of an epoch (its batches, without validation), read from
+the run's ``history.csv``. At 1M two epochs run and the second is kept (the first pays one-time set-up
+such as compiling kernels); at 20M one epoch (its set-up is counted, so the ratio errs high).
+
+With ``--limit-batches 20m=N`` the 20M runs stop each epoch after ``N`` batches
+(``trainer.limit_batches``), and the epoch time is **extrapolated**: the measured seconds per batch times
+the batches of a whole 20M epoch (the 1M epoch's batch count times the ratio of interactions). Such rows
+say ``extrapolated=True``. The ratio ``20m / 1m`` is printed per model with the target (<= 25).
+
+``fm``, ``widedeep`` and ``deepfm`` need side features, which synthetic data lacks: the benchmark writes
+one categorical feature per user and per item (``id % 16``) into CSV files under the output folder and
+passes them as ``features.user_file`` / ``features.item_file``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+import benchkit as bk  # it pins BLAS threads before numpy loads
+
+SIZES = {
+    "1m": ("dataset=synthetic-1m",),
+    "20m": (
+        "dataset=synthetic-1m",
+        "dataset.n_users=138493",
+        "dataset.n_items=26744",
+        "dataset.n_interactions=20000000",
+    ),
+}
+SHAPES = {"1m": (6000, 4000, 1_000_000), "20m": (138493, 26744, 20_000_000)}
+MODELS = ("bpr", "mf", "pmf", "gmf", "ncf_mlp", "ncf", "mlp", "dmf", "fm", "widedeep", "deepfm", "lightgcn")
+FEATURED = ("fm", "widedeep", "deepfm")
+#: epochs per size (at 1M the second epoch is the one timed)
+EPOCHS = {"1m": 2, "20m": 1}
+COMMON = (
+    *bk.ONE_THREAD,
+    "split=random",
+    "split.ratios=[0.8,0.2]",
+    "evaluate_test=false",
+    "trainer.early_stopping=null",
+)
+TARGET_RATIO = 25.0
+
+
+def feature_paths(folder: Path, size: str) -> tuple[Path, Path]:
+    """The users' and items' feature CSVs of ``size`` under ``folder``."""
+    return folder / f"users-{size}.csv", folder / f"items-{size}.csv"
+
+
+def write_feature_files(folder: Path, size: str) -> None:
+    """Write (once) one categorical ``group`` feature (``id % 16``) per user and item of ``size``."""
+    for path, n in zip(feature_paths(folder, size), SHAPES[size][:2]):
+        if path.is_file():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["id", "group"])
+            writer.writerows((i, f"g{i % 16}") for i in range(1, n + 1))
+
+
+def cases(features: Path, sizes: list[str], only: list[str], limits: dict[str, int]) -> list[bk.Case]:
+    """One case per (model, size)."""
+    out = []
+    for size in sizes:
+        for model in only:
+            users, items = (p.resolve() for p in feature_paths(features, size))
+            files = ("features=default", f"features.user_file={users}", f"features.item_file={items}")
+            extra = files if model in FEATURED else ()
+            limit = (f"trainer.limit_batches={limits[size]}",) if size in limits else ()
+            overrides = (*SIZES[size], f"model={model}", f"trainer.epochs={EPOCHS[size]}", *extra, *limit)
+            out.append(bk.Case(model, size, overrides, metrics=("time/fit_s",), timing="fit_s"))
+    return out
+
+
+def epoch_row(run_dir: Path) -> dict[str, float]:
+    """``train_seconds`` and ``batches`` of the timed epoch of a run (from its ``history.csv``)."""
+    with open(run_dir / "history.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    row = rows[-1]
+    return {"epoch_s": float(row["train_seconds"]), "batches": float(row["batches"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default="outputs/bench_epoch_ratio.csv")
+    parser.add_argument("--sizes", default="1m,20m")
+    parser.add_argument("--only", default=",".join(MODELS))
+    parser.add_argument("--limit-batches", default="", help="e.g. 20m=200: batches per epoch at that size")
+    parser.add_argument("--cache-dir", default=None, help="processed-dataset cache (paths.cache_dir)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    out = Path(args.out)
+    sizes = [s for s in args.sizes.split(",") if s]
+    only = [m for m in args.only.split(",") if m]
+    limits = {k: int(v) for k, v in (p.split("=") for p in args.limit_batches.split(",") if p)}
+    common = (*COMMON, *((f"paths.cache_dir={args.cache_dir}",) if args.cache_dir else ()))
+    runs = out.with_suffix("")
+    for size in sizes:
+        write_feature_files(runs / "features", size)
+    rows: list[dict] = []
+    measured: dict[tuple[str, str], dict[str, float]] = {}
+    for case in cases(runs / "features", sizes, only, limits):
+        result = bk.run_case(case, seed=args.seed, common=common, out_dir=runs)
+        row = result[0]
+        run_dir = runs / case.protocol / case.name / f"seed{args.seed}-0"
+        if row["metric"] != "error":
+            epoch = epoch_row(run_dir)
+            row.update(epoch, n_interactions=SHAPES[case.protocol][2], extrapolated=case.protocol in limits)
+            measured[(case.name, case.protocol)] = epoch
+        rows.append(row)
+        bk.write_csv(rows, out)
+    summary = []
+    for model in only:
+        small, large = measured.get((model, "1m")), measured.get((model, "20m"))
+        if small is None or large is None:
+            continue
+        large_s = large["epoch_s"]
+        if "20m" in limits:  # seconds per batch x the batches of a whole 20M epoch
+            whole = small["batches"] * SHAPES["20m"][2] / SHAPES["1m"][2]
+            large_s = large["epoch_s"] / large["batches"] * math.ceil(whole)
+        ratio = large_s / small["epoch_s"]
+        verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
+        label = "extrapolated" if "20m" in limits else "measured"
+        print(
+            f"{model:10s} 1M epoch {small['epoch_s']:8.2f} s   20M epoch {large_s:9.1f} s ({label})   "
+            f"ratio {ratio:6.1f}  (target <= {TARGET_RATIO:g}) {verdict}",
+            flush=True,
+        )
+        summary.append(
+            {
+                "model": model,
+                "epoch_1m_s": small["epoch_s"],
+                "epoch_20m_s": large_s,
+                "20m": label,
+                "ratio": ratio,
+                "target": TARGET_RATIO,
+                "verdict": verdict,
+            }
+        )
+    if summary:
+        bk.write_csv(summary, out.with_name(out.stem + "_summary.csv"))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
