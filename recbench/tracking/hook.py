@@ -12,7 +12,12 @@ from recbench.tracking.base import RunInfo, Tracker, text_value
 log = logging.getLogger(__name__)
 
 #: Names of the columns of a Trainer epoch row as trackers see them (other columns keep their name).
-EPOCH_NAMES = {"loss": "train/loss", "seconds": "train/epoch_s", "train_seconds": "train/batches_s"}
+EPOCH_NAMES = {
+    "loss": "train/loss",
+    "seconds": "train/epoch_s",
+    "train_seconds": "train/batches_s",
+    "train_cpu_seconds": "train/batches_cpu_s",
+}
 
 
 class TrackingHook:

@@ -124,8 +124,8 @@ class EarlyStopping:
 @dataclass
 class TrainHistory:
     """Per-epoch record: ``rows`` hold ``epoch``, ``loss``, ``seconds`` (the whole epoch),
-    ``train_seconds`` (its training batches alone, without validation), ``batches`` and the validation
-    metric if any."""
+    ``train_seconds`` and ``train_cpu_seconds`` (wall and process CPU time of its training batches
+    alone, without validation), ``batches`` and the validation metric if any."""
 
     rows: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int | None = None
@@ -291,7 +291,7 @@ class Trainer:
         show = self.progress and sys.stderr.isatty() and distributed.is_main()
         bar = tqdm(range(first, self.epochs + 1), desc="train", unit="epoch", disable=not show, leave=False)
         for epoch in bar:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             net.train()
             total = torch.zeros((), device=device)
             n_batches = 0
@@ -323,7 +323,7 @@ class Trainer:
                 total += loss.detach()
                 n_batches += 1
             epoch_loss = sync.epoch_loss() if sync else float(total) / max(n_batches, 1)
-            train_seconds = time.perf_counter() - start
+            train_seconds, train_cpu = time.perf_counter() - start, time.process_time() - cpu_start
             if not math.isfinite(epoch_loss):
                 raise TrainingError(
                     f"The training loss became {epoch_loss} in epoch {epoch}. This usually means the "
@@ -340,7 +340,8 @@ class Trainer:
                     bad_rounds = 0
                 else:
                     bad_rounds += 1
-            row["seconds"], row["train_seconds"] = time.perf_counter() - start, train_seconds
+            row.update(seconds=time.perf_counter() - start, train_seconds=train_seconds)
+            row["train_cpu_seconds"] = train_cpu
             history.rows.append(row)
             for listener in _EPOCH_LISTENERS.get():
                 listener(dict(row))
