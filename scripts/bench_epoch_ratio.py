@@ -1,7 +1,7 @@
 """Is training cost linear in the interactions? One training epoch per torch model at 1M and 20M.
 
-    python scripts/bench_epoch_ratio.py [--sizes 1m,20m] [--only mf,gmf] [--limit-batches 20m=200]
-        [--out outputs/bench_epoch_ratio.csv] [--cache-dir DIR]
+    python scripts/bench_epoch_ratio.py [--sizes 1m,20m] [--only mf,gmf] [--fraction 0.25]
+        [--baseline outputs/bench_epoch_ratio_1m.csv] [--out outputs/bench_epoch_ratio.csv] [--cache-dir DIR]
 
 For every model, one ``recbench train`` run (composed and run by :mod:`benchkit`, one thread) per size:
 
@@ -17,9 +17,10 @@ the wall time of a shared machine swings with the load) and ``train_seconds`` (w
 At 1M two epochs run and the second is kept (the first pays one-time set-up such as compiling
 kernels); at 20M one epoch (its set-up is counted, so the ratio errs high).
 
-With ``--limit-batches 20m=N`` the 20M runs stop each epoch after ``N`` batches
-(``trainer.limit_batches``), and the epoch time is **extrapolated**: the measured seconds per batch times
-the batches of a whole 20M epoch (the 1M epoch's batch count times the ratio of interactions). Such rows
+With ``--fraction F`` the 20M runs stop each epoch after that share of its batches
+(``trainer.limit_batches``; a whole 20M epoch has the 1M epoch's batches times the ratio of
+interactions), and the epoch time is **extrapolated**: the measured seconds per batch times the
+batches of a whole epoch. ``--baseline`` reuses the 1M rows of an earlier CSV of this benchmark. Such rows
 say ``extrapolated=True``; work done once per epoch (shuffling, drawing the epoch's negatives) is then
 scaled up with the batches, so the extrapolation errs high. The ratio ``20m / 1m`` is printed per model
 with the target (<= 25).
@@ -79,15 +80,17 @@ def write_feature_files(folder: Path, size: str) -> None:
             writer.writerows((i, f"g{i % 16}") for i in range(1, n + 1))
 
 
-def cases(features: Path, sizes: list[str], only: list[str], limits: dict[str, int]) -> list[bk.Case]:
-    """One case per (model, size)."""
+def cases(
+    features: Path, sizes: list[str], only: list[str], limits: dict[tuple[str, str], int]
+) -> list[bk.Case]:
+    """One case per (model, size); ``limits[(model, size)]``: batches per epoch of that run."""
     out = []
     for size in sizes:
         for model in only:
             users, items = (p.resolve() for p in feature_paths(features, size))
             files = ("features=default", f"features.user_file={users}", f"features.item_file={items}")
             extra = files if model in FEATURED else ()
-            limit = (f"trainer.limit_batches={limits[size]}",) if size in limits else ()
+            limit = (f"trainer.limit_batches={limits[model, size]}",) if (model, size) in limits else ()
             overrides = (*SIZES[size], f"model={model}", f"trainer.epochs={EPOCHS[size]}", *extra, *limit)
             out.append(bk.Case(model, size, overrides, metrics=("time/fit_s",), timing="fit_s"))
     return out
@@ -104,6 +107,21 @@ def epoch_row(run_dir: Path) -> dict[str, float]:
     }
 
 
+def read_baseline(path: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """The 1M epochs of an earlier run of this benchmark (its CSV), keyed like ``measured``."""
+    with open(path, newline="") as fh:
+        return {
+            (r["model"], "1m"): {k: float(r[k]) for k in ("epoch_s", "epoch_cpu_s", "batches")}
+            for r in csv.DictReader(fh)
+            if r["protocol"] == "1m" and r.get("epoch_cpu_s")
+        }
+
+
+def whole_20m(small: dict[str, float]) -> int:
+    """Batches of a whole 20M epoch: the 1M epoch's, times the ratio of interactions."""
+    return math.ceil(small["batches"] * SHAPES["20m"][2] / SHAPES["1m"][2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -111,39 +129,45 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/bench_epoch_ratio.csv")
     parser.add_argument("--sizes", default="1m,20m")
     parser.add_argument("--only", default=",".join(MODELS))
-    parser.add_argument("--limit-batches", default="", help="e.g. 20m=200: batches per epoch at that size")
+    parser.add_argument("--fraction", type=float, default=None, help="time this share of each 20M epoch")
+    parser.add_argument("--baseline", default=None, help="CSV of an earlier run holding the 1M rows")
     parser.add_argument("--cache-dir", default=None, help="processed-dataset cache (paths.cache_dir)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     out = Path(args.out)
     sizes = [s for s in args.sizes.split(",") if s]
     only = [m for m in args.only.split(",") if m]
-    limits = {k: int(v) for k, v in (p.split("=") for p in args.limit_batches.split(",") if p)}
     common = (*COMMON, *((f"paths.cache_dir={args.cache_dir}",) if args.cache_dir else ()))
     runs = out.with_suffix("")
+    measured = read_baseline(Path(args.baseline)) if args.baseline else {}
+    rows: list[dict] = []
+    limits: dict[tuple[str, str], int] = {}
     for size in sizes:
         write_feature_files(runs / "features", size)
-    rows: list[dict] = []
-    measured: dict[tuple[str, str], dict[str, float]] = {}
-    for case in cases(runs / "features", sizes, only, limits):
-        result = bk.run_case(case, seed=args.seed, common=common, out_dir=runs)
-        row = result[0]
-        run_dir = runs / case.protocol / case.name / f"seed{args.seed}-0"
-        if row["metric"] != "error":
-            epoch = epoch_row(run_dir)
-            row.update(epoch, n_interactions=SHAPES[case.protocol][2], extrapolated=case.protocol in limits)
-            measured[(case.name, case.protocol)] = epoch
-        rows.append(row)
-        bk.write_csv(rows, out)
+        if size == "20m" and args.fraction is not None:
+            limits = {
+                (m, size): math.ceil(args.fraction * whole_20m(measured[m, "1m"]))
+                for m in only
+                if (m, "1m") in measured
+            }
+        for case in cases(runs / "features", [size], only, limits):
+            result = bk.run_case(case, seed=args.seed, common=common, out_dir=runs)
+            row = result[0]
+            run_dir = runs / case.protocol / case.name / f"seed{args.seed}-0"
+            if row["metric"] != "error":
+                epoch = epoch_row(run_dir)
+                row.update(epoch, n_interactions=SHAPES[size][2], extrapolated=(case.name, size) in limits)
+                measured[(case.name, size)] = epoch
+            rows.append(row)
+            bk.write_csv(rows, out)
     summary = []
     for model in only:
         small, large = measured.get((model, "1m")), measured.get((model, "20m"))
         if small is None or large is None:
             continue
         label, scale = "measured", 1.0
-        if "20m" in limits:  # the measured share of a whole 20M epoch, scaled up
-            label, scale = "extrapolated", math.ceil(small["batches"] * SHAPES["20m"][2] / SHAPES["1m"][2])
-            scale /= large["batches"]
+        if (model, "20m") in limits:  # the measured share of a whole 20M epoch, scaled up
+            label, scale = "extrapolated", whole_20m(small) / large["batches"]
         entry: dict[str, object] = {"model": model, "20m": label}
         for key in ("epoch_s", "epoch_cpu_s"):
             entry[f"1m_{key}"], entry[f"20m_{key}"] = small[key], large[key] * scale

@@ -42,7 +42,7 @@ def _cases(module: object) -> list:
     if hasattr(module, "QUALITY"):
         return [*module.QUALITY, *module.SPEED]
     if module.__name__ == "bench_epoch_ratio":  # paths only: no feature file is written
-        return module.cases(Path("features"), list(module.SIZES), list(module.MODELS), {"20m": 5})
+        return module.cases(Path("features"), list(module.SIZES), list(module.MODELS), {("bpr", "20m"): 5})
     return list(module.cases("/tmp/cache") if module.__name__ == "bench_data" else module.cases(12))
 
 
