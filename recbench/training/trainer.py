@@ -345,9 +345,7 @@ class Trainer:
             history.rows.append(row)
             for listener in _EPOCH_LISTENERS.get():
                 listener(dict(row))
-            bar.set_postfix(
-                {k: f"{v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds", "train_seconds")}
-            )
+            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k.startswith(("loss", "val/"))})
             log.info("epoch %d: %s", epoch, {k: round(v, 5) for k, v in row.items() if k != "epoch"})
             stop = stopper is not None and bad_rounds >= stopper.patience
             due = stop or epoch == self.epochs or epoch % int(self.checkpoint_every) == 0
