@@ -1,7 +1,7 @@
 """Is training cost linear in the interactions? One training epoch per torch model at 1M and 20M.
 
     python scripts/bench_epoch_ratio.py [--sizes 1m,20m] [--only mf,gmf] [--fraction 0.25]
-        [--baseline outputs/bench_epoch_ratio_1m.csv] [--out outputs/bench_epoch_ratio.csv] [--cache-dir DIR]
+        [--measured earlier.csv,...] [--out outputs/bench_epoch_ratio.csv] [--cache-dir DIR]
 
 For every model, one ``recbench train`` run (composed and run by :mod:`benchkit`, one thread) per size:
 
@@ -17,10 +17,11 @@ the wall time of a shared machine swings with the load) and ``train_seconds`` (w
 At 1M two epochs run and the second is kept (the first pays one-time set-up such as compiling
 kernels); at 20M one epoch (its set-up is counted, so the ratio errs high).
 
-With ``--fraction F`` the 20M runs stop each epoch after that share of its batches
-(``trainer.limit_batches``; a whole 20M epoch has the 1M epoch's batches times the ratio of
-interactions), and the epoch time is **extrapolated**: the measured seconds per batch times the
-batches of a whole epoch. ``--baseline`` reuses the 1M rows of an earlier CSV of this benchmark. Such rows
+With ``--fraction F`` the 20M runs stop each epoch after about that share of its batches
+(``trainer.limit_batches``), and the epoch time is **extrapolated**: the measured seconds per batch
+times the batches of a whole 20M epoch (the 1M epoch's batches times the ratio of interactions).
+``--measured`` reuses the rows of earlier CSVs of this benchmark (e.g. ``--sizes "" --measured
+a.csv,b.csv`` only prints the ratios). Such rows
 say ``extrapolated=True``; work done once per epoch (shuffling, drawing the epoch's negatives) is then
 scaled up with the batches, so the extrapolation errs high. The ratio ``20m / 1m`` is printed per model
 with the target (<= 25).
@@ -107,19 +108,31 @@ def epoch_row(run_dir: Path) -> dict[str, float]:
     }
 
 
-def read_baseline(path: Path) -> dict[tuple[str, str], dict[str, float]]:
-    """The 1M epochs of an earlier run of this benchmark (its CSV), keyed like ``measured``."""
-    with open(path, newline="") as fh:
-        return {
-            (r["model"], "1m"): {k: float(r[k]) for k in ("epoch_s", "epoch_cpu_s", "batches")}
-            for r in csv.DictReader(fh)
-            if r["protocol"] == "1m" and r.get("epoch_cpu_s")
-        }
+def read_measured(paths: str) -> dict[tuple[str, str], dict[str, float]]:
+    """The epochs measured by earlier runs of this benchmark (their CSVs, comma-separated)."""
+    out = {}
+    for path in filter(None, paths.split(",")):
+        with open(path, newline="") as fh:
+            for r in csv.DictReader(fh):
+                if r.get("epoch_cpu_s"):
+                    epoch = {k: float(r[k]) for k in ("epoch_s", "epoch_cpu_s", "batches")}
+                    out[r["model"], r["protocol"]] = {**epoch, "extrapolated": r["extrapolated"] == "True"}
+    return out
 
 
 def whole_20m(small: dict[str, float]) -> int:
     """Batches of a whole 20M epoch: the 1M epoch's, times the ratio of interactions."""
     return math.ceil(small["batches"] * SHAPES["20m"][2] / SHAPES["1m"][2])
+
+
+def estimated_batches(model: str, size: str) -> int:
+    """Batches of a whole epoch of ``model`` at ``size`` with a 0.8 training share, from the model's
+    effective batch size (its config and ``training_defaults``)."""
+    from recbench.config import build
+
+    cfg = bk.compose_config((*SIZES[size], f"model={model}"))
+    batch_size = int(build(cfg.model, "model").effective_trainer().batch_size)
+    return math.ceil(0.8 * SHAPES[size][2] / batch_size)
 
 
 def main() -> None:
@@ -130,7 +143,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1m,20m")
     parser.add_argument("--only", default=",".join(MODELS))
     parser.add_argument("--fraction", type=float, default=None, help="time this share of each 20M epoch")
-    parser.add_argument("--baseline", default=None, help="CSV of an earlier run holding the 1M rows")
+    parser.add_argument("--measured", default="", help="CSVs of earlier runs (comma-separated) to reuse")
     parser.add_argument("--cache-dir", default=None, help="processed-dataset cache (paths.cache_dir)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -139,24 +152,20 @@ def main() -> None:
     only = [m for m in args.only.split(",") if m]
     common = (*COMMON, *((f"paths.cache_dir={args.cache_dir}",) if args.cache_dir else ()))
     runs = out.with_suffix("")
-    measured = read_baseline(Path(args.baseline)) if args.baseline else {}
+    measured = read_measured(args.measured)
     rows: list[dict] = []
     limits: dict[tuple[str, str], int] = {}
     for size in sizes:
         write_feature_files(runs / "features", size)
         if size == "20m" and args.fraction is not None:
-            limits = {
-                (m, size): math.ceil(args.fraction * whole_20m(measured[m, "1m"]))
-                for m in only
-                if (m, "1m") in measured
-            }
+            limits = {(m, size): math.ceil(args.fraction * estimated_batches(m, size)) for m in only}
         for case in cases(runs / "features", [size], only, limits):
             result = bk.run_case(case, seed=args.seed, common=common, out_dir=runs)
             row = result[0]
             run_dir = runs / case.protocol / case.name / f"seed{args.seed}-0"
             if row["metric"] != "error":
-                epoch = epoch_row(run_dir)
-                row.update(epoch, n_interactions=SHAPES[size][2], extrapolated=(case.name, size) in limits)
+                epoch = {**epoch_row(run_dir), "extrapolated": (case.name, size) in limits}
+                row.update(epoch, n_interactions=SHAPES[size][2])
                 measured[(case.name, size)] = epoch
             rows.append(row)
             bk.write_csv(rows, out)
@@ -166,7 +175,7 @@ def main() -> None:
         if small is None or large is None:
             continue
         label, scale = "measured", 1.0
-        if (model, "20m") in limits:  # the measured share of a whole 20M epoch, scaled up
+        if large["extrapolated"]:  # the measured share of a whole 20M epoch, scaled up
             label, scale = "extrapolated", whole_20m(small) / large["batches"]
         entry: dict[str, object] = {"model": model, "20m": label}
         for key in ("epoch_s", "epoch_cpu_s"):
