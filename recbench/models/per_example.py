@@ -87,6 +87,8 @@ class PairExamples(nn.Module):
                     f"the {name!r} branch ({type(branch).__name__}) of this network cannot be trained "
                     "privately (side-feature branches are not supported); set model.use_features=false."
                 )
+        for branch in net.branches.values():  # Opacus takes dense embedding gradients only
+            branch.user.sparse = branch.item.sparse = False
         self.net = net
         self.reg = float(reg)
 
