@@ -81,12 +81,12 @@ class MLPBranch(nn.Module):
         """
         first, d = self.tower.linears[0], self.user.embedding_dim
         u = F.linear(lookup(self.user, users), first.weight[:, :d], first.bias).unsqueeze(1)
-        whole = items.numel() > self.item.num_embeddings
-        if whole and not (self.item.sparse and torch.is_grad_enabled()):  # cheaper: project the table, gather
+        if items.numel() > self.item.num_embeddings and not self.item.sparse:  # project the table, gather
             table = F.linear(self.item.weight, first.weight[:, d:])
             v = table.index_select(0, items.reshape(-1)).reshape(*items.shape, -1)
-        else:
-            v = F.linear(lookup(self.item, items), first.weight[:, d:])
+        else:  # project each distinct item of the batch once (its rows only: a sparse gradient)
+            ids, inverse = torch.unique(items, return_inverse=True)
+            v = F.linear(lookup(self.item, ids), first.weight[:, d:])[inverse]
         return self.tower.from_first(u + v) @ weight
 
     def l2(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
