@@ -47,10 +47,12 @@ class _Sparse(nn.Module):
         self.sparse_gradients = True
         self.u = nn.Embedding(n_users, factors, sparse=True)
         self.i = nn.Embedding(n_items, factors, sparse=True)
+        self.bias = nn.Parameter(torch.zeros(1))  # a dense parameter beside the sparse tables
 
 
 class Dot(TorchRecommender):
-    """Squared-error dot product (dense: a linear head too; sparse: embeddings with sparse gradients)."""
+    """Squared-error dot product (dense: a linear head too; sparse: embeddings with sparse gradients and
+    a dense bias)."""
 
     def __init__(self, *, sparse: bool = False, trainer: Trainer | None = None, seed: int = 0) -> None:
         self.sparse = sparse
@@ -83,7 +85,7 @@ class Dot(TorchRecommender):
 
     def _pred(self, net: nn.Module, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         x = net.u(u) * net.i(i) if self.sparse else net["u"](u) * net["i"](i)
-        return x.sum(-1) if self.sparse else net["head"](x)[..., 0]
+        return x.sum(-1) + net.bias if self.sparse else net["head"](x)[..., 0]
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return ((self._pred(net, batch["u"], batch["i"]) - batch["r"]) ** 2).mean()
