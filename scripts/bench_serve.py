@@ -90,18 +90,35 @@ ROWS = [
 LARGE = {"ml-20m-shape"}
 
 
-def trained(row: Row, runs: Path, data_dir: str | None) -> Path:
-    """The run directory of ``row`` (trained now unless a finished run of the same config is there)."""
+def trained(row: Row, runs: Path, data_dir: str | None, reuse: bool = False) -> Path:
+    """The run directory of ``row``: trained now unless a finished run of the same config is there.
+
+    With ``reuse``, a finished run of the row found there is served even when its config digest
+    differs from today's composition (config keys added since it was trained): it keeps its own
+    ``.hydra/config.yaml``, which is what the run loader rebuilds it from.
+    """
     overrides = (*TRAIN, *(() if data_dir is None else (f"paths.data_dir={data_dir}",)), *row.overrides)
     run_dir = runs / f"{row.name}_{row.data}"
     cfg = benchkit.compose_config(overrides)
-    if finished_record(run_dir, config_digest(cfg)) is None or not any(run_dir.glob("model.*")):
-        print(f"training: recbench train {' '.join(map(shlex.quote, overrides))}", flush=True)
-        benchkit.run_once(overrides, run_dir)
-    (run_dir / ".hydra").mkdir(exist_ok=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what the run loader reads
+    has_model = any(run_dir.glob("model.*"))
+    if reuse and has_model and (run_dir / ".hydra" / "config.yaml").is_file() and _finished(run_dir):
+        print(f"serving the finished run {run_dir} as trained", flush=True)
+    else:
+        if finished_record(run_dir, config_digest(cfg)) is None or not has_model:
+            print(f"training: recbench train {' '.join(map(shlex.quote, overrides))}", flush=True)
+            benchkit.run_once(overrides, run_dir)
+        (run_dir / ".hydra").mkdir(exist_ok=True)
+        OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what the run loader reads
     (run_dir / "interactions.jsonl").unlink(missing_ok=True)  # a fresh log: only reads are measured
     return run_dir
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether ``run_dir/metrics.json`` records a run that finished with status ok."""
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "ok"
+    except (OSError, ValueError):
+        return False
 
 
 def cpu_seconds(pid: int) -> float:
@@ -247,6 +264,11 @@ def main() -> None:
     p.add_argument(
         "--runs", type=Path, default=None, help="folder of the trained runs (default: beside --out)"
     )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="serve finished runs found in --runs as they are, even if the config has gained keys since",
+    )
     args = p.parse_args()
     wanted = {w.strip() for w in args.only.split(",") if w.strip()}
     runs = args.runs or args.out.parent / (args.out.stem + "_runs")
@@ -255,7 +277,7 @@ def main() -> None:
         names = {row.name, row.data, f"{row.name}:{row.data}"}
         if (wanted and not wanted & names) or (row.data in LARGE and not wanted & {row.data, *names}):
             continue
-        run_dir = trained(row, runs, args.data_dir)
+        run_dir = trained(row, runs, args.data_dir, args.reuse)
         requests = make_requests(row, run_dir, args.warmup + args.requests, args.seed)
         port = free_port()
         server = start_server(run_dir, port)
