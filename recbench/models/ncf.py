@@ -1,7 +1,7 @@
 """Neural collaborative filtering (He et al., WWW 2017): GMF, NCF-MLP and NeuMF.
 
-The three models are composed from shared blocks: :class:`GMFBranch` (``p_u * q_i``), the
-:class:`~recbench.models.towers.MLPBranch` tower on ``concat(p_u, q_i)`` and
+The three models are composed from shared blocks: :class:`~recbench.models.towers.GMFBranch`
+(``p_u * q_i``), the :class:`~recbench.models.towers.MLPBranch` tower on ``concat(p_u, q_i)`` and
 :class:`~recbench.models.towers.PairNet`, which fuses the branches with one linear predict layer.
 Training and scoring are those of :class:`~recbench.models.pointwise.PointwiseRecommender`:
 every positive comes with ``num_negatives`` sampled unobserved items and the loss is binary
@@ -36,64 +36,11 @@ from recbench.models.base import Capabilities
 from recbench.models.persistence import read_network
 from recbench.models.pointwise import PointwiseRecommender, check_choice
 from recbench.models.similarity import cosine_similar
-from recbench.models.towers import MLPBranch, PairNet, feature_branch, init_embeddings
-from recbench.training.sparse_rows import lookup
+from recbench.models.towers import GMFBranch, MLPBranch, PairNet, feature_branch, init_embeddings
 from recbench.training.trainer import Trainer
 
 #: Standard deviation of the normal initialisation of the embeddings (as in the paper).
 EMBEDDING_INIT_STD = 0.01
-
-
-class GMFBranch(nn.Module):
-    """Generalised matrix factorisation: the element-wise product ``p_u * q_i``.
-
-    With ``known`` (``bool`` masks of the users and items that have training interactions), the
-    other ids get zero embeddings, so the branch adds nothing for them (the masks are rebuilt from
-    the training data, not saved with the weights). ``sparse``: sparse embedding gradients over the
-    rows a batch reads (:mod:`recbench.training.sparse_rows`).
-    """
-
-    def __init__(
-        self,
-        n_users: int,
-        n_items: int,
-        dim: int,
-        known: tuple[np.ndarray, np.ndarray] | None = None,
-        sparse: bool = False,
-    ) -> None:
-        super().__init__()
-        self.user = nn.Embedding(n_users, int(dim), sparse=sparse)
-        self.item = nn.Embedding(n_items, int(dim), sparse=sparse)
-        self.out_dim = int(dim)
-        self.masked = known is not None
-        if known is not None:
-            for side, mask in zip(("user", "item"), known):
-                tensor = torch.as_tensor(np.asarray(mask), dtype=torch.float32).unsqueeze(-1)
-                self.register_buffer(f"{side}_known", tensor, persistent=False)
-
-    def forward(
-        self,
-        users: torch.Tensor,
-        items: torch.Tensor,
-        weight: torch.Tensor,
-        keep: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """``h^T (p_u * q_i)`` -> ``[B, m]`` for ``users[B]`` and ``items[B, m]`` (or ``items[m]``).
-
-        Computed as ``q_i . (h * p_u)``, without the ``[B, m, dim]`` product. ``keep`` (boolean
-        masks shaped like ``users`` / ``items``): id dropout, zeroing the other embeddings.
-        """
-        user = lookup(self.user, users) * weight
-        item = lookup(self.item, items)
-        if self.masked:
-            user = user * self.user_known.index_select(0, users)
-            item = item * self.item_known.index_select(0, items.reshape(-1)).reshape(*items.shape, 1)
-        if keep is not None:
-            user = user * keep[0].unsqueeze(-1).to(user.dtype)
-            item = item * keep[1].unsqueeze(-1).to(item.dtype)
-        if items.dim() == 1:
-            return user @ item.T
-        return (item * user.unsqueeze(1)).sum(-1)
 
 
 def _check(model: PointwiseRecommender, positive: Sequence[str], widths: Sequence[int] | None = None) -> None:

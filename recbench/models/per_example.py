@@ -22,6 +22,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
+from recbench.models.towers import GMFBranch, MLPBranch
 
 
 def shared_embedding(table: torch.Tensor) -> nn.Embedding:
@@ -69,7 +70,7 @@ def rating_example_batch(train: Interactions, rows: np.ndarray) -> dict[str, tor
 class PairExamples(nn.Module):
     """Per-example BCE losses of a :class:`~recbench.models.towers.PairNet` with id branches.
 
-    Branches: :class:`~recbench.models.ncf.GMFBranch` (``p_u * q_i``) and
+    Branches: :class:`~recbench.models.towers.GMFBranch` (``p_u * q_i``) and
     :class:`~recbench.models.towers.MLPBranch` (the tower on ``concat(p_u, q_i)``); the predict layer
     acts on the concatenated branch outputs, as in the network. An example's loss is the mean BCE over
     its positive (label 1, or ``target`` for soft labels) and its negatives (label 0), plus ``reg`` times
@@ -78,9 +79,6 @@ class PairExamples(nn.Module):
 
     def __init__(self, net: nn.Module, reg: float = 0.0) -> None:
         super().__init__()
-        from recbench.models.ncf import GMFBranch
-        from recbench.models.towers import MLPBranch
-
         for name, branch in net.branches.items():
             if not isinstance(branch, (GMFBranch, MLPBranch)) or getattr(branch, "masked", False):
                 raise ConfigError(
@@ -94,8 +92,6 @@ class PairExamples(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[B]`` losses of ``users[B]`` with ``items[B, m]``, every layer called once as a module."""
-        from recbench.models.ncf import GMFBranch
-
         users, items = batch["users"], batch["items"]
         parts, penalty = [], torch.zeros(len(users), device=users.device)
         for branch in self.net.branches.values():

@@ -1,8 +1,9 @@
 """Network blocks of the pointwise neural models (MLP classifier, NCF family, DMF).
 
-:class:`MLPTower` (ReLU layers with dropout), :class:`MLPBranch` (user and item embeddings,
-concatenated, through a tower), :class:`FeatureMLPBranch` (the same with side-feature embeddings)
-and :class:`PairNet` (branches fused by one linear predict layer into a logit per pair).
+:class:`MLPTower` (ReLU layers with dropout), :class:`GMFBranch` (``p_u * q_i``),
+:class:`MLPBranch` (user and item embeddings, concatenated, through a tower),
+:class:`FeatureMLPBranch` (the same with side-feature embeddings) and :class:`PairNet` (branches
+fused by one linear predict layer into a logit per pair).
 
 The first layer of a tower on ``concat(p_u, q_i)`` equals ``W_u p_u + W_i q_i + b``; both halves
 are computed once per user and per item and broadcast, which makes full ranking cheap.
@@ -20,6 +21,7 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -231,3 +233,55 @@ def init_embeddings(net: nn.Module, init: Callable[[torch.Tensor], Any]) -> nn.M
         if isinstance(module, nn.Embedding):
             init(module.weight)
     return net
+
+
+class GMFBranch(nn.Module):
+    """Generalised matrix factorisation: the element-wise product ``p_u * q_i``.
+
+    With ``known`` (``bool`` masks of the users and items that have training interactions), the
+    other ids get zero embeddings, so the branch adds nothing for them (the masks are rebuilt from
+    the training data, not saved with the weights). ``sparse``: sparse embedding gradients over the
+    rows a batch reads (:mod:`recbench.training.sparse_rows`).
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        dim: int,
+        known: tuple[np.ndarray, np.ndarray] | None = None,
+        sparse: bool = False,
+    ) -> None:
+        super().__init__()
+        self.user = nn.Embedding(n_users, int(dim), sparse=sparse)
+        self.item = nn.Embedding(n_items, int(dim), sparse=sparse)
+        self.out_dim = int(dim)
+        self.masked = known is not None
+        if known is not None:
+            for side, mask in zip(("user", "item"), known):
+                tensor = torch.as_tensor(np.asarray(mask), dtype=torch.float32).unsqueeze(-1)
+                self.register_buffer(f"{side}_known", tensor, persistent=False)
+
+    def forward(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        weight: torch.Tensor,
+        keep: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``h^T (p_u * q_i)`` -> ``[B, m]`` for ``users[B]`` and ``items[B, m]`` (or ``items[m]``).
+
+        Computed as ``q_i . (h * p_u)``, without the ``[B, m, dim]`` product. ``keep`` (boolean
+        masks shaped like ``users`` / ``items``): id dropout, zeroing the other embeddings.
+        """
+        user = lookup(self.user, users) * weight
+        item = lookup(self.item, items)
+        if self.masked:
+            user = user * self.user_known.index_select(0, users)
+            item = item * self.item_known.index_select(0, items.reshape(-1)).reshape(*items.shape, 1)
+        if keep is not None:
+            user = user * keep[0].unsqueeze(-1).to(user.dtype)
+            item = item * keep[1].unsqueeze(-1).to(item.dtype)
+        if items.dim() == 1:
+            return user @ item.T
+        return (item * user.unsqueeze(1)).sum(-1)
