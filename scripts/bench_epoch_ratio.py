@@ -14,7 +14,7 @@ evaluated: only training is timed) and the model's default hyperparameters and b
 time is the trainer's own record of an epoch's training batches (without validation), read from the
 run's ``history.csv``: ``train_cpu_seconds`` (process CPU time, one thread: what the ratio uses, since
 the wall time of a shared machine swings with the load) and ``train_seconds`` (wall, also reported).
-At 1M two epochs run and the second is kept (the first pays one-time set-up such as compiling
+At 1M (and 1m-wide) two epochs run and the second is kept (the first pays one-time set-up such as compiling
 kernels); at 20M one epoch (its set-up is counted, so the ratio errs high).
 
 With ``--fraction F`` the 20M runs stop each epoch after about that share of its batches
@@ -66,7 +66,7 @@ SHAPES = {
 MODELS = ("bpr", "mf", "pmf", "gmf", "ncf_mlp", "ncf", "mlp", "dmf", "fm", "widedeep", "deepfm", "lightgcn")
 FEATURED = ("fm", "widedeep", "deepfm")
 #: epochs per size (at 1M the second epoch is the one timed)
-EPOCHS = {"1m": 2, "20m": 1, "1m-wide": 1}
+EPOCHS = {"1m": 2, "20m": 1, "1m-wide": 2}
 COMMON = (
     *bk.ONE_THREAD,
     "split=random",
