@@ -20,6 +20,7 @@ BENCHES = (
     "bench_sequential",
     "bench_data",
     "bench_epoch_ratio",
+    "bench_seq_scale",
 )
 
 

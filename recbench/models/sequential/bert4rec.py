@@ -32,6 +32,7 @@ from recbench.models.sequential.layers import (
     similar_tokens,
 )
 from recbench.models.sequential.objectives import (
+    batch_log_q,
     full_item_cross_entropy,
     objective,
     sampled_item_cross_entropy,
@@ -87,6 +88,8 @@ class BERT4Rec(TorchRecommender):
         ``n_negatives`` items drawn per batch) or ``auto`` (``ce`` up to
         :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items, else ``sampled``).
     n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its masked positions).
+    sampler: how the sampled negatives are drawn: ``popularity`` (with the log-q correction) or
+        ``uniform`` (see :class:`~recbench.models.sequential.data.SharedNegatives`).
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
     seed: initialisation, dropout and masking seed.
 
@@ -117,6 +120,7 @@ class BERT4Rec(TorchRecommender):
         crop: bool = False,
         loss_type: str = "auto",
         n_negatives: int = 256,
+        sampler: str = "popularity",
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -130,13 +134,14 @@ class BERT4Rec(TorchRecommender):
         self.crop = crop
         self.loss_type = loss_type
         self.n_negatives = n_negatives
+        self.sampler = sampler
         self.trainer = trainer
         self.seed = seed
 
     def build_network(self, train: Interactions) -> BERT4RecNet:
         """A fresh :class:`BERT4RecNet` for ``train.n_items``."""
         check_option("BERT4Rec", "loss_type", self.loss_type, ("auto", "ce", "sampled"))
-        self.loss_type_ = objective("BERT4Rec", self.loss_type, self.n_negatives, train.n_items)
+        self.loss_type_ = objective("BERT4Rec", self.loss_type, self.n_negatives, train.n_items, self.sampler)
         check_positive(
             "BERT4Rec",
             hidden_dim=self.hidden_dim,
@@ -176,8 +181,8 @@ class BERT4Rec(TorchRecommender):
                 "targets": torch.from_numpy(np.where(masked, win, 0)[:, first:]),
             }
             if self.loss_type_ == "sampled":
-                batch["shared_negatives"] = torch.from_numpy(
-                    shared_negatives(train.n_items, self.n_negatives, rng)
+                shared_negatives(train, self.n_negatives, self.sampler).add_to(
+                    batch, batch["targets"].numpy(), rng
                 )
             yield batch
 
@@ -188,7 +193,11 @@ class BERT4Rec(TorchRecommender):
         hidden = net(batch["seqs"])[valid]
         if self.loss_type_ == "sampled":
             return sampled_item_cross_entropy(
-                hidden, net.token_weight, targets[valid], batch["shared_negatives"]
+                hidden,
+                net.token_weight,
+                targets[valid],
+                batch["shared_negatives"],
+                *batch_log_q(batch, valid),
             )
         return full_item_cross_entropy("BERT4Rec", hidden, net.token_weight, self.n_items_, targets[valid])
 

@@ -23,7 +23,12 @@ from recbench.models.sequential.data import (
     tie_times,
 )
 from recbench.models.sequential.layers import Dropout, check_positive, similar_tokens
-from recbench.models.sequential.objectives import check_logits_memory, objective, sampled_cross_entropy
+from recbench.models.sequential.objectives import (
+    batch_log_q,
+    check_logits_memory,
+    objective,
+    sampled_cross_entropy,
+)
 from recbench.training.losses import bce_loss
 from recbench.training.trainer import Trainer
 
@@ -98,6 +103,8 @@ class Caser(TorchRecommender):
         sampled negative per target, as in the paper) or ``auto`` (``ce`` up to
         :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items, else ``sampled``).
     n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its examples).
+    sampler: how the sampled negatives are drawn: ``popularity`` (with the log-q correction) or
+        ``uniform`` (see :class:`~recbench.models.sequential.data.SharedNegatives`).
     shuffle_ties: reorder each user's items that share a timestamp at random each epoch before the
         examples are cut (off by default: on ml-100k it did not help Caser; see the README).
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
@@ -128,6 +135,7 @@ class Caser(TorchRecommender):
         dropout: float = 0.5,
         loss_type: str = "auto",
         n_negatives: int = 256,
+        sampler: str = "popularity",
         shuffle_ties: bool = False,
         trainer: Trainer | None = None,
         seed: int = 0,
@@ -140,13 +148,14 @@ class Caser(TorchRecommender):
         self.dropout = dropout
         self.loss_type = loss_type
         self.n_negatives = n_negatives
+        self.sampler = sampler
         self.shuffle_ties = shuffle_ties
         self.trainer = trainer
         self.seed = seed
 
     def build_network(self, train: Interactions) -> CaserNet:
         """A fresh :class:`CaserNet` for the users and items of ``train``."""
-        self.loss_type_ = objective("Caser", self.loss_type, self.n_negatives, train.n_items)
+        self.loss_type_ = objective("Caser", self.loss_type, self.n_negatives, train.n_items, self.sampler)
         check_positive(
             "Caser",
             window=self.window,
@@ -196,9 +205,7 @@ class Caser(TorchRecommender):
             if self.loss_type_ == "bce":
                 batch["negatives"] = torch.from_numpy(negative_tokens(train, users[idx], self.targets, rng))
             elif self.loss_type_ == "sampled":
-                batch["shared_negatives"] = torch.from_numpy(
-                    shared_negatives(train.n_items, self.n_negatives, rng)
-                )
+                shared_negatives(train, self.n_negatives, self.sampler).add_to(batch, targets[idx], rng)
             yield batch
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -217,7 +224,7 @@ class Caser(TorchRecommender):
             negatives = batch["shared_negatives"]
             pos = net.token_scores(x, targets)[valid]
             neg = net.shared_scores(x, negatives)[rows]
-            return sampled_cross_entropy(pos, neg, targets[valid], negatives)
+            return sampled_cross_entropy(pos, neg, targets[valid], negatives, *batch_log_q(batch, valid))
         pos = net.token_scores(x, targets)[valid]
         neg = net.token_scores(x, batch["negatives"])[valid]
         return bce_loss(pos, neg)

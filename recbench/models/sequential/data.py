@@ -170,13 +170,60 @@ def negative_tokens(
     return uniform_negatives(positives, users, n_per_user, rng) + 1
 
 
-def shared_negatives(n_items: int, n_negatives: int, rng: np.random.Generator) -> np.ndarray:
-    """``int64[n_negatives]`` item tokens (``1..n_items``) drawn uniformly with replacement.
+#: Samplers of the sampled softmax's shared negatives (``model.sampler``).
+SAMPLERS = ("uniform", "popularity")
 
-    One draw per batch, shared by all its positions (the sampled softmax of
-    :mod:`~recbench.models.sequential.objectives`); its cost does not depend on ``n_items``.
+#: The popularity sampler draws item ``i`` with probability proportional to
+#: ``(count_i + 1) ** POPULARITY_ALPHA``.
+POPULARITY_ALPHA = 0.75
+
+
+class SharedNegatives:
+    """The negatives of the sampled softmax: ``n_negatives`` items drawn per batch, shared by its positions.
+
+    ``uniform`` draws every item with the same probability; ``popularity`` in proportion to its training
+    count (smoothed, see :data:`POPULARITY_ALPHA`), so the frequent items that a full softmax pushes
+    down most are drawn more often. Draws are with replacement and cost ``O(n_negatives)`` (plus a
+    binary search per draw for ``popularity``), whatever the catalogue size. For ``popularity``,
+    :meth:`add_to` also gives the log-probabilities of the negatives and of the targets, which the loss
+    subtracts from their logits (the log-q correction of sampled softmax); for ``uniform`` they are
+    all equal and cancel, so none are given.
     """
-    return rng.integers(1, n_items + 1, size=int(n_negatives), dtype=np.int64)
+
+    def __init__(self, train: Interactions, n_negatives: int, sampler: str) -> None:
+        self.n_items, self.n_negatives = train.n_items, int(n_negatives)
+        self.cdf: np.ndarray | None = None
+        self.log_q: np.ndarray | None = None
+        if sampler == "popularity":
+            weights = (train.item_counts().astype(np.float64) + 1.0) ** POPULARITY_ALPHA
+            probs = weights / weights.sum()
+            self.cdf = np.cumsum(probs)
+            self.log_q = np.log(probs).astype(np.float32)
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """``int64[n_negatives]`` item tokens (``1..n_items``)."""
+        if self.cdf is None:
+            return rng.integers(1, self.n_items + 1, size=self.n_negatives, dtype=np.int64)
+        items = np.searchsorted(self.cdf, rng.random(self.n_negatives) * self.cdf[-1], side="right")
+        return np.minimum(items, self.n_items - 1).astype(np.int64) + 1
+
+    def add_to(self, batch: dict[str, torch.Tensor], targets: np.ndarray, rng: np.random.Generator) -> None:
+        """Put ``shared_negatives`` (and, for ``popularity``, ``negative_log_q`` and ``target_log_q``,
+        the latter shaped like ``targets``, ``0`` where there is no target) into ``batch``."""
+        negatives = self.draw(rng)
+        batch["shared_negatives"] = torch.from_numpy(negatives)
+        if self.log_q is not None:
+            batch["negative_log_q"] = torch.from_numpy(self.log_q[negatives - 1])
+            batch["target_log_q"] = torch.from_numpy(np.where(targets > 0, self.log_q[targets - 1], 0.0))
+
+
+def shared_negatives(train: Interactions, n_negatives: int, sampler: str) -> SharedNegatives:
+    """The :class:`SharedNegatives` of ``train`` (built once per training set and setting)."""
+    return memo(
+        train,
+        ("shared_negatives", int(n_negatives), sampler),
+        lambda: SharedNegatives(train, n_negatives, sampler),
+    )
 
 
 def next_item_batches(
@@ -189,7 +236,7 @@ def next_item_batches(
     negatives: bool,
     trim: bool = False,
     ties: bool = False,
-    n_shared: int = 0,
+    shared: SharedNegatives | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """One epoch of causal next-item training batches, one row per user (all positions at once).
 
@@ -200,8 +247,8 @@ def next_item_batches(
     (see :func:`length_grouped_batches`) and drops the columns that are padding in every row of a
     batch (see :func:`trim_padding`). ``ties`` reorders the items of each user that share a
     timestamp at random each epoch (see :func:`shuffle_ties`; nothing changes without ties).
-    ``n_shared > 0`` adds ``shared_negatives``, that many item tokens drawn for the whole batch (see
-    :func:`shared_negatives`). Users with fewer than two training items are skipped.
+    ``shared`` adds the sampled softmax's negatives of the batch (see :class:`SharedNegatives`).
+    Users with fewer than two training items are skipped.
     """
     seqs = full_sequences(train, max_len + 1)
     times = tie_times(train, max_len + 1) if ties else None
@@ -225,6 +272,6 @@ def next_item_batches(
         }
         if negatives:
             batch["negatives"] = torch.from_numpy(negative_tokens(train, rows[idx], inputs.shape[1], rng))
-        if n_shared > 0:
-            batch["shared_negatives"] = torch.from_numpy(shared_negatives(train.n_items, n_shared, rng))
+        if shared is not None:
+            shared.add_to(batch, batch["targets"].numpy(), rng)
         yield batch

@@ -19,6 +19,7 @@ from recbench.models.sequential.data import (
     memo,
     next_item_batches,
     rows_with,
+    shared_negatives,
 )
 from recbench.models.sequential.layers import item_logits, similar_tokens
 from recbench.models.sequential.objectives import next_item_loss, objective
@@ -31,9 +32,9 @@ class NextItemRecommender(TorchRecommender):
     ``token_weight``, the item embeddings that score a hidden state. Training uses every non-padding
     position of each user's sequence at once (:func:`next_item_batches`, :func:`next_item_loss`);
     a user is scored from the hidden state after the last item of their ``history``. Subclasses set
-    the hyperparameters ``max_len``, ``loss_type``, ``n_negatives``, ``crop`` and ``shuffle_ties``
-    (the objectives are those of :mod:`~recbench.models.sequential.objectives`; the one in use after
-    ``fit`` is ``loss_type_``), and
+    the hyperparameters ``max_len``, ``loss_type``, ``n_negatives``, ``sampler``, ``crop`` and
+    ``shuffle_ties`` (the objectives are those of :mod:`~recbench.models.sequential.objectives`; the
+    one in use after ``fit`` is ``loss_type_``), and
     ``padding_invariant`` when left padding cannot change the output (masked attention with
     right-aligned positions): training then groups users of similar history length and drops
     all-padding columns, and scoring skips most of the padding.
@@ -44,6 +45,7 @@ class NextItemRecommender(TorchRecommender):
     max_len: int
     loss_type: str
     n_negatives: int
+    sampler: str
     crop: bool
     shuffle_ties: bool
 
@@ -52,7 +54,9 @@ class NextItemRecommender(TorchRecommender):
 
         Called by each subclass's ``build_network`` (``auto`` picks ``ce`` or ``sampled`` by item count).
         """
-        self.loss_type_ = objective(type(self).__name__, self.loss_type, self.n_negatives, train.n_items)
+        self.loss_type_ = objective(
+            type(self).__name__, self.loss_type, self.n_negatives, train.n_items, self.sampler
+        )
         return self.loss_type_
 
     def batch_count(self, train: Interactions, batch_size: int) -> int:
@@ -74,7 +78,9 @@ class NextItemRecommender(TorchRecommender):
             negatives=self.loss_type_ == "bce",
             trim=self.padding_invariant,
             ties=self.shuffle_ties,
-            n_shared=self.n_negatives if self.loss_type_ == "sampled" else 0,
+            shared=shared_negatives(train, self.n_negatives, self.sampler)
+            if self.loss_type_ == "sampled"
+            else None,
         )
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -60,6 +60,8 @@ class NextItNet(NextItemRecommender):
         (``ce`` up to :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items,
         else ``sampled``).
     n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its positions).
+    sampler: how the sampled negatives are drawn: ``popularity`` (with the log-q correction) or
+        ``uniform`` (see :class:`~recbench.models.sequential.data.SharedNegatives`).
     crop: train on a random window of ``max_len + 1`` items per long history each epoch.
     shuffle_ties: reorder each user's items that share a timestamp at random each epoch (see
         :class:`~recbench.models.sequential.sasrec.SASRec`; the README's sequential results say what
@@ -90,6 +92,7 @@ class NextItNet(NextItemRecommender):
         dropout: float = 0.2,
         loss_type: str = "auto",
         n_negatives: int = 256,
+        sampler: str = "popularity",
         crop: bool = False,
         shuffle_ties: bool = True,
         trainer: Trainer | None = None,
@@ -102,6 +105,7 @@ class NextItNet(NextItemRecommender):
         self.dropout = dropout
         self.loss_type = loss_type
         self.n_negatives = n_negatives
+        self.sampler = sampler
         self.crop = crop
         self.shuffle_ties = shuffle_ties
         self.trainer = trainer

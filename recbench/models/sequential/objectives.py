@@ -4,13 +4,16 @@ Every sequential model chooses its objective with ``model.loss_type``:
 
 - ``ce``: softmax cross-entropy over the whole catalogue. Its cost (and, on a GPU, the memory of
   its logits: positions x items) grows with the number of items.
-- ``sampled``: softmax cross-entropy of each target against ``model.n_negatives`` items drawn
-  uniformly (with replacement) once per batch and shared by all its positions, so a position costs
-  the same at 1,000 or 1,000,000 items. A drawn item that equals a position's own target is removed
-  from that position's softmax (its logit is set to ``-inf``), so the target is never its own
-  negative; other items of the user's history may be drawn, as the full softmax includes them too.
-  With uniform draws the usual log-probability correction of sampled softmax is the same constant
-  for every candidate and cancels.
+- ``sampled``: softmax cross-entropy of each target against ``model.n_negatives`` items drawn (with
+  replacement) once per batch and shared by all its positions, so a position costs the same at
+  1,000 or 1,000,000 items. ``model.sampler`` draws them uniformly or in proportion to popularity
+  (:class:`~recbench.models.sequential.data.SharedNegatives`); with ``popularity`` the logits of the
+  target and of the negatives are lowered by their log-probability of being drawn (the log-q
+  correction of sampled softmax, which makes it estimate the full softmax); with ``uniform`` that
+  correction is the same for every candidate and cancels. A drawn item that equals a position's own
+  target is removed from that position's softmax (its logit is set to ``-inf``), so the target is
+  never its own negative; other items of the user's history may be drawn, as the full softmax
+  includes them too.
 - ``bce``: binary cross-entropy of each target against one unseen item drawn per position (the
   original SASRec and Caser objective).
 - ``auto`` (the default): ``ce`` up to :data:`SAMPLED_ABOVE_ITEMS` items, ``sampled`` above.
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from recbench.memory import check_fits
+from recbench.models.sequential.data import SAMPLERS
 from recbench.models.sequential.layers import (
     CE_CHUNK_CELLS,
     check_option,
@@ -55,23 +59,33 @@ def resolve_loss_type(model: str, loss_type: str, n_items: int) -> str:
     return loss_type
 
 
-def objective(model: str, loss_type: str, n_negatives: int, n_items: int) -> str:
-    """:func:`resolve_loss_type`, also checking ``n_negatives`` when the sampled softmax is chosen."""
+def objective(model: str, loss_type: str, n_negatives: int, n_items: int, sampler: str = "uniform") -> str:
+    """:func:`resolve_loss_type`, also checking ``n_negatives`` and ``sampler`` for the sampled softmax."""
     resolved = resolve_loss_type(model, loss_type, n_items)
     if resolved == "sampled":
         check_positive(model, n_negatives=n_negatives)
+        check_option(model, "sampler", sampler, SAMPLERS)
     return resolved
 
 
 def sampled_cross_entropy(
-    pos_logits: torch.Tensor, neg_logits: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
+    pos_logits: torch.Tensor,
+    neg_logits: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    pos_log_q: torch.Tensor | None = None,
+    neg_log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean softmax cross-entropy of each target against the shared sampled negatives.
 
     ``pos_logits[N]`` are the targets' logits, ``neg_logits[N, K]`` the logits of the ``K`` shared
     ``negatives`` (tokens ``[K]``) at each of the ``N`` positions whose target tokens are
-    ``targets[N]``. A negative equal to the position's target is left out of its softmax.
+    ``targets[N]``. A negative equal to the position's target is left out of its softmax. With the
+    log-probabilities of being drawn, ``pos_log_q[N]`` and ``neg_log_q[K]``, each logit is lowered by
+    its own (the log-q correction).
     """
+    if pos_log_q is not None and neg_log_q is not None:
+        pos_logits, neg_logits = pos_logits - pos_log_q, neg_logits - neg_log_q
     hit = negatives.unsqueeze(0) == targets.unsqueeze(1)  # [N, K]: the target drawn as a negative
     neg_logits = neg_logits.masked_fill(hit, float("-inf"))
     logits = torch.cat([pos_logits.unsqueeze(1), neg_logits], dim=1)
@@ -79,14 +93,28 @@ def sampled_cross_entropy(
 
 
 def sampled_item_cross_entropy(
-    hidden: torch.Tensor, token_weight: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
+    hidden: torch.Tensor,
+    token_weight: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    pos_log_q: torch.Tensor | None = None,
+    neg_log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`sampled_cross_entropy` of ``hidden[N, d]`` scored by dot products with ``token_weight`` rows."""
     if len(targets) == 0:
         return hidden.sum() * 0.0  # keeps the graph: an empty batch contributes nothing
     pos = (hidden * F.embedding(targets, token_weight)).sum(-1)
     neg = hidden @ F.embedding(negatives, token_weight).T
-    return sampled_cross_entropy(pos, neg, targets, negatives)
+    return sampled_cross_entropy(pos, neg, targets, negatives, pos_log_q, neg_log_q)
+
+
+def batch_log_q(
+    batch: dict[str, torch.Tensor], valid: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The log-q terms of a batch's sampled softmax at the ``valid`` targets (``None`` when uniform)."""
+    if "negative_log_q" not in batch:
+        return None, None
+    return batch["target_log_q"][valid], batch["negative_log_q"]
 
 
 def device_available_bytes(device: torch.device) -> int | None:
@@ -146,7 +174,10 @@ def next_item_loss(
     if loss_type == "ce":
         return full_item_cross_entropy(model, h, token_weight, n_items, targets[valid])
     if loss_type == "sampled":
-        return sampled_item_cross_entropy(h, token_weight, targets[valid], batch["shared_negatives"])
+        pos_q, neg_q = batch_log_q(batch, valid)
+        return sampled_item_cross_entropy(
+            h, token_weight, targets[valid], batch["shared_negatives"], pos_q, neg_q
+        )
     pos = (h * token_weight[targets[valid]]).sum(-1)
     neg = (h * token_weight[batch["negatives"][valid]]).sum(-1)
     return bce_loss(pos, neg)

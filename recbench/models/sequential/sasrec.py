@@ -72,6 +72,8 @@ class SASRec(NextItemRecommender):
         original paper), or ``auto`` = ``ce`` up to
         :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items, else ``sampled``.
     n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its positions).
+    sampler: how the sampled negatives are drawn: ``popularity`` (with the log-q correction) or
+        ``uniform`` (see :class:`~recbench.models.sequential.data.SharedNegatives`).
     crop: train on a random window of ``max_len + 1`` items per long history each epoch instead of
         always the most recent one. Off by default: on ml-100k (leave-one-out) the most recent
         window ranks better than random windows (see the README), since the test target follows the
@@ -112,6 +114,7 @@ class SASRec(NextItemRecommender):
         dropout: float = 0.2,
         loss_type: str = "auto",
         n_negatives: int = 256,
+        sampler: str = "popularity",
         crop: bool = False,
         shuffle_ties: bool = True,
         trainer: Trainer | None = None,
@@ -124,6 +127,7 @@ class SASRec(NextItemRecommender):
         self.dropout = dropout
         self.loss_type = loss_type
         self.n_negatives = n_negatives
+        self.sampler = sampler
         self.crop = crop
         self.shuffle_ties = shuffle_ties
         self.trainer = trainer
