@@ -10,16 +10,18 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.sequential import objectives
 from recbench.models.sequential.bert4rec import BERT4Rec
 from recbench.models.sequential.caser import Caser
-from recbench.models.sequential.data import next_item_batches, shared_negatives
+from recbench.models.sequential.data import POPULARITY_ALPHA, SharedNegatives, next_item_batches
 from recbench.models.sequential.layers import item_cross_entropy
 from recbench.models.sequential.objectives import (
     SAMPLED_ABOVE_ITEMS,
     check_logits_memory,
     resolve_loss_type,
+    sampled_cross_entropy,
     sampled_item_cross_entropy,
 )
 from recbench.pipeline import RunContext, run
@@ -78,11 +80,45 @@ def test_sampled_with_every_item_equals_the_full_softmax() -> None:
     assert sampled.item() == pytest.approx(item_cross_entropy(hidden, weight, 7, targets).item(), rel=1e-5)
 
 
-def test_shared_negatives_are_items_and_seeded() -> None:
-    a = shared_negatives(50, 1000, np.random.default_rng(3))
+def test_log_q_correction_lowers_each_logit_by_its_log_probability() -> None:
+    pos, neg = torch.tensor([2.0, 0.5]), torch.tensor([[1.0, -1.0], [0.0, 3.0]])
+    targets, negatives = torch.tensor([1, 2]), torch.tensor([3, 4])
+    pos_q, neg_q = torch.log(torch.tensor([0.5, 0.25])), torch.log(torch.tensor([0.125, 0.125]))
+    loss = sampled_cross_entropy(pos, neg, targets, negatives, pos_q, neg_q)
+    by_hand = []
+    for i in range(2):
+        p = pos[i].item() - pos_q[i].item()
+        n = [neg[i, j].item() - neg_q[j].item() for j in range(2)]
+        by_hand.append(-p + math.log(math.exp(p) + sum(map(math.exp, n))))
+    assert loss.item() == pytest.approx(sum(by_hand) / 2, rel=1e-6)
+
+
+def test_uniform_negatives_are_items_and_seeded() -> None:
+    data = cycles()  # 20 items
+    sampler = SharedNegatives(data, 1000, "uniform")
+    a = sampler.draw(np.random.default_rng(3))
     assert a.dtype == np.int64 and a.shape == (1000,)
-    assert a.min() >= 1 and a.max() <= 50  # tokens of real items: never padding (0) or [MASK]
-    assert np.array_equal(a, shared_negatives(50, 1000, np.random.default_rng(3)))
+    assert a.min() >= 1 and a.max() <= data.n_items  # tokens of real items: never padding (0) or [MASK]
+    assert np.array_equal(a, sampler.draw(np.random.default_rng(3)))
+    batch: dict = {}
+    sampler.add_to(batch, np.array([[0, 3]]), np.random.default_rng(0))
+    assert set(batch) == {"shared_negatives"}  # uniform: the log-q terms cancel, none are given
+
+
+def test_popularity_negatives_follow_the_smoothed_counts() -> None:
+    items = np.repeat(np.arange(4), [70, 20, 9, 1])
+    data = Interactions(np.zeros(len(items), dtype=np.int64), items, 1, 4)
+    sampler = SharedNegatives(data, 200_000, "popularity")
+    drawn = np.bincount(sampler.draw(np.random.default_rng(0)) - 1, minlength=4) / 200_000
+    expected = (np.array([70, 20, 9, 1]) + 1.0) ** POPULARITY_ALPHA
+    np.testing.assert_allclose(drawn, expected / expected.sum(), atol=0.005)
+    batch: dict = {}
+    sampler.add_to(batch, np.array([[0, 1, 4]]), np.random.default_rng(0))
+    q = expected / expected.sum()
+    np.testing.assert_allclose(batch["target_log_q"].numpy(), [[0.0, np.log(q[0]), np.log(q[3])]], rtol=1e-5)
+    np.testing.assert_allclose(
+        batch["negative_log_q"].numpy(), np.log(q[batch["shared_negatives"].numpy() - 1]), rtol=1e-5
+    )
 
 
 def test_auto_picks_the_full_softmax_up_to_the_threshold() -> None:
@@ -96,24 +132,24 @@ def test_auto_picks_the_full_softmax_up_to_the_threshold() -> None:
 
 def test_next_item_batches_carry_shared_negatives() -> None:
     data = cycles()
-    batch = next(
-        next_item_batches(data, 6, 8, np.random.default_rng(0), crop=False, negatives=False, n_shared=7)
-    )
-    assert batch["shared_negatives"].shape == (7,)
-    assert "shared_negatives" not in next(
-        next_item_batches(data, 6, 8, np.random.default_rng(0), crop=False, negatives=False)
-    )
+    rng = np.random.default_rng(0)
+    shared = SharedNegatives(data, 7, "popularity")
+    batch = next(next_item_batches(data, 6, 8, rng, crop=False, negatives=False, shared=shared))
+    assert batch["shared_negatives"].shape == (7,) and batch["negative_log_q"].shape == (7,)
+    assert batch["target_log_q"].shape == batch["targets"].shape
+    assert "shared_negatives" not in next(next_item_batches(data, 6, 8, rng, crop=False, negatives=False))
 
 
 def small_trainer(epochs: int) -> Trainer:
     return Trainer(epochs=epochs, batch_size=8, lr=1e-2, device="cpu", progress=False)
 
 
-@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
-def test_sampled_softmax_learns_the_next_item(name: str) -> None:
+@pytest.mark.parametrize(("name", "sampler"), [("sasrec", "popularity"), ("gru4rec", "uniform")])
+def test_sampled_softmax_learns_the_next_item(name: str, sampler: str) -> None:
     data = cycles()
     # GRU4Rec learns the loops more slowly from 10 of 20 items than from all of them
-    model = make(name, epochs=30 if name == "sasrec" else 50, loss_type="sampled", n_negatives=10).fit(data)
+    epochs = 30 if name == "sasrec" else 50
+    model = make(name, epochs=epochs, loss_type="sampled", n_negatives=10, sampler=sampler).fit(data)
     assert model.loss_type_ == "sampled"
     top = model.score(np.arange(data.n_users), data).argmax(axis=1)
     assert (top == next_items(data)).mean() >= 0.9
@@ -132,9 +168,11 @@ def test_caser_and_bert4rec_train_with_the_sampled_softmax(build) -> None:
     assert all(math.isfinite(row["loss"]) for row in model.history_.rows)
 
 
-def test_sampled_needs_a_positive_number_of_negatives() -> None:
+def test_sampled_needs_a_positive_number_of_negatives_and_a_known_sampler() -> None:
     with pytest.raises(ConfigError, match="n_negatives"):
         make("sasrec", loss_type="sampled", n_negatives=0).fit(cycles())
+    with pytest.raises(ConfigError, match="model.sampler='zipf'"):
+        make("gru4rec", loss_type="sampled", sampler="zipf").fit(cycles())
 
 
 def test_memory_check_refuses_with_the_setting_to_change(monkeypatch: pytest.MonkeyPatch) -> None:
