@@ -2,7 +2,7 @@
 
     python scripts/bench_seq_scale.py --seeds 1,2,3 --only ml-100k/loo      # quality: ce against sampled
     python scripts/bench_seq_scale.py --seeds 42 --only amazon-beauty/loo    # SASRec's defaults end to end
-    /work/wt/bigjob python scripts/bench_seq_scale.py --seeds 42 --only 20m/loo-1-epoch   # up to ~8 GB
+    python scripts/bench_seq_scale.py --seeds 42 --only 20m/loo-1-epoch   # up to ~8 GB
 
 Every row is one ``recbench train`` run (composed and run by :mod:`benchkit`, one thread); the CSV's
 ``command`` column reproduces it and ``cpu_seconds`` gives the process CPU time beside the wall time (on a

@@ -18,7 +18,7 @@ target of the issue and PASS/MISS.
 
     python scripts/bench_serve.py                      # every ml-100k row (trains what is missing first)
     python scripts/bench_serve.py --only itemknn:ml-100k,ease --requests 2000
-    /work/wt/bigjob python scripts/bench_serve.py --only ml-20m-shape   # large: trains ~20M interactions
+    python scripts/bench_serve.py --only ml-20m-shape   # large: trains ~20M interactions
 
 The ``ml-20m-shape`` rows (MovieLens-20M's users, items and interactions on seeded synthetic data) run only
 when named in ``--only``: their training and the server each need several GiB.
@@ -86,7 +86,7 @@ ROWS = [
     Row("itemknn", "ml-20m-shape", (*ML20M_SHAPE, "model=itemknn"), "get", None, 100.0),
     Row("als", "ml-20m-shape", (*ML20M_SHAPE, "model=als"), "get", None, 100.0),
 ]
-#: Rows that run only when named in ``--only`` (several GiB: run them through the big-memory queue).
+#: Rows that run only when named in ``--only`` (several GiB each).
 LARGE = {"ml-20m-shape"}
 
 
