@@ -26,6 +26,16 @@ from recbench.models.base import TorchRecommender
 from recbench.training import Trainer, distributed
 
 N_USERS, N_ITEMS, N_ROWS = 40, 30, 512
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def importable_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the spawned processes import this module by the name pytest gave it (``tests.training...``).
+
+    Spawned processes unpickle the function they run by module name and copy the parent's ``sys.path``;
+    under ``--import-mode=importlib`` the repository root is not on it, so put it there for the test.
+    """
+    monkeypatch.syspath_prepend(str(ROOT))
 
 
 def tiny_data(seed: int = 0) -> Interactions:
@@ -130,7 +140,10 @@ def two_process_checks(tmp: str) -> dict:
 
 
 @pytest.mark.slow
-def test_two_processes_train_as_one_process_with_the_global_batch(tmp_path: Path) -> None:
+def test_two_processes_train_as_one_process_with_the_global_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    importable_here(monkeypatch)
     got = distributed.spawn(two_process_checks, (str(tmp_path),), 2, threads=1)
     assert (got["rank"], got["world"]) == (0, 2)
     assert got["gathered"] == [0, 10, 20, 30, 40, 50, 60]
@@ -160,7 +173,8 @@ def fail_on_rank_1() -> None:
 
 
 @pytest.mark.slow
-def test_a_failing_process_stops_the_others_and_its_error_is_raised() -> None:
+def test_a_failing_process_stops_the_others_and_its_error_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    importable_here(monkeypatch)
     with pytest.raises(ConfigError, match=r"model.factors=-1 must be >= 1 \(raised in process 1\)"):
         distributed.spawn(fail_on_rank_1, (), 2, threads=1)
 
