@@ -180,6 +180,8 @@ def _launch(cfg: DictConfig, ctx: RunContext) -> distributed.Launch:
         torch_model="trainer" in (cfg.get("model") or {}),
         model=str(ctx.choices.get("model") or cfg.get("model", {}).get("_target_", "?")),
     )
+    if launch.spawn and "trainer" in cfg:
+        build(cfg.trainer, "trainer")  # refused trainer settings (privacy with ddp) fail before the spawn
     if launch.distributed and not launch.spawn:
         distributed.init_from_env(str(node.get("device", "auto")))
     return launch

@@ -212,6 +212,8 @@ class Trainer:
             raise ConfigError(f"trainer.weight_decay={self.weight_decay} must be >= 0.")
         if isinstance(self.checkpoint_every, bool) or int(self.checkpoint_every) < 1:
             raise ConfigError(f"trainer.checkpoint_every={self.checkpoint_every!r} must be an integer >= 1.")
+        if self.privacy is not None and self.privacy.active:
+            self._check_private_combination(several=self.strategy == "ddp" or (self.devices or 1) > 1)
 
     def with_defaults(self, **preferred: Any) -> Trainer:
         """A copy whose unset (``None``) settings take the model's ``preferred`` values, then the global ones.
@@ -376,17 +378,31 @@ class Trainer:
             net.load_state_dict(best_state)
         return history
 
+    def _check_private_combination(self, *, several: bool) -> None:
+        """Refuse settings DP-SGD cannot honour (checked when the trainer is built, so before any data
+        is loaded or any training process is started; again at fit time for launcher-started processes)."""
+        clashes = [
+            key
+            for key, on in (
+                ("trainer.resume", bool(self.resume)),
+                ("trainer.grad_clip_norm", bool(self.grad_clip_norm)),
+                ("trainer.strategy=ddp / trainer.devices", several),
+            )
+            if on
+        ]
+        if clashes:
+            raise ConfigError(
+                f"trainer.privacy.enabled=true cannot be combined with {', '.join(clashes)}: the "
+                "accountant's state is not checkpointed (resume), DP-SGD clips each example to "
+                "trainer.privacy.max_grad_norm (grad_clip_norm), and its Poisson sample is drawn in one "
+                "process (ddp). Unset them, or train without privacy (privacy=none)."
+            )
+
     def _private_session(self, model: Trainable, train: Interactions, seed: int) -> PrivateSession | None:
         """The DP-SGD session of this fit when ``privacy`` is active, else ``None``."""
         if self.privacy is None or not self.privacy.active:
             return None
-        if self.resume or self.grad_clip_norm or distributed.active():
-            raise ConfigError(
-                "trainer.privacy.enabled=true cannot be combined with trainer.resume (the accountant's "
-                "state is not checkpointed), trainer.grad_clip_norm (DP-SGD clips each example to "
-                "trainer.privacy.max_grad_norm) or trainer.strategy=ddp (one Poisson sample per step, in "
-                "one process); unset them."
-            )
+        self._check_private_combination(several=distributed.active())  # torchrun: known only now
         assert self.epochs is not None and self.batch_size is not None
         return PrivateSession(
             self.privacy,

@@ -216,6 +216,22 @@ def test_bad_settings_are_config_errors(settings, match) -> None:
         PrivacySettings(enabled=True, **settings)
 
 
+@pytest.mark.parametrize(
+    ("trainer", "match"),
+    [
+        ({"strategy": "ddp", "devices": 2}, "trainer.strategy=ddp"),
+        ({"devices": 2}, "trainer.strategy=ddp"),
+        ({"grad_clip_norm": 1.0}, "trainer.grad_clip_norm"),
+        ({"resume": "outputs/some-run"}, "trainer.resume"),
+    ],
+)
+def test_settings_dp_cannot_honour_are_refused_when_the_trainer_is_built(trainer, match) -> None:
+    privacy = PrivacySettings(enabled=True, target_epsilon=1.0)
+    with pytest.raises(ConfigError, match=match):
+        Trainer(privacy=privacy, **trainer)
+    Trainer(privacy=PrivacySettings(enabled=False), **trainer)  # no privacy: the same settings are fine
+
+
 def test_delta_must_be_below_one_over_n_before_training() -> None:
     train = block_interactions()
     assert default_delta(len(train)) < 1 / len(train) <= 10 * default_delta(len(train))
