@@ -74,8 +74,13 @@ class PairExamples(nn.Module):
     :class:`~recbench.models.towers.MLPBranch` (the tower on ``concat(p_u, q_i)``); the predict layer
     acts on the concatenated branch outputs, as in the network. An example's loss is the mean BCE over
     its positive (label 1, or ``target`` for soft labels) and its negatives (label 0), plus ``reg`` times
-    the squared norms of the embeddings it used.
+    the squared norms of the embeddings it used. Inputs may carry extra leading dimensions
+    (``users[U, K]``, ``items[U, K, m]``: blocks of examples for user-level DP), the losses then have
+    the shape of ``users``.
     """
+
+    #: ``forward`` accepts leading block dimensions (see :mod:`recbench.training.privacy_user`).
+    blocks = True
 
     def __init__(self, net: nn.Module, reg: float = 0.0) -> None:
         super().__init__()
@@ -93,19 +98,19 @@ class PairExamples(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[B]`` losses of ``users[B]`` with ``items[B, m]``, every layer called once as a module."""
         users, items = batch["users"], batch["items"]
-        parts, penalty = [], torch.zeros(len(users), device=users.device)
+        parts, penalty = [], torch.zeros(users.shape, device=users.device)
         for branch in self.net.branches.values():
             u, v = branch.user(users), branch.item(items)  # [B, d], [B, m, d]
             if isinstance(branch, GMFBranch):
-                parts.append(u.unsqueeze(1) * v)
+                parts.append(u.unsqueeze(-2) * v)
             else:
-                parts.append(branch.tower(torch.cat([u.unsqueeze(1).expand_as(v), v], dim=-1)))
+                parts.append(branch.tower(torch.cat([u.unsqueeze(-2).expand_as(v), v], dim=-1)))
             if self.reg:
                 penalty = penalty + u.pow(2).sum(-1) + v.pow(2).sum((-2, -1))
         logits = self.net.predict(torch.cat(parts, dim=-1)).squeeze(-1)
         labels = torch.zeros_like(logits)
-        labels[:, 0] = batch.get("target", 1.0)
-        loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1)
+        labels[..., 0] = batch.get("target", 1.0)
+        loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)
         return loss + self.reg * penalty
 
 
@@ -113,8 +118,12 @@ class RatingExamples(nn.Module):
     """Per-example squared errors of a :class:`~recbench.models.factorization.DotProduct` plus L2.
 
     ``(r - mu - b_u - b_i - p_u . q_i)^2 + user_reg ||p_u||^2 + item_reg ||q_i||^2 +
-    bias_reg (b_u^2 + b_i^2)``: the per-rating form of MF's and PMF's batch objectives.
+    bias_reg (b_u^2 + b_i^2)``: the per-rating form of MF's and PMF's batch objectives. Inputs may carry
+    leading block dimensions (``users[U, K]``...), as in :class:`PairExamples`.
     """
+
+    #: ``forward`` accepts leading block dimensions (see :mod:`recbench.training.privacy_user`).
+    blocks = True
 
     def __init__(self, net: nn.Module, user_reg: float, item_reg: float, bias_reg: float = 0.0) -> None:
         super().__init__()
@@ -131,7 +140,7 @@ class RatingExamples(nn.Module):
         loss = self.user_reg * p.pow(2).sum(-1) + self.item_reg * q.pow(2).sum(-1)
         for table, idx in ((self.user_bias, batch["users"]), (self.item_bias, batch["items"])):
             if table is not None:
-                b = table(idx)[:, 0]
+                b = table(idx)[..., 0]
                 pred = pred + b
                 loss = loss + self.bias_reg * b.pow(2)
         return (batch["ratings"] - pred).pow(2) + loss

@@ -10,6 +10,8 @@ Trainer` hands its steps to a :class:`PrivateSession`, which wraps three things 
   accountant assumes. The model builds the batch of the drawn rows (:meth:`PrivatelyTrainable.example_batch`)
   from those rows alone: pointwise models draw their negatives uniformly from the catalogue (excluding
   only the example's own item), never from other users' data or item counts;
+  with ``unit=user`` the loader samples users instead, and a user's examples form one unit
+  (:mod:`recbench.training.privacy_user`);
 * the **model**: a module of standard layers (``nn.Embedding``, ``nn.Linear``) sharing the network's
   parameters and returning one loss per example (:meth:`PrivatelyTrainable.example_network`), wrapped
   for ghost clipping (per-example gradient norms without materialising per-example gradients of the
@@ -45,8 +47,8 @@ from recbench.errors import ConfigError
 
 #: Accountants that the ``accountant`` setting may name (Opacus's RDP and PRV accountants).
 ACCOUNTANTS = ("rdp", "prv")
-#: Privacy units: one interaction (``example``). ``user`` (all of a user's interactions as one unit)
-#: is refused: see :class:`PrivacySettings`.
+#: Privacy units: one interaction (``example``), or all of a user's interactions (``user``, see
+#: :mod:`recbench.training.privacy_user`).
 UNITS = ("example", "user")
 #: Rényi orders of the RDP accountant. Opacus's default list spends most of its time in fractional
 #: orders above 2 (the noise-multiplier search took many seconds per run) and stops at 63, below the
@@ -71,13 +73,16 @@ class PrivacySettings:
         trains as with ``enabled=false`` (the non-private end of a privacy-utility sweep).
     noise_multiplier: the noise standard deviation in units of ``max_grad_norm``, instead of a target
         epsilon (exactly one of the two is set when enabled; ``0`` clips without noise: epsilon infinite).
-    delta: the delta of (epsilon, delta)-DP; ``None``: ``1 / n`` for ``n`` training examples, rounded
-        down to a power of ten. Must be below ``1 / n``.
-    max_grad_norm: every example's gradient is clipped to this L2 norm.
+    delta: the delta of (epsilon, delta)-DP; ``None``: ``1 / n`` for ``n`` privacy units (training
+        examples, or users with ``unit=user``), rounded down to a power of ten. Must be below ``1 / n``.
+    max_grad_norm: every unit's gradient is clipped to this L2 norm.
     accountant: ``rdp`` (Rényi DP) or ``prv`` (privacy random variables, tighter).
-    unit: ``example`` (one interaction). ``user`` (user-level DP) is refused with a ConfigError: the
-        models' batches are built per interaction, and a user-level unit needs per-user sampling and
-        clipping that this version does not implement.
+    unit: ``example`` (one interaction) or ``user`` (all of a user's interactions: users are
+        Poisson-sampled and each user's gradient is clipped, :mod:`recbench.training.privacy_user`).
+    users_per_batch: with ``unit=user``, the expected number of users per step (``trainer.batch_size``
+        keeps counting examples and is not used).
+    max_examples_per_user: with ``unit=user``, at most this many of a sampled user's training examples
+        (drawn without replacement at every step) enter the user's gradient; bounds the cost of a step.
     """
 
     enabled: bool = False
@@ -87,6 +92,8 @@ class PrivacySettings:
     max_grad_norm: float = 1.0
     accountant: str = "rdp"
     unit: str = "example"
+    users_per_batch: int = 256
+    max_examples_per_user: int = 32
 
     def __post_init__(self) -> None:
         if not self.enabled:
@@ -127,14 +134,10 @@ class PrivacySettings:
             )
         if self.unit not in UNITS:
             raise ConfigError(f"trainer.privacy.unit={self.unit!r} must be one of {', '.join(UNITS)}.")
-        if self.unit == "user":
-            raise ConfigError(
-                "trainer.privacy.unit=user (user-level DP: all of a user's interactions as one unit) is not "
-                "implemented: the models build their batches per interaction, and a user-level guarantee "
-                "needs users sampled per step and one clipped gradient per user. Use unit=example "
-                "(interaction-level DP); a user with k interactions is then protected at group privacy "
-                "level k."
-            )
+        for key in ("users_per_batch", "max_examples_per_user"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"trainer.privacy.{key}={value!r} must be a whole number >= 1 (e.g. 32).")
 
     @property
     def active(self) -> bool:
@@ -194,6 +197,45 @@ def _register_norm_sampler() -> None:
     register_norm_sampler(nn.Embedding)(embedding_norm_sample)
 
 
+class ExampleUnits:
+    """The example-level privacy unit (``unit=example``): one training interaction, one row of ``train``.
+
+    What :class:`PrivateSession` asks of a unit: how many there are (``count``, what is Poisson-sampled),
+    the expected units per step, the network returning one loss per unit, and the batch of sampled units.
+    """
+
+    name = "example"
+    noun = "training examples"
+
+    def __init__(self, model: PrivatelyTrainable, train: Interactions) -> None:
+        self.model, self.train, self.count = model, train, len(train)
+
+    def batch_size(self, trainer_batch_size: int) -> int:
+        """Expected examples per step: ``trainer.batch_size``."""
+        return trainer_batch_size
+
+    def network(self) -> nn.Module:
+        """The model's per-example view (:meth:`PrivatelyTrainable.example_network`)."""
+        return self.model.example_network()
+
+    def batch(self, rows: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """The batch of the sampled training ``rows``."""
+        return self.model.example_batch(self.train, rows, rng)
+
+    def report(self) -> dict[str, Any]:
+        """Unit-specific ``privacy.*`` entries (none for examples)."""
+        return {}
+
+
+def _units(settings: PrivacySettings, model: Any, train: Interactions) -> Any:
+    """The privacy unit of ``settings.unit``."""
+    if settings.unit == "user":
+        from recbench.training.privacy_user import UserUnits
+
+        return UserUnits(model, train, settings)
+    return ExampleUnits(model, train)
+
+
 class _PerExampleLoss(nn.Module):
     """The criterion Opacus's ghost clipping wraps: the per-example losses, reduced as asked."""
 
@@ -238,15 +280,19 @@ class PrivateSession:
                 "declares no per-example losses). Models that can: gmf, ncf_mlp, ncf, mlp, mf, pmf; or set "
                 "trainer.privacy.enabled=false."
             )
-        n = len(train)
+        units = _units(settings, model, train)
+        batch_size = units.batch_size(batch_size)
+        n = units.count
         if n == 0:
-            raise ConfigError("trainer.privacy.enabled=true needs training interactions; the split has none.")
-        self.settings, self.model, self.train, self.n = settings, model, train, n
+            raise ConfigError(
+                f"trainer.privacy.enabled=true needs {units.noun}; the training split has none."
+            )
+        self.settings, self.model, self.train, self.n, self.units = settings, model, train, n, units
         self.delta = default_delta(n) if settings.delta is None else float(settings.delta)
         if self.delta >= 1.0 / n:
             raise ConfigError(
                 f"trainer.privacy.delta={self.delta:g} must be below 1/n = {1.0 / n:.3g} for the {n} "
-                f"training examples (a larger delta allows leaking an example outright). Use "
+                f"{units.noun} (a larger delta allows leaking one outright). Use "
                 f"trainer.privacy.delta={default_delta(n):g} or leave it null."
             )
         self.steps_per_epoch = max(1, math.ceil(n / batch_size))
@@ -265,7 +311,7 @@ class PrivateSession:
                     **self._accountant_options(),
                 )
             )
-        view = model.example_network()
+        view = units.network()
         errors = ModuleValidator.validate(view, strict=False)
         if errors:
             raise ConfigError(
@@ -295,9 +341,9 @@ class PrivateSession:
         self.steps = 0
 
     def batches(self, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        """One epoch: ``steps_per_epoch`` Poisson-sampled batches, built by the model."""
-        for (rows,) in self.loader:
-            yield self.model.example_batch(self.train, rows.numpy(), rng)
+        """One epoch: ``steps_per_epoch`` Poisson-sampled batches of units, built by the model."""
+        for (ids,) in self.loader:
+            yield self.units.batch(ids.numpy(), rng)
 
     def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One DP-SGD step on ``batch``: per-example clipping, noise, update; returns the mean loss."""
@@ -346,6 +392,7 @@ class PrivateSession:
             "accountant": self.settings.accountant,
             "sampling": "poisson",
             "model_selection": MODEL_SELECTION_NOTE,
+            **self.units.report(),
         }
 
     def close(self) -> None:

@@ -207,7 +207,7 @@ def test_private_fit_changes_the_weights_and_leaves_no_hooks() -> None:
         ({"target_epsilon": 1.0, "noise_multiplier": 1.0}, "exactly one of"),
         ({"target_epsilon": 1.0, "max_grad_norm": 0.0}, "max_grad_norm"),
         ({"target_epsilon": 1.0, "accountant": "gdp"}, "accountant"),
-        ({"target_epsilon": 1.0, "unit": "user"}, "unit=user"),
+        ({"target_epsilon": 1.0, "unit": "group"}, "unit"),
         ({"target_epsilon": 1.0, "delta": 1.0}, "delta"),
     ],
 )
