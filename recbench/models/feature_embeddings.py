@@ -106,6 +106,8 @@ class FeatureEmbeddings(nn.Module):
         nn.init.zeros_(self.linear.weight)
         self.id_dropout = id_dropout
         self.has_id = {}
+        #: feature columns (ids excluded) per side
+        self.n_features = {"user": int(user["n_features"]), "item": int(item["n_features"])}
         for side, lay in (("user", user), ("item", item)):
             self.register_buffer(f"{side}_cols", torch.from_numpy(lay["cols"]))
             self.register_buffer(f"{side}_weights", torch.from_numpy(lay["weights"]))
@@ -123,21 +125,45 @@ class FeatureEmbeddings(nn.Module):
             w = torch.cat([w[..., :1] * keep.unsqueeze(-1), w[..., 1:]], dim=-1)
         return cols, w
 
+    def columns(self, side: str, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted column embeddings ``[..., L, dim]`` of the entities ``idx`` and their first-order
+        term ``[...]`` (the tables read through :func:`~recbench.training.sparse_rows.lookup`)."""
+        cols, w = self.slots(side, idx)
+        return weigh_columns(lookup(self.embed, cols), lookup(self.linear, cols), w)
+
+    def pool(self, side: str, vec: torch.Tensor) -> torch.Tensor:
+        """Field embeddings ``[..., F, dim]`` of weighted column embeddings ``vec`` ``[..., L, dim]``."""
+        return torch.einsum("...lk,lf->...fk", vec, getattr(self, f"{side}_pool"))
+
     def pooled(self, side: str, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Field embeddings ``[..., F, dim]`` and the first-order term ``[...]``."""
-        cols, w = self.slots(side, idx)
-        emb = lookup(self.embed, cols) * w.unsqueeze(-1)
-        fields = torch.einsum("...lk,lf->...fk", emb, getattr(self, f"{side}_pool"))
-        return fields, (lookup(self.linear, cols).squeeze(-1) * w).sum(-1)
+        vec, lin = self.columns(side, idx)
+        return self.pool(side, vec), lin
 
     def bag(self, side: str, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """FM terms of the side's own columns: ``(sum_j x_j v_j [..., dim], own [...])`` where ``own``
         is the linear term plus the pairwise interactions among the side's columns."""
-        cols, w = self.slots(side, idx)
-        emb = lookup(self.embed, cols) * w.unsqueeze(-1)
-        s = emb.sum(-2)
-        pairs = 0.5 * (s.pow(2).sum(-1) - emb.pow(2).sum((-2, -1)))
-        return s, (lookup(self.linear, cols).squeeze(-1) * w).sum(-1) + pairs
+        return bag_terms(*self.columns(side, idx))
+
+    def dense_features(self, side: str, idx: torch.Tensor) -> torch.Tensor:
+        """The side's feature columns as a dense ``[..., n_features]`` row per entity (ids excluded)."""
+        local = getattr(self, f"{side}_local")[idx]  # id and padding slots -> the last column
+        w = getattr(self, f"{side}_weights")[idx]
+        x = torch.zeros(*idx.shape, self.n_features[side] + 1, dtype=w.dtype, device=w.device)
+        return x.scatter_add_(-1, local, w)[..., :-1]
+
+
+def weigh_columns(vec: torch.Tensor, lin: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column embeddings ``vec`` ``[..., L, dim]`` and linear weights ``lin`` ``[..., L, 1]`` read for slots
+    of weights ``w`` ``[..., L]``: the weighted embeddings and the first-order term ``sum_j w_j lin_j``."""
+    return vec * w.unsqueeze(-1), (lin.squeeze(-1) * w).sum(-1)
+
+
+def bag_terms(vec: torch.Tensor, lin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """FM over weighted column embeddings ``vec`` ``[..., L, dim]``: their sum, and the first-order term
+    ``lin`` plus the pairwise interactions among the columns (``0.5 (|sum|^2 - sum of squares)``)."""
+    s = vec.sum(-2)
+    return s, lin + 0.5 * (s.pow(2).sum(-1) - vec.pow(2).sum((-2, -1)))
 
 
 def feature_embeddings(

@@ -22,7 +22,9 @@ from torch import nn
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
 from recbench.models.base import Capabilities, TorchRecommender, sigmoid_probabilities
-from recbench.models.feature_embeddings import FeatureEmbeddings, feature_embeddings
+from recbench.models.feature_embeddings import FeatureEmbeddings, bag_terms, feature_embeddings
+from recbench.models.feature_examples import FeatureExamples
+from recbench.models.per_example import pointwise_example_batch, rating_example_batch
 from recbench.training.losses import bce_loss, bpr_loss, mse_loss
 from recbench.training.samplers import PositiveSet, uniform_negatives
 from recbench.training.sparse_rows import has_sparse_embeddings
@@ -83,6 +85,9 @@ class SeparableNet(nn.Module):
     sides: ``add`` (one number per entity, summed), ``dot`` (vectors, dot product) and ``mlp``
     (first-layer projections of :class:`PairMLP`). Training pairs compute each distinct user and
     item of a batch once; full ranking combines all items by matrix products (and MLP chunks).
+    ``side`` reads the side's weighted column embeddings and hands them to :meth:`side_terms`, the
+    part that the per-example view of private training
+    (:class:`~recbench.models.feature_examples.FeatureExamples`) shares.
     """
 
     def __init__(self, emb: FeatureEmbeddings, bias: float, mlp: PairMLP | None = None) -> None:
@@ -94,25 +99,38 @@ class SeparableNet(nn.Module):
         self.sparse_gradients = has_sparse_embeddings(emb)
 
     @abstractmethod
+    def side_terms(self, side: str, vec: torch.Tensor, lin: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """The ``(kind, tensor)`` terms of ``side`` (``"user"`` or ``"item"``) from its weighted column
+        embeddings ``vec`` ``[..., L, dim]`` and first-order term ``lin`` ``[...]``."""
+
     def side(self, side: str, idx: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-        """The ``(kind, tensor)`` terms of ``side`` (``"user"`` or ``"item"``) for ids ``idx``."""
+        """The ``(kind, tensor)`` terms of ``side`` for ids ``idx``."""
+        return self.side_terms(side, *self.emb.columns(side, idx))
+
+    def combine(
+        self, out: torch.Tensor, user: list[tuple[str, torch.Tensor]], item: list[tuple[str, torch.Tensor]]
+    ) -> torch.Tensor:
+        """``out`` plus the pair terms of aligned (broadcastable) user and item terms."""
+        for (kind, u), (_, i) in zip(user, item):
+            if kind == "add":
+                out = out + u + i
+            elif kind == "dot":
+                out = out + (u * i).sum(-1)
+            else:
+                assert self.mlp is not None
+                out = out + self.mlp(u, i)
+        return out
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits of ``(users[b], items[b, ...])``; ``items`` is ``[B]`` or ``[B, m]``."""
         u_ids, u_inv = torch.unique(users, return_inverse=True)
         i_ids, i_inv = torch.unique(items, return_inverse=True)
         wide = items.dim() == 2
-        out = self.bias
-        for (kind, u), (_, i) in zip(self.side("user", u_ids), self.side("item", i_ids)):
-            u, i = _expand(u, u_inv), _expand(i, i_inv)
-            u = u.unsqueeze(1) if wide else u
-            if kind == "add":
-                out = out + u + i
-            elif kind == "dot":
-                out = out + (u * i).sum(-1)
-            else:
-                out = out + self.mlp(u, i)
-        return out
+        user = [(k, _expand(u, u_inv)) for k, u in self.side("user", u_ids)]
+        item = [(k, _expand(i, i_inv)) for k, i in self.side("item", i_ids)]
+        if wide:
+            user = [(k, u.unsqueeze(1)) for k, u in user]
+        return self.combine(self.bias, user, item)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """``[len(users), n_items]`` logits: every item's side once, combined by matrix products."""
@@ -137,9 +155,9 @@ def _mlp(emb: FeatureEmbeddings, hidden: tuple[int, ...], dropout: float) -> Pai
 class FMNet(SeparableNet):
     """Factorization machine over the concatenated row: ``w0 + own(user) + own(item) + s_u . s_i``."""
 
-    def side(self, side: str, idx: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    def side_terms(self, side: str, vec: torch.Tensor, lin: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         """The side's own linear and pairwise terms, and its embedding sum."""
-        s, own = self.emb.bag(side, idx)
+        s, own = bag_terms(vec, lin)
         return [("add", own), ("dot", s)]
 
 
@@ -152,10 +170,10 @@ def _fm_fields(fields: torch.Tensor, lin: torch.Tensor) -> list[tuple[str, torch
 class DeepFMNet(SeparableNet):
     """DeepFM: FM over field embeddings (first and second order) plus the MLP, sharing embeddings."""
 
-    def side(self, side: str, idx: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    def side_terms(self, side: str, vec: torch.Tensor, lin: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         """FM terms of the side's fields and its MLP projection."""
         assert self.mlp is not None
-        fields, lin = self.emb.pooled(side, idx)
+        fields = self.emb.pool(side, vec)
         proj = self.mlp.user_proj if side == "user" else self.mlp.item_proj
         return [*_fm_fields(fields, lin), ("mlp", proj(fields.flatten(-2)))]
 
@@ -170,17 +188,17 @@ class WideDeepNet(SeparableNet):
         super().__init__(emb, bias, mlp)
         self.cross = None if cross is None else nn.Parameter(torch.zeros(cross))
 
-    def side(self, side: str, idx: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-        """First-order term, MLP projection and (with crosses) ``x_u^T C`` or the dense ``x_i``."""
+    def side_terms(self, side: str, vec: torch.Tensor, lin: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """First-order term and MLP projection (the crosses are added by :meth:`side`)."""
         assert self.mlp is not None
-        fields, lin = self.emb.pooled(side, idx)
         proj = self.mlp.user_proj if side == "user" else self.mlp.item_proj
-        terms = [("add", lin), ("mlp", proj(fields.flatten(-2)))]
+        return [("add", lin), ("mlp", proj(self.emb.pool(side, vec).flatten(-2)))]
+
+    def side(self, side: str, idx: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """:meth:`side_terms` and, with crosses, ``x_u^T C`` (user side) or the dense ``x_i`` (item side)."""
+        terms = super().side(side, idx)
         if self.cross is not None:
-            local = getattr(self.emb, f"{side}_local")[idx]  # id and padding slots -> the last column
-            w = getattr(self.emb, f"{side}_weights")[idx]
-            width = self.cross.shape[0 if side == "user" else 1] + 1
-            x = torch.zeros(len(idx), width, device=w.device).scatter_add_(1, local, w)[:, :-1]
+            x = self.emb.dense_features(side, idx)
             terms.append(("dot", x @ self.cross if side == "user" else x))
         return terms
 
@@ -191,12 +209,13 @@ class _FeatureModel(TorchRecommender):
     Subclasses set the hyperparameters and implement :meth:`_network` from the embeddings.
     """
 
-    capabilities = Capabilities(explain=True, needs_features=True)
+    capabilities = Capabilities(explain=True, needs_features=True, private=True)
     capability_settings = {"ratings": {"loss_type": "mse"}, "probabilities": {"loss_type": "bce"}}
 
     @classmethod
     def capabilities_for(cls, params: Mapping[str, Any]) -> Capabilities:
-        """Probabilities with ``loss_type=bce``; ratings (which it then needs) with ``loss_type=mse``."""
+        """Probabilities with ``loss_type=bce``; ratings (which it then needs) with ``loss_type=mse``.
+        Private training (DP-SGD) with every loss (:meth:`example_network`)."""
         loss = params.get("loss_type")
         return cls.capabilities.replace(
             probabilities=loss == "bce", ratings=loss == "mse", needs_ratings=loss == "mse"
@@ -295,6 +314,34 @@ class _FeatureModel(TorchRecommender):
                 "users": torch.from_numpy(users),
                 "items": torch.from_numpy(np.concatenate([items[:, None], neg], axis=1)),
             }
+
+    def example_network(self) -> nn.Module:
+        """Per-example losses through standard layers, for private training (:class:`FeatureExamples`).
+
+        What the network took from the training data beyond the examples' own gradients is reset to
+        public values first: every user and item gets weight 1 on its id slot (whether an entity has
+        training interactions is private), and the bias starts at 0 (``mse``: the middle of the rating
+        scale, which is public; the mean rating is not).
+        """
+        net = self.network_
+        with torch.no_grad():
+            low, high = self.rating_range_ if self.loss_type == "mse" else (0.0, 0.0)
+            net.bias.fill_((low + high) / 2)
+            for side in ("user", "item"):
+                if net.emb.has_id[side]:
+                    getattr(net.emb, f"{side}_weights")[:, 0] = 1.0
+        self.seen_users_ = np.ones_like(self.seen_users_)
+        self.seen_items_ = np.ones_like(self.seen_items_)
+        return FeatureExamples(net, self.loss_type)
+
+    def example_batch(
+        self, train: Interactions, rows: np.ndarray, rng: np.random.Generator
+    ) -> dict[str, torch.Tensor]:
+        """The rows' ``(user, item, rating)`` (``mse``), or their positives with ``num_negatives``
+        negatives drawn uniformly from the whole catalogue per row (:func:`pointwise_example_batch`)."""
+        if self.loss_type == "mse":
+            return rating_example_batch(train, rows)
+        return pointwise_example_batch(train, rows, int(self.num_negatives), rng)
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """BCE (positives vs sampled negatives), BPR, or squared error on ratings."""

@@ -277,8 +277,8 @@ class PrivateSession:
         if not hasattr(model, "example_network") or not hasattr(model, "example_batch"):
             raise ConfigError(
                 f"trainer.privacy.enabled=true, but {type(model).__name__} cannot be trained privately (it "
-                "declares no per-example losses). Models that can: gmf, ncf_mlp, ncf, mlp, mf, pmf; or set "
-                "trainer.privacy.enabled=false."
+                "declares no per-example losses). Models that can: gmf, ncf_mlp, ncf, mlp, mf, pmf, fm, "
+                "widedeep, deepfm; or set trainer.privacy.enabled=false."
             )
         units = _units(settings, model, train)
         batch_size = units.batch_size(batch_size)
@@ -317,7 +317,8 @@ class PrivateSession:
             raise ConfigError(
                 f"trainer.privacy.enabled=true, but {type(model).__name__}'s network has layers Opacus "
                 f"cannot train privately: {'; '.join(str(e) for e in errors[:3])}. Use a model whose layers "
-                "it supports (gmf, ncf_mlp, ncf, mlp, mf, pmf) or set trainer.privacy.enabled=false."
+                "it supports (gmf, ncf_mlp, ncf, mlp, mf, pmf, fm, widedeep, deepfm) or set "
+                "trainer.privacy.enabled=false."
             )
         rows = torch.utils.data.TensorDataset(torch.arange(n))
         loader = torch.utils.data.DataLoader(
