@@ -39,6 +39,9 @@ class FeatureExamples(nn.Module):
     The network's embedding tables are switched to dense gradients (Opacus clips dense ones).
     """
 
+    #: ``forward`` accepts leading block dimensions (user-level DP, :mod:`recbench.training.privacy_user`).
+    blocks = True
+
     def __init__(self, net: Any, loss_type: str) -> None:
         super().__init__()
         emb = net.emb
@@ -57,26 +60,30 @@ class FeatureExamples(nn.Module):
         self._side_terms, self._combine = net.side_terms, net.combine
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``[B]`` losses of ``users[B]`` with ``items[B, m]`` (``items[B]`` and ``ratings[B]`` for mse)."""
+        """Losses of ``users[B]`` with ``items[B, m]`` (``items[B]`` and ``ratings[B]`` for mse), shaped like
+        ``users``; the inputs may carry leading block dimensions (``users[U, K]``, ``items[U, K, m]``)."""
         users, items = batch["users"], batch["items"]
-        pairs = items if items.dim() == 2 else items[:, None]
-        ucols, uw = self._slots("user", users)  # [B, Lu]
-        icols, iw = self._slots("item", pairs)  # [B, m, Li]
-        ids = torch.cat([ucols, icols.reshape(len(users), -1)], dim=1)
+        pairs = items if items.dim() > users.dim() else items.unsqueeze(-1)
+        ucols, uw = self._slots("user", users)  # [..., Lu]
+        icols, iw = self._slots("item", pairs)  # [..., m, Li]
+        ids = torch.cat([ucols, icols.flatten(-2)], dim=-1)
         vec, lin = self.embed(ids), self.linear(ids)  # one call each: every column of the example
-        cut = ucols.shape[1]
-        user = self._side_terms("user", *weigh_columns(vec[:, :cut], lin[:, :cut], uw))
-        item_vec = vec[:, cut:].reshape(*icols.shape, -1)
-        item = self._side_terms("item", *weigh_columns(item_vec, lin[:, cut:].reshape(*icols.shape, 1), iw))
-        user = [(k, u.unsqueeze(1)) for k, u in user]
-        out = self._combine(self.bias(torch.zeros_like(users)), user, item)  # [B, m]
+        cut = ucols.shape[-1]
+        user = self._side_terms("user", *weigh_columns(vec[..., :cut, :], lin[..., :cut, :], uw))
+        item_vec, item_lin = (
+            vec[..., cut:, :].reshape(*icols.shape, -1),
+            lin[..., cut:, :].reshape(*icols.shape, 1),
+        )
+        item = self._side_terms("item", *weigh_columns(item_vec, item_lin, iw))
+        user = [(k, u.unsqueeze(users.dim())) for k, u in user]  # broadcast over the m items
+        out = self._combine(self.bias(torch.zeros_like(users)), user, item)  # [..., m]
         if self.cross is not None:
-            x_u = self._dense("user", users).unsqueeze(1)
+            x_u = self._dense("user", users).unsqueeze(-2)
             out = out + (x_u * self.cross(self._dense("item", pairs))).sum(-1)
         if self.loss_type == "mse":
-            return (batch["ratings"] - out[:, 0]).pow(2)
+            return (batch["ratings"] - out[..., 0]).pow(2)
         if self.loss_type == "bpr":
-            return -F.logsigmoid(out[:, :1] - out[:, 1:]).mean(1)
+            return -F.logsigmoid(out[..., :1] - out[..., 1:]).mean(-1)
         labels = torch.zeros_like(out)
-        labels[:, 0] = 1.0
-        return F.binary_cross_entropy_with_logits(out, labels, reduction="none").mean(1)
+        labels[..., 0] = 1.0
+        return F.binary_cross_entropy_with_logits(out, labels, reduction="none").mean(-1)

@@ -111,6 +111,45 @@ def test_each_example_gradient_is_clipped(cls, loss_type, featured) -> None:
     session.close()
 
 
+@pytest.mark.parametrize(("cls", "loss_type"), [(DeepFM, "bce"), (WideDeep, "mse")])
+def test_each_user_gradient_is_clipped_at_user_level(cls, loss_type, featured) -> None:
+    """unit=user: the step's gradient is the sum over users of their mean example loss's gradient, each
+    clipped; the view runs on ``[users, examples]`` blocks."""
+    model = _built(cls, featured, loss_type=loss_type)
+    view = copy.deepcopy(model).example_network()  # reference: plain autograd, one user at a time
+    settings = PrivacySettings(
+        enabled=True, noise_multiplier=0.0, max_grad_norm=0.05, unit="user", users_per_batch=2, delta=1e-2
+    )
+    session = PrivateSession(
+        settings,
+        model,
+        featured,
+        epochs=1,
+        batch_size=1024,
+        make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.0),
+        seed=0,
+    )
+    batch = session.units.batch(np.array([0, 13, 27]), np.random.default_rng(1))
+    assert batch["mask"].sum(1).min() > 1  # several examples per user block
+    expected = torch.zeros(sum(p.numel() for p in view.parameters()))
+    for b in range(3):
+        keep = batch["mask"][b] > 0
+        view.zero_grad()
+        view({k: v[b][keep] for k, v in batch.items() if k != "mask"}).mean().backward()
+        g = torch.cat(
+            [torch.zeros(p.numel()) if p.grad is None else p.grad.reshape(-1) for p in view.parameters()]
+        )
+        assert float(g.norm()) > 0.05  # every user is clipped
+        expected += g * (0.05 / float(g.norm()))
+    session.step(batch)
+    got = (
+        torch.cat([p.grad.reshape(-1) for p in session.module.parameters()])
+        * session.optimizer.expected_batch_size
+    )
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-7)
+    session.close()
+
+
 @pytest.mark.parametrize("cls", MODELS)
 def test_private_fit_spends_the_target_and_scores(cls, featured) -> None:
     def trainer(privacy: PrivacySettings | None) -> Trainer:
