@@ -64,6 +64,11 @@ VALID_METRICS: tuple[str, ...] = (
 #: when the model returns another type, and the next block scored ahead.
 _BYTES_PER_SCORE = 12
 
+#: Largest float32 score block when ``eval.batch_size`` is unset. The C allocator reuses a freed block of
+#: this size for the next one; larger blocks are mapped fresh from the operating system every time, and
+#: faulting in their new pages costs as much CPU as ranking them (README, "Large data").
+_REUSED_BLOCK_BYTES = 24 << 20
+
 
 class Scorer(Protocol):
     """Anything with ``score(users, history) -> float32[len(users), n_items]`` (higher is better)."""
@@ -270,16 +275,18 @@ class EvalResult:
 
 
 def block_users(batch_size: int | None, memory_mb: int, n_items: int, n_users: int) -> int:
-    """Users per score block: ``batch_size`` if given, else what fits ``memory_mb`` and free memory."""
+    """Users per score block: ``batch_size`` if given, else what fits ``memory_mb`` and free memory, at
+    most a block the allocator reuses (:data:`_REUSED_BLOCK_BYTES`)."""
     if batch_size is not None:
         return int(batch_size)
-    return rows_within(
+    fits = rows_within(
         memory_mb << 20,
         _BYTES_PER_SCORE * max(n_items, 1),
         max(n_users, 1),
         f"Evaluation score blocks ({n_items} items per user)",
         "Lower eval.memory_mb or set eval.batch_size to a small number of users (e.g. 64).",
     )
+    return max(1, min(fits, _REUSED_BLOCK_BYTES // (4 * max(n_items, 1))))
 
 
 def _model_name(model: object) -> str:

@@ -67,6 +67,14 @@ def test_blocks_follow_the_memory_budget(monkeypatch: pytest.MonkeyPatch) -> Non
         spec.users_per_block(1000, 10**6)
 
 
+def test_blocks_stay_small_enough_for_the_allocator_to_reuse() -> None:
+    spec = EvalSpec(memory_mb=4096)  # the budget would allow far larger blocks
+    rows = spec.users_per_block(26744, 10**6)
+    assert 1 <= rows <= ev._REUSED_BLOCK_BYTES // (4 * 26744) < 1000
+    assert spec.users_per_block(1682, 943) == 943  # a small catalogue still ranks in one block
+    assert spec.users_per_block(10**7, 10) == 1  # one user's row above the size: one user per block
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_threads_and_block_sizes_give_identical_results(threads: int) -> None:
     model, target, history = random_case(5, n_users=60, n_items=30)
