@@ -3,10 +3,10 @@
     python scripts/privacy_report.py SWEEP_DIR [SWEEP_DIR ...] [--out outputs/privacy_ml100k]
 
 Reads every run's ``metrics.json`` below the given folders (the same reader as ``recbench report``), groups
-the runs by model and target epsilon (``'inf'``: privacy off) and writes ``<out>.csv`` (mean, std and
-number of seeds of test NDCG@10, test RMSE where the run has it, and the spent epsilon), ``<out>.md``
-(the README table) and ``<out>.png`` (NDCG@10, and RMSE where present, against epsilon; 'inf' drawn at the
-right end).
+the runs by model (user-level runs, ``trainer.privacy.unit=user``, apart as ``<model> (user-level)``) and
+target epsilon (``'inf'``: privacy off) and writes ``<out>.csv`` (mean, std and number of seeds of test
+NDCG@10, test RMSE where the run has it, and the spent epsilon), ``<out>.md`` (the README table) and
+``<out>.png`` (NDCG@10, and RMSE where present, against epsilon; 'inf' drawn at the right end).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pandas as pd
 from recbench.reporting.records import read_runs
 
 EPS_COL = "param.trainer.privacy.target_epsilon"
+UNIT_COL = "param.trainer.privacy.unit"
 METRICS = ("test/ndcg@10", "test/rmse")
 
 
@@ -27,6 +28,9 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, target epsilon): mean, std and count of the metrics, and the spent epsilon."""
     ok = runs[runs["status"] == "ok"].copy()
     ok["target_epsilon"] = ok[EPS_COL].map(lambda v: math.inf if str(v) == "inf" else float(v))
+    if UNIT_COL in ok:  # user-level runs are a different guarantee: never averaged with example-level ones
+        user = ok[UNIT_COL].astype(str) == "user"
+        ok.loc[user, "model"] = ok.loc[user, "model"].astype(str) + " (user-level)"
     spent = "extra.privacy.epsilon"
     if spent not in ok:
         ok[spent] = float("nan")

@@ -221,3 +221,26 @@ def test_pipeline_records_the_user_level_numbers(tmp_path: Path) -> None:
     assert extra["privacy.users_per_batch"] == 16 and extra["privacy.sample_rate"] > 0
     n_users = round(extra["privacy.expected_batch_size"] / extra["privacy.sample_rate"])
     assert extra["privacy.delta"] == default_delta(n_users) < 1 / n_users
+
+
+def test_privacy_report_keeps_user_level_runs_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
+    report = importlib.import_module("privacy_report")
+    runs = pd.DataFrame(
+        {
+            "status": ["ok"] * 4,
+            "model": ["mf"] * 4,
+            "seed": [1, 2, 1, 2],
+            "param.trainer.privacy.target_epsilon": ["8", "8", "8", "8"],
+            "param.trainer.privacy.unit": ["example", "example", "user", "user"],
+            "extra.privacy.epsilon": [7.99] * 4,
+            "test/rmse": [0.95, 0.97, 1.2, 1.3],
+        }
+    )
+    table = report.summarise(runs).set_index("model")
+    assert table.loc["mf", "test/rmse_mean"] == pytest.approx(0.96)
+    assert table.loc["mf (user-level)", "test/rmse_mean"] == pytest.approx(1.25)
