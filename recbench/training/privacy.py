@@ -342,9 +342,14 @@ class PrivateSession:
         self.steps = 0
 
     def batches(self, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        """One epoch: ``steps_per_epoch`` Poisson-sampled batches of units, built by the model."""
-        for (ids,) in self.loader:
-            yield self.units.batch(ids.numpy(), rng)
+        """One epoch: ``steps_per_epoch`` Poisson-sampled batches of units, built by the model.
+
+        The draws are those of Opacus's ``DPDataLoader`` (its Poisson batch sampler, the one the
+        accountant was set up for), taken straight from the sampler: the loader would fetch and collate
+        the drawn indices of the index dataset one by one, which cost more than the training step.
+        """
+        for ids in self.loader.batch_sampler:
+            yield self.units.batch(np.asarray(ids, dtype=np.int64), rng)
 
     def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One DP-SGD step on ``batch``: per-example clipping, noise, update; returns the mean loss."""
