@@ -25,6 +25,7 @@ from recbench.errors import DataError
 from recbench.models import kernels
 from recbench.models.adhoc import FoldIn, score_by_fold_in
 from recbench.models.base import Capabilities, TorchRecommender
+from recbench.models.bpr_step import FusedBPRStep
 from recbench.models.per_example import RatingExamples, rating_example_batch
 from recbench.models.similarity import cosine_similar
 from recbench.training.losses import bpr_loss
@@ -656,6 +657,18 @@ class BPR(TorchRecommender):
         scores = net(users, items)
         return bpr_loss(scores[:, 0], scores[:, 1:]) + self.reg * (factors + biases) / len(users)
 
+    def fused_step(self, net: nn.Module, optimizer: torch.optim.Optimizer) -> FusedBPRStep | None:
+        """The compiled CPU step (:mod:`recbench.models.bpr_step`: the loss of :meth:`loss`, its
+        gradients and the lazy Adam update in one pass) when it reproduces the torch route: sparse
+        updates with :class:`~recbench.training.row_adam.RowAdam` on the CPU; ``None`` otherwise (GPU,
+        other optimisers, dense updates, or a subclass with its own :meth:`loss`). The Trainer uses it
+        in one process without DP-SGD."""
+        if type(self).loss is not _BPR_LOSS or not self.sparse_updates:
+            return None
+        if not FusedBPRStep.supports(net, optimizer):
+            return None
+        return FusedBPRStep(net, optimizer, self.reg)  # type: ignore[arg-type]
+
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:
         """``P[users] @ Q^T + b``."""
         return net.all_items(users)
@@ -678,3 +691,8 @@ class BPR(TorchRecommender):
     #: A session's scores from its projected user factor (see :mod:`recbench.models.adhoc`).
     score_history = score_by_fold_in
     similar_items = similar_factors
+
+
+#: The objective :class:`~recbench.models.bpr_step.FusedBPRStep` computes (a subclass or a patch that
+#: replaces ``BPR.loss`` trains through the torch route instead).
+_BPR_LOSS = BPR.loss

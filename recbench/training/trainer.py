@@ -50,6 +50,10 @@ class Trainable(Protocol):
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray: ...
 
+    # Optional: ``fused_step(net, optimizer)`` returns ``None`` or a callable ``step(batch) -> loss``
+    # that computes the loss and updates ``net`` and the optimiser's state in one call (BPR's compiled
+    # step); the Trainer uses it in one process without DP-SGD or clipping, the loss route otherwise.
+
 
 #: Functions called with every epoch row (see :func:`epoch_listener`); the pipeline's tracking hook.
 _EPOCH_LISTENERS: ContextVar[tuple[Callable[[dict[str, float]], None], ...]] = ContextVar(
@@ -290,6 +294,9 @@ class Trainer:
                 first = self.epochs + 1  # it had already stopped early
                 history.stopped_early = True
         sync = distributed.DistributedTraining(model, net, device) if distributed.active() else None
+        fused = None  # a model's compiled step (loss, gradients and update in one call), where it has one
+        if sync is None and private is None and not self.grad_clip_norm and hasattr(model, "fused_step"):
+            fused = model.fused_step(net, opt)
         show = self.progress and sys.stderr.isatty() and distributed.is_main()
         bar = tqdm(range(first, self.epochs + 1), desc="train", unit="epoch", disable=not show, leave=False)
         for epoch in bar:
@@ -314,6 +321,10 @@ class Trainer:
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 if private is not None:  # clipping, noise and the update happen in the DP optimiser
                     total += private.step(batch).to(device)
+                    n_batches += 1
+                    continue
+                if fused is not None:
+                    total += fused(batch)
                     n_batches += 1
                     continue
                 loss = sync.loss(batch) if sync else model.loss(net, batch)
