@@ -288,7 +288,8 @@ class FusedBPRStep:
         """Train on ``batch`` (``users [B]``, ``items [B, 1 + n]``); returns its loss before the step."""
         users, items = batch["users"], batch["items"]
         if items.dim() != 2 or items.shape[1] < 2:
-            raise ValueError(f"BPR batches need items [B, 1 + n_negatives >= 2 columns], got {tuple(items.shape)}")
+            shape = tuple(items.shape)
+            raise ValueError(f"BPR batches need items [B, 1 + n_negatives], n_negatives >= 1; got {shape}")
         for ids, table, name in ((users, self.net.user, "user"), (items, self.net.item, "item")):
             if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= table.shape[0]):
                 raise IndexError(f"{name} id out of range [0, {table.shape[0]}) in a BPR batch")

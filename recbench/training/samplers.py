@@ -6,39 +6,59 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
 #: Largest ``n_users * n_items`` for which :class:`PositiveSet` keeps a dense boolean table (32 MiB).
 DENSE_LIMIT = 1 << 25
 
 
+@njit(cache=True, nogil=True)
+def _csr_contains(
+    indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, items: np.ndarray
+) -> np.ndarray:
+    """``bool[n]``: whether ``items[j]`` is in row ``users[j]`` of a CSR matrix with sorted indices
+    (a binary search within the row, so a query reads one short, contiguous stretch of memory)."""
+    out = np.zeros(users.shape[0], np.bool_)
+    for k in range(users.shape[0]):
+        lo, hi = indptr[users[k]], indptr[users[k] + 1]
+        item = items[k]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if indices[mid] < item:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[k] = lo < indptr[users[k] + 1] and indices[lo] == item
+    return out
+
+
 class PositiveSet:
     """Fast membership test for (user, item) pairs of a sparse matrix.
 
-    Every stored pair becomes the key ``user * n_items + item``; with sorted CSR indices these keys
-    are already sorted, so a batch of queries is one ``np.searchsorted``. Build it once per fit.
+    Small matrices (up to :data:`DENSE_LIMIT` cells) get a byte per (user, item), so a query is
+    one lookup; larger ones are searched row by row in the sorted CSR indices (compiled). Build it
+    once per fit.
     """
 
     def __init__(self, csr: sp.csr_matrix) -> None:
         csr = csr.tocsr()
         csr.sort_indices()
         self.n_users, self.n_items = csr.shape
-        rows = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(csr.indptr))
-        self.keys = rows * self.n_items + csr.indices.astype(np.int64)
-        # a byte per (user, item) turns each query into one lookup (far faster than searchsorted)
+        self.indptr = csr.indptr.astype(np.int64)
+        self.indices = csr.indices
         self.dense: np.ndarray | None = None
         if self.n_users * self.n_items <= DENSE_LIMIT:
+            rows = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(csr.indptr))
             self.dense = np.zeros(self.n_users * self.n_items, dtype=bool)
-            self.dense[self.keys] = True
+            self.dense[rows * self.n_items + csr.indices] = True
 
     def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``bool[n]``: whether each pair ``(users[j], items[j])`` is a known positive."""
-        if len(self.keys) == 0:
-            return np.zeros(len(users), dtype=bool)
-        query = np.asarray(users, dtype=np.int64) * self.n_items + np.asarray(items, dtype=np.int64)
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
         if self.dense is not None:
-            return self.dense[query]
-        pos = np.minimum(np.searchsorted(self.keys, query), len(self.keys) - 1)
-        return self.keys[pos] == query
+            return self.dense[users * self.n_items + items]
+        return _csr_contains(self.indptr, self.indices, users, items)
 
 
 def _rejection_sample(

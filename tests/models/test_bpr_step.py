@@ -57,7 +57,8 @@ def test_fused_step_only_where_it_reproduces_the_torch_route() -> None:
     sgd = torch.optim.SGD(net.parameters(), lr=0.1)
     assert model.fused_step(net, sgd) is None
     dense = DotProduct(7, 11, 5, item_bias=True)
-    assert BPR(sparse_updates=False).fused_step(dense, Trainer(lr=0.1, weight_decay=0.0)._make_optimizer(dense)) is None
+    dense_opt = Trainer(lr=0.1, weight_decay=0.0)._make_optimizer(dense)
+    assert BPR(sparse_updates=False).fused_step(dense, dense_opt) is None
 
 
 def test_out_of_range_ids_raise() -> None:

@@ -41,3 +41,17 @@ def test_popularity_negatives_prefer_popular_items() -> None:
         PositiveSet(csr), counts, np.zeros(1, dtype=np.int64), 5000, np.random.default_rng(0)
     )
     assert (neg < 10).mean() > 0.5
+
+
+def test_large_positive_sets_search_the_sorted_rows(monkeypatch) -> None:
+    """Above the dense-table limit, membership is a search in each user's sorted CSR row."""
+    import recbench.training.samplers as samplers
+
+    csr = random_csr(seed=3)
+    monkeypatch.setattr(samplers, "DENSE_LIMIT", 0)
+    ps = PositiveSet(csr)
+    assert ps.dense is None
+    u, i = np.meshgrid(np.arange(50), np.arange(30), indexing="ij")
+    assert np.array_equal(ps.contains(u.ravel(), i.ravel()), csr.toarray().ravel() > 0)
+    empty = PositiveSet(sp.csr_matrix((3, 4), dtype=np.float32))
+    assert not empty.contains(np.array([0, 2]), np.array([3, 0])).any()
