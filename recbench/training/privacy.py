@@ -168,33 +168,11 @@ class PrivatelyTrainable(Protocol):
         ...
 
 
-def embedding_norm_sample(
-    layer: nn.Embedding, activations: list[torch.Tensor], backprops: torch.Tensor
-) -> dict[nn.Parameter, torch.Tensor]:
-    """Per-example norms of an ``nn.Embedding``'s weight gradient, for Opacus's ghost clipping.
-
-    Example ``b`` reads rows ``ids[b, :]`` (``m`` lookups) with output gradients ``g[b, :, :]``; its
-    weight gradient adds ``g[b, j]`` into row ``ids[b, j]``, so its squared norm is
-    ``sum_{j, k: ids[b, j] == ids[b, k]} <g[b, j], g[b, k]>``: a ``[B, m, m]`` Gram matrix masked by equal
-    ids. Registered for ``nn.Embedding`` in place of Opacus's general sampler (same values, several times
-    faster for the few lookups per example of the recommenders' views; the clipping test checks it
-    against plain autograd).
-    """
-    ids = activations[0].reshape(activations[0].shape[0], -1)
-    grads = backprops.reshape(ids.shape[0], ids.shape[1], -1)
-    if layer.padding_idx is not None:  # the padding row gets no gradient
-        grads = grads * (ids != layer.padding_idx).unsqueeze(-1).to(grads.dtype)
-    if ids.shape[1] == 1:
-        return {layer.weight: grads[:, 0].norm(dim=-1)}
-    gram = grads @ grads.transpose(1, 2)
-    same = (ids.unsqueeze(2) == ids.unsqueeze(1)).to(gram.dtype)
-    return {layer.weight: (gram * same).sum((1, 2)).clamp_min(0).sqrt()}
-
-
 def _register_norm_sampler() -> None:
-    from opacus.grad_sample.utils import register_norm_sampler
+    """Opacus's ghost clipping with recbench's norm samplers (:mod:`recbench.training.norm_samplers`)."""
+    from recbench.training import norm_samplers
 
-    register_norm_sampler(nn.Embedding)(embedding_norm_sample)
+    norm_samplers.register()
 
 
 class ExampleUnits:

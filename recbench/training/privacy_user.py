@@ -41,30 +41,6 @@ from recbench.errors import ConfigError
 USER_LEVEL_MODELS = "gmf, ncf_mlp, ncf, mlp, mf, pmf, fm, widedeep, deepfm"
 
 
-def linear_norm_sample(
-    layer: nn.Linear, activations: list[torch.Tensor], backprops: torch.Tensor
-) -> dict[nn.Parameter, torch.Tensor]:
-    """Per-sample gradient norms of an ``nn.Linear`` applied to inputs of any rank.
-
-    Opacus's norm sampler takes ``[B, in]`` and ``[B, T, in]`` inputs; a user block feeds the towers
-    ``[U, K, m, in]``. The middle dimensions are flattened into one (``[U, K * m, in]``): a linear
-    layer's weight gradient is a sum over all positions of a sample, whatever their layout.
-    """
-    from opacus.grad_sample.linear import compute_linear_norm_sample
-
-    if backprops.dim() > 3:
-        n = backprops.shape[0]
-        backprops = backprops.reshape(n, -1, backprops.shape[-1])
-        activations = [activations[0].reshape(n, -1, activations[0].shape[-1])]
-    return compute_linear_norm_sample(layer, activations, backprops)
-
-
-def _register_norm_sampler() -> None:
-    from opacus.grad_sample.utils import register_norm_sampler
-
-    register_norm_sampler(nn.Linear)(linear_norm_sample)
-
-
 class UserBlocks(nn.Module):
     """One loss per user: the mean of the per-example losses of the user's block.
 
@@ -144,7 +120,6 @@ class UserUnits:
     noun = "users"
 
     def __init__(self, model: Any, train: Interactions, settings: Any) -> None:
-        _register_norm_sampler()
         self.model, self.train = model, train
         self.count = int(train.n_users)
         self.users_per_batch = int(settings.users_per_batch)
