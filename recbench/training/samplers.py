@@ -119,3 +119,22 @@ def popularity_negatives(
         return np.minimum(np.searchsorted(cdf, rng.random(size)), last).astype(np.int64)
 
     return _rejection_sample(positives, users, n_per_user, draw, max_rounds)
+
+
+def user_uniform_positives(
+    csr: sp.csr_matrix, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``size`` training pairs drawn user first: a user uniformly among those with a positive, then
+    one of that user's positives uniformly (the sampler of LightGCN's reference implementation).
+
+    Unlike shuffling the interactions, every user is drawn equally often whatever their activity.
+    Returns ``(users, items)``, both ``int64[size]``.
+    """
+    degree = np.diff(csr.indptr)
+    active = np.flatnonzero(degree)
+    if len(active) == 0:
+        raise ValueError("user_uniform_positives needs at least one stored pair")
+    users = active[rng.integers(0, len(active), size=size)]
+    offsets = np.floor(rng.random(size) * degree[users]).astype(np.int64)
+    items = csr.indices[csr.indptr[users] + offsets].astype(np.int64)
+    return users.astype(np.int64), items
