@@ -12,6 +12,7 @@ from recbench.models.lightgcn import LightGCN, normalized_adjacency
 from recbench.models.persistence import load_state, save_model
 from recbench.models.random_walk import RP3beta
 from recbench.models.slim import SLIM
+from recbench.training.samplers import PositiveSet
 from recbench.training.trainer import Trainer
 
 
@@ -85,6 +86,33 @@ def test_lightgcn_round_trips_through_save_and_load(tmp_path) -> None:
     again = load_state(model.clone(), tmp_path, data)
     users = np.arange(data.n_users)
     np.testing.assert_allclose(again.score(users, data), model.score(users, data), rtol=1e-6)
+
+
+def test_lightgcn_user_sampling_draws_users_uniformly_then_their_positives() -> None:
+    data = random_implicit(n_users=6, n_items=40, density=0.5, seed=3)
+    data = data.select(~((data.users == 2) & (data.items > 4)))  # user 2 keeps few positives
+    model = LightGCN(sampling="users", trainer=Trainer(epochs=1, device="cpu", progress=False))
+    model.fit(data)
+    model.positives_ = PositiveSet(data.binary_csr)
+    batches = [b for _ in range(40) for b in model.batches(data, 64, np.random.default_rng(_))]
+    users = torch.cat([b["users"] for b in batches]).numpy()
+    items = torch.cat([b["items"] for b in batches]).numpy()
+    assert all(len(b["users"]) <= 64 for b in batches) and len(users) == 40 * len(data)
+    active = np.flatnonzero(data.user_counts())
+    share = np.bincount(users, minlength=data.n_users)[active] / len(users)
+    np.testing.assert_allclose(share, 1 / len(active), atol=0.02)  # heavy and light users alike
+    dense_x = dense(data)
+    assert dense_x[users, items[:, 0]].all() and not dense_x[users, items[:, 1]].any()
+    heavy = active[np.argmax(data.user_counts()[active])]
+    drawn = np.bincount(items[users == heavy, 0], minlength=data.n_items)
+    own = np.flatnonzero(dense_x[heavy])
+    np.testing.assert_allclose(drawn[own] / drawn.sum(), 1 / len(own), atol=0.05)
+
+
+def test_lightgcn_rejects_unknown_sampling() -> None:
+    model = LightGCN(sampling="popular", trainer=Trainer(epochs=1, device="cpu", progress=False))
+    with pytest.raises(ConfigError, match="model.sampling=interactions"):
+        model.fit(random_implicit())
 
 
 def rp3_dense(x: np.ndarray, alpha: float, beta: float, normalize: bool) -> np.ndarray:
