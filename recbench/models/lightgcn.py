@@ -121,18 +121,18 @@ class LightGCN(TorchRecommender):
 
     capabilities = Capabilities(similar=True)
     training_defaults: ClassVar[dict[str, Any]] = dict(
-        epochs=300, batch_size=8192, lr=2e-2, weight_decay=0.0, validate_every=5, patience=2
+        epochs=300, batch_size=16384, lr=4e-2, weight_decay=0.0, validate_every=2, patience=5
     )
 
     def __init__(
         self,
         *,
         factors: int = 64,
-        layers: int = 2,
+        layers: int = 3,
         reg: float = 1e-3,
-        num_negatives: int = 1,
+        num_negatives: int = 4,
         init_std: float = 0.1,
-        sampling: str = "interactions",
+        sampling: str = "users",
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
