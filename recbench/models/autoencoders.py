@@ -34,11 +34,24 @@ class AutoencoderNet(nn.Module):
     of its items (``embedding_bag``): the cost of the input layer follows the entries, not the
     catalogue. With ``variational=True`` the encoder's last layer gives the mean and log-variance
     of a Gaussian latent code (sampled in training, its mean in evaluation); otherwise it is a
-    deterministic tanh layer. ``steps`` counts optimiser steps (the KL annealing clock, saved with
-    the weights).
+    deterministic tanh layer. ``steps`` counts optimiser steps (the KL annealing and averaging
+    clock, saved with the weights).
+
+    With ``average > 0`` the network also keeps an exponential moving average of its weights
+    (buffers ``avg_<name>``, saved with the weights): :meth:`advance` folds the current weights in
+    before every training step, and in evaluation mode the forward pass uses the averaged weights.
     """
 
-    def __init__(self, n_items: int, hidden: int, latent: int, dropout: float, *, variational: bool) -> None:
+    def __init__(
+        self,
+        n_items: int,
+        hidden: int,
+        latent: int,
+        dropout: float,
+        *,
+        variational: bool,
+        average: float = 0.0,
+    ) -> None:
         super().__init__()
         self.variational = variational
         self.latent = latent
@@ -55,24 +68,61 @@ class AutoencoderNet(nn.Module):
             nn.init.xavier_normal_(layer.weight)
             nn.init.normal_(layer.bias, std=0.001)
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        self.average = float(average)
+        self.averaged = [name for name, _ in self.named_parameters()] if self.average > 0 else []
+        for name in self.averaged:
+            self.register_buffer(_avg_name(name), self.get_parameter(name).detach().clone())
+
+    def advance(self) -> int:
+        """Before a training step: fold the current weights into the moving average (when kept) and
+        advance the step clock; returns the number of steps taken before this one.
+
+        The decay ramps up as ``min(average, (1 + t) / (10 + t))`` at step ``t``, so the average
+        soon forgets the random initialisation.
+        """
+        t = int(self.steps)
+        if self.averaged:
+            decay = min(self.average, (1.0 + t) / (10.0 + t))
+            with torch.no_grad():
+                current = [self.get_parameter(name).detach() for name in self.averaged]
+                torch._foreach_lerp_(self._averages(), current, 1.0 - decay)
+        self.steps += 1
+        return t
+
+    def _averages(self) -> list[torch.Tensor]:
+        return [self.get_buffer(_avg_name(name)) for name in self.averaged]
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The weights the forward pass uses: the averaged ones in evaluation mode (when kept), else
+        the trained parameters, by parameter name."""
+        if self.training or not self.averaged:
+            return dict(self.named_parameters())
+        return dict(zip(self.averaged, self._averages()))
 
     def forward(
         self, indices: torch.Tensor, offsets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``(logits [B, n_items], mu, logvar)`` of the rows; ``mu`` / ``logvar`` are ``None`` for the DAE."""
+        w = self.weights()
         counts = row_lengths(indices, offsets)
         weights = torch.rsqrt(counts.clamp(min=1).to(self.encoder.dtype)).repeat_interleave(counts)
         summed = F.embedding_bag(
-            indices, self.encoder, offsets, mode="sum", per_sample_weights=self.drop(weights)
+            indices, w["encoder"], offsets, mode="sum", per_sample_weights=self.drop(weights)
         )
-        code = self.to_latent(torch.tanh(summed + self.encoder_bias))
+        code = F.linear(torch.tanh(summed + w["encoder_bias"]), w["to_latent.weight"], w["to_latent.bias"])
         mu = logvar = None
         if self.variational:
             mu, logvar = code[:, : self.latent], code[:, self.latent :]
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         else:
             z = torch.tanh(code)
-        return self.output(torch.tanh(self.decoder(z))), mu, logvar
+        hidden = torch.tanh(F.linear(z, w["decoder.weight"], w["decoder.bias"]))
+        return F.linear(hidden, w["output.weight"], w["output.bias"]), mu, logvar
+
+
+def _avg_name(name: str) -> str:
+    """Buffer name of the moving average of parameter ``name`` (``output.weight`` -> ``avg_output_weight``)."""
+    return "avg_" + name.replace(".", "_")
 
 
 def row_lengths(indices: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -104,13 +154,20 @@ class _MultAutoencoder(TorchRecommender):
     hidden: int
     latent: int
     dropout: float
+    average: float
 
     def build_network(self, train: Interactions) -> nn.Module:
         """A fresh :class:`AutoencoderNet` over ``train``'s catalogue."""
-        if int(self.hidden) < 1 or int(self.latent) < 1 or not 0.0 <= float(self.dropout) < 1.0:
+        if (
+            int(self.hidden) < 1
+            or int(self.latent) < 1
+            or not 0.0 <= float(self.dropout) < 1.0
+            or not 0.0 <= float(self.average) < 1.0
+        ):
             raise ConfigError(
-                f"{type(self).__name__}: need hidden >= 1, latent >= 1 and 0 <= dropout < 1 (got "
-                f"hidden={self.hidden!r}, latent={self.latent!r}, dropout={self.dropout!r})."
+                f"{type(self).__name__}: need hidden >= 1, latent >= 1, 0 <= dropout < 1 and "
+                f"0 <= average < 1 (got hidden={self.hidden!r}, latent={self.latent!r}, "
+                f"dropout={self.dropout!r}, average={self.average!r})."
             )
         return AutoencoderNet(
             train.n_items,
@@ -118,6 +175,7 @@ class _MultAutoencoder(TorchRecommender):
             int(self.latent),
             float(self.dropout),
             variational=self.variational,
+            average=float(self.average),
         )
 
     def batches(
@@ -137,8 +195,15 @@ class _MultAutoencoder(TorchRecommender):
 
     def similar_items(self, items: np.ndarray) -> np.ndarray:
         """``float32[len(items), n_items]``: cosine similarity of the decoder's item vectors (the rows
-        of the output layer that score a decoded hidden state)."""
-        return cosine_similar(self.network_.output.weight.detach().cpu().numpy(), items)
+        of the output layer that score a decoded hidden state; the averaged ones when kept)."""
+        net = self.network_
+        was_training = net.training
+        net.eval()
+        try:
+            vectors = net.weights()["output.weight"].detach().cpu().numpy()
+        finally:
+            net.train(was_training)
+        return cosine_similar(vectors, items)
 
 
 def _csr_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> dict[str, torch.Tensor]:
@@ -169,6 +234,8 @@ class MultVAE(_MultAutoencoder):
     dropout: input dropout rate.
     anneal_cap: largest KL weight :math:`\beta`.
     anneal_steps: optimiser steps over which :math:`\beta` rises to ``anneal_cap``.
+    average: decay per optimiser step of the moving average of the weights that validation and
+        scoring use (``0``: the trained weights themselves).
     trainer: the shared :class:`~recbench.training.Trainer` (``None``: tuned defaults).
     seed: seed of initialisation, batch order, dropout and latent sampling.
     """
@@ -183,6 +250,7 @@ class MultVAE(_MultAutoencoder):
         dropout: float = 0.5,
         anneal_cap: float = 0.5,
         anneal_steps: int = 200,
+        average: float = 0.99,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
@@ -191,6 +259,7 @@ class MultVAE(_MultAutoencoder):
         self.dropout = dropout
         self.anneal_cap = anneal_cap
         self.anneal_steps = anneal_steps
+        self.average = average
         self.trainer = trainer
         self.seed = seed
 
@@ -205,8 +274,7 @@ class MultVAE(_MultAutoencoder):
         indices, offsets = batch["indices"], batch["offsets"]
         logits, mu, logvar = net(indices, offsets)
         assert mu is not None and logvar is not None
-        beta = self.beta(int(net.steps))
-        net.steps += 1
+        beta = self.beta(net.advance())
         return multinomial_nll(logits, indices, offsets) + beta * gaussian_kl(mu, logvar)
 
 
@@ -223,6 +291,8 @@ class MultDAE(_MultAutoencoder):
     hidden: width of the hidden layers.
     latent: dimension of the bottleneck.
     dropout: input dropout rate (the denoising corruption).
+    average: decay per optimiser step of the moving average of the weights that validation and
+        scoring use (``0``: the trained weights themselves).
     trainer: the shared :class:`~recbench.training.Trainer` (``None``: tuned defaults).
     seed: seed of initialisation, batch order and dropout.
     """
@@ -235,16 +305,19 @@ class MultDAE(_MultAutoencoder):
         hidden: int = 600,
         latent: int = 200,
         dropout: float = 0.5,
+        average: float = 0.0,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
         self.hidden = hidden
         self.latent = latent
         self.dropout = dropout
+        self.average = average
         self.trainer = trainer
         self.seed = seed
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Multinomial NLL of the rows."""
+        """Multinomial NLL of the rows (advances the weight average)."""
         indices, offsets = batch["indices"], batch["offsets"]
+        net.advance()
         return multinomial_nll(net(indices, offsets)[0], indices, offsets)

@@ -32,6 +32,11 @@ def _tokens(model: Recommender) -> np.ndarray:
     return cosine(model.network_.token_weight[1 : model.n_items_ + 1])
 
 
+def _decoder_items(model: Recommender) -> np.ndarray:
+    net = model.network_  # the moving average of the output layer when the autoencoder keeps one
+    return cosine(getattr(net, "avg_output_weight", net.output.weight))
+
+
 def _lightgcn(model: Recommender) -> np.ndarray:
     import torch
 
@@ -51,8 +56,8 @@ REFERENCES: dict[str, Callable[[Recommender], np.ndarray]] = {
     "bpr": lambda m: cosine(m.network_.item),
     "gmf": lambda m: cosine(m.network_.branches["gmf"].item.weight * m.network_.predict.weight[0]),
     "lightgcn": _lightgcn,
-    "multvae": lambda m: cosine(m.network_.output.weight),
-    "multdae": lambda m: cosine(m.network_.output.weight),
+    "multvae": _decoder_items,
+    "multdae": _decoder_items,
     "sasrec": _tokens,
     "gru4rec": _tokens,
     "nextitnet": _tokens,
