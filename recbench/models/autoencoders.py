@@ -77,12 +77,12 @@ class AutoencoderNet(nn.Module):
         """Before a training step: fold the current weights into the moving average (when kept) and
         advance the step clock; returns the number of steps taken before this one.
 
-        The decay ramps up as ``min(average, (1 + t) / (10 + t))`` at step ``t``, so the average
-        soon forgets the random initialisation.
+        At step ``t`` the decay is ``min(average, (1 + t) / (2 + t))``: the plain mean of the weights
+        seen so far until that reaches ``average``, so the random initialisation soon fades out.
         """
         t = int(self.steps)
         if self.averaged:
-            decay = min(self.average, (1.0 + t) / (10.0 + t))
+            decay = min(self.average, (1.0 + t) / (2.0 + t))
             with torch.no_grad():
                 current = [self.get_parameter(name).detach() for name in self.averaged]
                 torch._foreach_lerp_(self._averages(), current, 1.0 - decay)
@@ -121,7 +121,7 @@ class AutoencoderNet(nn.Module):
 
 
 def _avg_name(name: str) -> str:
-    """Buffer name of the moving average of parameter ``name`` (``output.weight`` -> ``avg_output_weight``)."""
+    """Buffer name of the moving average of parameter ``name`` (``output.weight``: ``avg_output_weight``)."""
     return "avg_" + name.replace(".", "_")
 
 

@@ -73,3 +73,39 @@ def test_autoencoders_fold_in_users_unseen_in_training() -> None:
         adhoc = Interactions(np.array([0, 0]), np.array([16, 17]), data.n_users, data.n_items)
         row = model.score(np.array([0]), adhoc)[0]
         assert row[16:24].mean() > row[np.r_[0:16, 24:32]].mean(), cls.__name__
+
+
+def dae_network(average: float) -> torch.nn.Module:
+    model = MultDAE(hidden=3, latent=2, dropout=0.0, average=average)
+    return model.build_network(Interactions(np.array([0]), np.array([0]), 2, 5)).double()
+
+
+def test_weight_average_follows_the_ramped_decay_and_is_what_evaluation_uses() -> None:
+    _, batch = tiny_batch()
+    model = MultDAE(hidden=3, latent=2, dropout=0.0, average=0.7)
+    torch.manual_seed(0)
+    net = dae_network(0.7)
+    expected = {name: p.detach().clone() for name, p in net.named_parameters()}
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for t in range(4):
+        decay = min(0.7, (1 + t) / (2 + t))  # 0.5, 0.667, then capped at 0.7
+        for name, p in net.named_parameters():
+            expected[name] = decay * expected[name] + (1 - decay) * p.detach()
+        opt.zero_grad()
+        model.loss(net, batch).backward()
+        opt.step()
+    assert int(net.steps) == 4
+    for name in expected:
+        assert torch.allclose(net.get_buffer("avg_" + name.replace(".", "_")), expected[name]), name
+    # evaluation mode runs the averaged weights, training mode the trained ones
+    trained, averaged = dae_network(0.0), dae_network(0.0)
+    trained.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("avg_")})
+    averaged.load_state_dict({**expected, "steps": net.steps})
+    net.eval(), trained.eval(), averaged.eval()
+    logits = net(batch["indices"], batch["offsets"])[0]
+    assert torch.allclose(logits, averaged(batch["indices"], batch["offsets"])[0])
+    assert not torch.allclose(logits, trained(batch["indices"], batch["offsets"])[0])
+    net.train()
+    assert torch.allclose(
+        net(batch["indices"], batch["offsets"])[0], trained(batch["indices"], batch["offsets"])[0]
+    )
