@@ -77,12 +77,13 @@ class AutoencoderNet(nn.Module):
         """Before a training step: fold the current weights into the moving average (when kept) and
         advance the step clock; returns the number of steps taken before this one.
 
-        At step ``t`` the decay is ``min(average, (1 + t) / (2 + t))``: the plain mean of the weights
-        seen so far until that reaches ``average``, so the random initialisation soon fades out.
+        At step ``t`` the decay is ``min(average, (1 + t) / (5 + t))``: early on the average follows
+        the weights closely (the random initialisation fades out at once, and a short training is
+        not dragged back by it), and it reaches ``average`` once ``t`` is large.
         """
         t = int(self.steps)
         if self.averaged:
-            decay = min(self.average, (1.0 + t) / (2.0 + t))
+            decay = min(self.average, (1.0 + t) / (5.0 + t))
             with torch.no_grad():
                 current = [self.get_parameter(name).detach() for name in self.averaged]
                 torch._foreach_lerp_(self._averages(), current, 1.0 - decay)
@@ -229,7 +230,8 @@ class MultVAE(_MultAutoencoder):
 
     Parameters
     ----------
-    hidden: width of the hidden layer of encoder and decoder (the paper's 600).
+    hidden: width of the hidden layer of encoder and decoder (the paper's 600 for catalogues of
+        tens of thousands of items; the default suits MovieLens-100k-sized data).
     latent: dimension of the latent code (the paper's 200).
     dropout: input dropout rate.
     anneal_cap: largest KL weight :math:`\beta`.
@@ -241,12 +243,13 @@ class MultVAE(_MultAutoencoder):
     """
 
     variational = True
+    training_defaults: ClassVar[dict[str, Any]] = {**_MultAutoencoder.training_defaults, "lr": 3e-3}
 
     def __init__(
         self,
         *,
-        hidden: int = 600,
-        latent: int = 200,
+        hidden: int = 200,
+        latent: int = 64,
         dropout: float = 0.5,
         anneal_cap: float = 0.5,
         anneal_steps: int = 200,
