@@ -32,7 +32,11 @@ import torch
 from numba import njit
 from torch import nn
 
+from recbench.training.prefetch import prefetch
 from recbench.training.row_adam import RowAdam
+
+#: iterations ahead whose table rows a kernel asks the CPU to load (see :mod:`recbench.training.prefetch`)
+_AHEAD = 6
 
 
 @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -55,32 +59,50 @@ def _adam_rows(
     m: np.ndarray,
     v: np.ndarray,
     grad: np.ndarray,
+    weight: np.ndarray,
     rows: np.ndarray,
     n: int,
     slot: np.ndarray,
+    two_l2: float,
     beta1: float,
     beta2: float,
     scale: float,
     eps: float,
-) -> None:
-    """Lazy Adam on rows ``rows[:n]`` of a 2-D ``table`` with gradients ``grad[:n]``; resets ``slot``.
+) -> float:
+    """Lazy Adam on rows ``rows[:n]`` of a 2-D ``table`` whose loss gradients are ``grad[:n]``,
+    adding the L2 term ``two_l2 * weight[s] * row`` of each row's summed occurrence weight; resets
+    ``slot``. Returns ``sum_s weight[s] * ||row||^2`` before the step.
 
-    The arithmetic stays in the table's float type, so the ``d``-length loops vectorise."""
-    dim = table.shape[1]
+    The arithmetic stays in the table's float type, so the row loops vectorise."""
     real = table.dtype.type
     b1, b2, c1, c2 = real(beta1), real(beta2), real(1.0 - beta1), real(1.0 - beta2)
     step, tiny = real(scale), real(eps)
+    squares = 0.0
+    line = max(1, 64 // table.itemsize)  # elements per cache line
     for s in range(n):
+        if s + _AHEAD < n:
+            ahead = rows[s + _AHEAD]
+            for f in range(0, table.shape[1], line):
+                prefetch(table, ahead, f)
+                prefetch(m, ahead, f)
+                prefetch(v, ahead, f)
         r = rows[s]
+        w = real(weight[s])
+        decay = real(two_l2 * weight[s])
         row, m_r, v_r, g_r = table[r], m[r], v[r], grad[s]
-        for f in range(dim):
-            g = g_r[f]
+        sq = real(0.0)
+        for f in range(row.shape[0]):
+            x = row[f]
+            sq += x * x
+            g = g_r[f] + decay * x
             mf = b1 * m_r[f] + c1 * g
             vf = b2 * v_r[f] + c2 * g * g
             m_r[f] = mf
             v_r[f] = vf
-            row[f] -= step * mf / (np.sqrt(vf) + tiny)
+            row[f] = x - step * mf / (np.sqrt(vf) + tiny)
+        squares += w * sq
         slot[r] = -1
+    return squares
 
 
 @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -89,25 +111,31 @@ def _adam_bias(
     m: np.ndarray,
     v: np.ndarray,
     grad: np.ndarray,
+    weight: np.ndarray,
     rows: np.ndarray,
     n: int,
+    two_l2: float,
     beta1: float,
     beta2: float,
     scale: float,
     eps: float,
-) -> None:
-    """Lazy Adam on entries ``rows[:n]`` of a 1-D ``bias`` with gradients ``grad[:n]``."""
+) -> float:
+    """:func:`_adam_rows` for the entries of a 1-D bias vector (no slots to reset)."""
     real = bias.dtype.type
     b1, b2, c1, c2 = real(beta1), real(beta2), real(1.0 - beta1), real(1.0 - beta2)
     step, tiny = real(scale), real(eps)
+    squares = 0.0
     for s in range(n):
         r = rows[s]
-        g = grad[s]
+        x = bias[r]
+        squares += weight[s] * x * x
+        g = grad[s] + real(two_l2 * weight[s]) * x
         mf = b1 * m[r] + c1 * g
         vf = b2 * v[r] + c2 * g * g
         m[r] = mf
         v[r] = vf
-        bias[r] -= step * mf / (np.sqrt(vf) + tiny)
+        bias[r] = x - step * mf / (np.sqrt(vf) + tiny)
+    return squares
 
 
 @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -130,6 +158,8 @@ def bpr_adam_step(
     grad_p: np.ndarray,
     grad_q: np.ndarray,
     grad_b: np.ndarray,
+    user_weight: np.ndarray,
+    item_weight: np.ndarray,
     reg: float,
     beta1: float,
     beta2: float,
@@ -141,8 +171,13 @@ def bpr_adam_step(
     ``users`` is ``[B]``, ``items`` ``[B, 1 + n]`` (the positive, then ``n >= 1`` negatives).
     ``mX``/``vX`` are Adam's moments of each table (same shapes), ``scale`` and ``eps`` the step's
     bias-corrected learning rate and epsilon. ``user_slot`` / ``item_slot`` are ``-1``-filled
-    ``int64`` arrays of the table lengths (left ``-1`` on return). Returns the batch loss (the value
-    of :meth:`BPR.loss` before the step).
+    ``int64`` arrays of the table lengths (left ``-1`` on return); the other arrays after them are
+    work space of at least ``B`` (users) and ``B * (1 + n)`` (items) rows. Returns the batch loss
+    (the value of :meth:`BPR.loss` before the step).
+
+    The BPR term's gradients are accumulated per slot while the pairs are scored; the L2 terms
+    depend on a row only through its summed occurrence weight (1 per use as user or positive,
+    ``1/n`` per use as a negative), so they are added once per distinct row in the Adam pass.
     """
     n_rows, width = items.shape
     n_neg = width - 1
@@ -157,44 +192,44 @@ def bpr_adam_step(
     gP[:] = 0.0
     gQ[:] = 0.0
     gB[:] = 0.0
+    user_weight[:nu] = 0.0
+    item_weight[:ni] = 0.0
     pair_w = 1.0 / (n_rows * n_neg)  # the BPR term is a mean over the batch's (positive, negative) pairs
-    l2 = reg / n_rows  # the L2 terms are summed over the batch's occurrences, then divided by B
-    two_l2 = real(2.0 * l2)
-    two_l2_neg = real(2.0 * l2 / n_neg)  # each of n negatives carries 1/n of the L2 weight
+    neg_w = 1.0 / n_neg  # each of n negatives carries 1/n of the L2 weight
     loss = 0.0
-    penalty = 0.0
+    line = max(1, 64 // P.itemsize)  # elements per cache line
     for b in range(n_rows):
+        if b + _AHEAD < n_rows:  # the rows of a later pair, so that they arrive while this one computes
+            for f in range(0, dim, line):
+                prefetch(P, users[b + _AHEAD], f)
+            for k in range(width):
+                for f in range(0, dim, line):
+                    prefetch(Q, items[b + _AHEAD, k], f)
         u = users[b]
+        su = user_slot[u]
+        user_weight[su] += 1.0
         p = P[u]
-        gp = gP[user_slot[u]]
+        gp = gP[su]
         i = items[b, 0]
+        si = item_slot[i]
+        item_weight[si] += 1.0
         q_i = Q[i]
         x_i = real(0.0)
-        sq_p = real(0.0)
-        sq_i = real(0.0)
         for f in range(dim):
             x_i += p[f] * q_i[f]
-            sq_p += p[f] * p[f]
-            sq_i += q_i[f] * q_i[f]
         if has_bias:
             x_i += bias[i]
-            sq_i += bias[i] * bias[i]
-        penalty += sq_p + sq_i
         g_i = real(0.0)  # d loss / d x_ui, summed over the negatives
         for k in range(1, width):
             j = items[b, k]
             sj = item_slot[j]
+            item_weight[sj] += neg_w
             q_j = Q[j]
             x_j = real(0.0)
-            sq_j = real(0.0)
             for f in range(dim):
                 x_j += p[f] * q_j[f]
-                sq_j += q_j[f] * q_j[f]
             if has_bias:
                 x_j += bias[j]
-                sq_j += bias[j] * bias[j]
-                gB[sj] += two_l2_neg * bias[j]
-            penalty += sq_j / n_neg
             z = float(x_i - x_j)
             # -ln sigma(z) = softplus(-z), computed without overflow
             loss += (math.log1p(math.exp(z)) - z) if z < 0.0 else math.log1p(math.exp(-z))
@@ -203,21 +238,22 @@ def bpr_adam_step(
             gq_j = gQ[sj]
             for f in range(dim):
                 gp[f] += g * (q_i[f] - q_j[f])
-                gq_j[f] += two_l2_neg * q_j[f] - g * p[f]
+                gq_j[f] -= g * p[f]
             if has_bias:
                 gB[sj] -= g
-        si = item_slot[i]
         gq_i = gQ[si]
         for f in range(dim):
-            gp[f] += two_l2 * p[f]
-            gq_i[f] += g_i * p[f] + two_l2 * q_i[f]
+            gq_i[f] += g_i * p[f]
         if has_bias:
-            gB[si] += g_i + two_l2 * bias[i]
+            gB[si] += g_i
+    l2 = reg / n_rows  # the L2 terms are summed over the batch's occurrences, then divided by B
+    adam = (2.0 * l2, beta1, beta2, scale, eps)
+    squares = 0.0
     if has_bias:
-        _adam_bias(bias, mB, vB, gB, item_rows, ni, beta1, beta2, scale, eps)
-    _adam_rows(P, mP, vP, gP, user_rows, nu, user_slot, beta1, beta2, scale, eps)
-    _adam_rows(Q, mQ, vQ, gQ, item_rows, ni, item_slot, beta1, beta2, scale, eps)
-    return loss * pair_w + l2 * penalty
+        squares += _adam_bias(bias, mB, vB, gB, item_weight, item_rows, ni, *adam)
+    squares += _adam_rows(P, mP, vP, gP, user_weight, user_rows, nu, user_slot, *adam)
+    squares += _adam_rows(Q, mQ, vQ, gQ, item_weight, item_rows, ni, item_slot, *adam)
+    return loss * pair_w + l2 * squares
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -256,6 +292,8 @@ class FusedBPRStep:
                 np.empty((n_rows, dim), dtype),
                 np.empty((n_rows * width, dim), dtype),
                 np.empty(n_rows * width, dtype),
+                np.empty(n_rows, np.float64),
+                np.empty(n_rows * width, np.float64),
             )
         return self.buffers
 
