@@ -6,9 +6,9 @@ crosses as bare parameters. Differentially private training needs every paramete
 that Opacus can clip per example, each called once per step (Opacus's ghost clipping refuses a layer
 used twice). :class:`FeatureExamples` is such a view of a trained network, sharing its parameters:
 
-* one ``nn.Embedding`` call reads all the columns of an example (the user's slots and those of the
+* one embedding call reads all the columns of an example (the user's slots and those of the
   positive and every negative item), and one call reads their first-order weights;
-* the bias is a one-row ``nn.Embedding`` over the bias's memory, read at row 0 by every example;
+* the bias is a one-row embedding over the bias's memory, read at row 0 by every example;
 * the MLP's user and item projections and its tail are the network's own ``nn.Linear`` layers;
 * the wide crosses ``x_u^T C x_i`` are an ``nn.Linear`` whose weight is ``C`` itself, applied to the
   item's dense feature row and dotted with the user's.
@@ -36,7 +36,8 @@ class FeatureExamples(nn.Module):
 
     ``loss_type``: ``bce`` (mean binary cross-entropy over the positive and the example's negatives),
     ``bpr`` (mean ``-log sigmoid(pos - neg)`` over its negatives) or ``mse`` (squared rating error).
-    The network's embedding tables are switched to dense gradients (Opacus clips dense ones).
+    The tables are read through views (:func:`~recbench.models.per_example.shared_embedding`) that
+    take dense gradients, as Opacus needs, whatever the network's own layers take.
     """
 
     #: ``forward`` accepts leading block dimensions (user-level DP, :mod:`recbench.training.privacy_user`).
@@ -45,9 +46,9 @@ class FeatureExamples(nn.Module):
     def __init__(self, net: Any, loss_type: str) -> None:
         super().__init__()
         emb = net.emb
-        emb.embed.sparse = emb.linear.sparse = False
-        self.embed, self.linear = emb.embed, emb.linear
-        self.bias = shared_embedding(net.bias.view(1))
+        # views of the tables and the bias (the network's own layers stay out: each is seen once)
+        self.embed, self.linear = shared_embedding(emb.embed.weight), shared_embedding(emb.linear.weight)
+        self.bias = shared_embedding(net.bias)
         self.mlp = net.mlp
         cross = getattr(net, "cross", None)
         self.cross: nn.Linear | None = None

@@ -23,21 +23,20 @@ from torch import nn
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 from recbench.models.towers import GMFBranch, MLPBranch
+from recbench.training.norm_samplers import GatherEmbedding
 
 
-def shared_embedding(table: torch.Tensor) -> nn.Embedding:
-    """An ``nn.Embedding`` over the rows of ``table`` (``[n, d]``, or ``[n]`` read as ``[n, 1]``).
+def shared_embedding(table: torch.Tensor) -> GatherEmbedding:
+    """An embedding layer over the rows of ``table`` (``[n, d]``, or ``[n]`` / ``[]`` read as ``[n, 1]``),
+    read with ``index_select`` (:class:`~recbench.training.norm_samplers.GatherEmbedding`).
 
-    A 2-D parameter is used as it is (the same object); a 1-D one (a bias) through a parameter that
-    views its memory, so that updates of either are updates of both.
+    A 2-D parameter is used as it is (the same object); any other through a parameter that views its
+    memory, so that updates of either are updates of both.
     """
-    rows = table.shape[0]
-    if table.dim() == 2 and isinstance(table, nn.Parameter):
-        emb = nn.Embedding(rows, table.shape[1], _weight=table.detach())
-        emb.weight = table
-        return emb
-    weight = nn.Parameter(table.detach().view(rows, -1))
-    emb = nn.Embedding(rows, weight.shape[1], _weight=weight.detach())
+    weight = table if table.dim() == 2 and isinstance(table, nn.Parameter) else None
+    if weight is None:
+        weight = nn.Parameter(table.detach().view(table.shape[0] if table.dim() else 1, -1))
+    emb = GatherEmbedding(weight.shape[0], weight.shape[1], _weight=weight.detach())
     emb.weight = weight
     return emb
 
@@ -90,24 +89,28 @@ class PairExamples(nn.Module):
                     f"the {name!r} branch ({type(branch).__name__}) of this network cannot be trained "
                     "privately (side-feature branches are not supported); set model.use_features=false."
                 )
-        for branch in net.branches.values():  # Opacus takes dense embedding gradients only
-            branch.user.sparse = branch.item.sparse = False
-        self.net = net
+        branches = list(net.branches.values())
+        # views of the tables (the network's own embedding layers stay out: each layer is seen once)
+        self.users = nn.ModuleList(shared_embedding(b.user.weight) for b in branches)
+        self.items = nn.ModuleList(shared_embedding(b.item.weight) for b in branches)
+        self.towers = nn.ModuleList(nn.Identity() if isinstance(b, GMFBranch) else b.tower for b in branches)
+        self.gmf = [isinstance(b, GMFBranch) for b in branches]
+        self.predict = net.predict
         self.reg = float(reg)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[B]`` losses of ``users[B]`` with ``items[B, m]``, every layer called once as a module."""
         users, items = batch["users"], batch["items"]
         parts, penalty = [], torch.zeros(users.shape, device=users.device)
-        for branch in self.net.branches.values():
-            u, v = branch.user(users), branch.item(items)  # [B, d], [B, m, d]
-            if isinstance(branch, GMFBranch):
+        for user, item, tower, gmf in zip(self.users, self.items, self.towers, self.gmf, strict=True):
+            u, v = user(users), item(items)  # [B, d], [B, m, d]
+            if gmf:
                 parts.append(u.unsqueeze(-2) * v)
             else:
-                parts.append(branch.tower(torch.cat([u.unsqueeze(-2).expand_as(v), v], dim=-1)))
+                parts.append(tower(torch.cat([u.unsqueeze(-2).expand_as(v), v], dim=-1)))
             if self.reg:
                 penalty = penalty + u.pow(2).sum(-1) + v.pow(2).sum((-2, -1))
-        logits = self.net.predict(torch.cat(parts, dim=-1)).squeeze(-1)
+        logits = self.predict(torch.cat(parts, dim=-1)).squeeze(-1)
         labels = torch.zeros_like(logits)
         labels[..., 0] = batch.get("target", 1.0)
         loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)

@@ -7,11 +7,12 @@ samplers*; the two here compute the same values with less work for the shapes of
 views, where a sample reads a few rows (a user, a positive and its negatives) and runs its layers on a
 few positions:
 
-* :func:`embedding_norm_sample`: a sample's table gradient adds ``g_j`` into row ``ids_j``; its squared
-  norm is ``sum_j ||g_j||^2`` plus ``2 <g_j, g_k>`` for every pair ``j < k`` reading the same row.
-  Opacus forms the full ``[B, m, m]`` Gram matrix of the ``g_j`` (one small matrix product per sample);
-  here the diagonal is one elementwise pass and only the pairs that repeat a row (rare for examples,
-  common in user blocks) are gathered.
+* :func:`embedding_norm_sample`: a sample's table gradient adds ``g_j`` into row ``ids_j``. Opacus forms
+  the full ``[B, m, m]`` Gram matrix of the ``g_j`` masked by equal ids (one small matrix product per
+  sample, ``m^2`` pairs: slow for the dozens of lookups of a feature model's example, most of them
+  padding). Here a sample that reads each row once has the squared norm ``sum_j ||g_j||^2``; for the
+  samples that repeat a row, the lookups are sorted by row and the ``g_j`` of equal rows summed (one
+  ``index_add``), so the cost is linear in ``m``.
 * :func:`linear_norm_sample`: for inputs ``[B, T, in]`` (``T`` positions per sample: the items of an
   example, the examples of a user block; more leading dimensions are flattened into ``T``), the
   squared weight-gradient norm is either ``<G G^T, A A^T>`` (two ``T x T`` Gram matrices, cost
@@ -28,6 +29,16 @@ import torch
 from torch import nn
 
 
+class GatherEmbedding(nn.Embedding):
+    """An ``nn.Embedding`` read with ``index_select``: the same values, and a backward (``index_add``)
+    several times faster on CPU than the embedding's own. The per-example views read their tables
+    through it; :func:`register` gives it :func:`embedding_norm_sample`. No ``padding_idx``."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """``weight[ids]``: ``[*ids.shape, embedding_dim]``."""
+        return self.weight.index_select(0, ids.reshape(-1)).reshape(*ids.shape, self.embedding_dim)
+
+
 def embedding_norm_sample(
     layer: nn.Embedding, activations: list[torch.Tensor], backprops: torch.Tensor
 ) -> dict[nn.Parameter, torch.Tensor]:
@@ -37,13 +48,32 @@ def embedding_norm_sample(
     grads = backprops.reshape(ids.shape[0], ids.shape[1], -1)
     if layer.padding_idx is not None:
         grads = grads * (ids != layer.padding_idx).unsqueeze(-1).to(grads.dtype)
-    squares = grads.pow(2).sum((1, 2))
-    if ids.shape[1] > 1:
-        same = torch.triu(ids.unsqueeze(2) == ids.unsqueeze(1), diagonal=1)
-        b, j, k = same.nonzero(as_tuple=True)
-        if len(b):
-            squares = squares.index_add(0, b, 2 * (grads[b, j] * grads[b, k]).sum(-1))
-    return {layer.weight: squares.clamp_min(0).sqrt()}
+    if ids.shape[1] == 1:
+        return {layer.weight: grads[:, 0].norm(dim=-1)}
+    sorted_ids, order = ids.sort(dim=1)
+    first = torch.ones_like(sorted_ids, dtype=torch.bool)  # the first lookup of each row of a sample
+    first[:, 1:] = sorted_ids[:, 1:] != sorted_ids[:, :-1]
+    repeats = (~first).any(1).nonzero().squeeze(1)  # samples that read a row more than once
+    if 2 * len(repeats) > len(ids):  # most do: sum every sample's lookups per distinct row
+        return {layer.weight: _row_sum_squares(grads, first, order).sqrt()}
+    squares = grads.pow(2).sum((1, 2))  # right for the samples that read each row once
+    if len(repeats):
+        squares[repeats] = _row_sum_squares(grads[repeats], first[repeats], order[repeats])
+    return {layer.weight: squares.sqrt()}
+
+
+def _row_sum_squares(grads: torch.Tensor, first: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """``[B]`` squared norms of the samples' table gradients: the lookups' gradients ``grads`` ``[B, m, d]``
+    summed per distinct row (``order`` sorts each sample's lookups by row, ``first`` marks the first
+    lookup of each row in that order)."""
+    n, m, dim = grads.shape
+    in_order = first.reshape(-1).cumsum(0).reshape(n, m) - 1  # one id per (sample, row), in sorted order
+    group = torch.empty_like(in_order).scatter_(1, order, in_order)  # ... at each lookup's own position
+    rows = grads.new_zeros(int(in_order[-1, -1]) + 1, dim).index_add_(
+        0, group.reshape(-1), grads.reshape(-1, dim)
+    )
+    sample = torch.arange(n, device=grads.device).repeat_interleave(first.sum(1))
+    return grads.new_zeros(n).index_add_(0, sample, rows.pow(2).sum(-1))
 
 
 def linear_norm_sample(
@@ -73,5 +103,5 @@ def register() -> None:
     """Make Opacus's ghost clipping use these samplers for ``nn.Embedding`` and ``nn.Linear``."""
     from opacus.grad_sample.utils import register_norm_sampler
 
-    register_norm_sampler(nn.Embedding)(embedding_norm_sample)
+    register_norm_sampler([nn.Embedding, GatherEmbedding])(embedding_norm_sample)
     register_norm_sampler(nn.Linear)(linear_norm_sample)

@@ -19,11 +19,12 @@ def _norms(per_sample: dict[nn.Parameter, torch.Tensor]) -> dict[nn.Parameter, t
 
 
 @pytest.mark.parametrize("padding_idx", [None, 0])
-@pytest.mark.parametrize("shape", [(7, 1), (7, 5), (4, 3, 6)])
-def test_embedding_norms_with_repeated_rows(shape, padding_idx) -> None:
+@pytest.mark.parametrize(("rows", "shape"), [(6, (7, 1)), (6, (7, 5)), (6, (4, 3, 6)), (1000, (20, 4))])
+def test_embedding_norms_with_repeated_rows(rows, shape, padding_idx) -> None:
+    """Few rows: most samples read a row twice; many rows: only the first does (both code paths)."""
     gen = torch.Generator().manual_seed(0)
-    layer = nn.Embedding(6, 4, padding_idx=padding_idx)  # few rows: samples repeat rows often
-    ids = torch.randint(0, 6, shape, generator=gen)
+    layer = nn.Embedding(rows, 4, padding_idx=padding_idx)
+    ids = torch.randint(0, rows, shape, generator=gen)
     ids[0] = 3  # one sample reads the same row everywhere
     backprops = torch.randn(*shape, 4, generator=gen)
     expected = []
