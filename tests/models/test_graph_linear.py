@@ -79,6 +79,24 @@ def test_lightgcn_loss_regularises_only_gathered_rows() -> None:
     assert torch.count_nonzero(reg_only[untouched]) == 0
 
 
+def test_lightgcn_l2_counts_repeated_rows_and_averages_the_negatives() -> None:
+    data = random_implicit()
+    model = LightGCN(factors=3, layers=2, reg=0.3, trainer=Trainer(epochs=1, device="cpu", progress=False))
+    model.fit(data)
+    net = model.network_
+    users = torch.tensor([1, 1, 5])  # user 1 twice, item 4 as a positive and twice as a negative
+    items = torch.tensor([[4, 0, 2], [4, 6, 4], [7, 4, 8]])
+    loss = model.loss(net, {"users": users, "items": items})
+    final, e = net.propagate(), net.embedding
+    u, it = final[users], final[items + 12]
+    bpr = -torch.nn.functional.logsigmoid((u[:, None] * it[:, :1]).sum(-1) - (u[:, None] * it[:, 1:]).sum(-1))
+    l2 = e[users].pow(2).sum() + e[items[:, 0] + 12].pow(2).sum() + e[items[:, 1:] + 12].pow(2).sum() / 2
+    want = bpr.mean() + 0.5 * 0.3 * l2 / 3
+    torch.testing.assert_close(loss, want)
+    got_grad = torch.autograd.grad(loss, e)[0]
+    torch.testing.assert_close(got_grad, torch.autograd.grad(want, e)[0])
+
+
 def test_lightgcn_round_trips_through_save_and_load(tmp_path) -> None:
     data = random_implicit()
     model = LightGCN(factors=4, trainer=Trainer(epochs=2, device="cpu", progress=False)).fit(data)
