@@ -243,7 +243,9 @@ class MultVAE(_MultAutoencoder):
     """
 
     variational = True
-    training_defaults: ClassVar[dict[str, Any]] = {**_MultAutoencoder.training_defaults, "lr": 3e-3}
+    training_defaults: ClassVar[dict[str, Any]] = dict(
+        epochs=200, batch_size=256, lr=1e-2, weight_decay=0.0, validate_every=2, patience=3
+    )
 
     def __init__(
         self,
@@ -253,7 +255,7 @@ class MultVAE(_MultAutoencoder):
         dropout: float = 0.5,
         anneal_cap: float = 0.5,
         anneal_steps: int = 200,
-        average: float = 0.99,
+        average: float = 0.98,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
