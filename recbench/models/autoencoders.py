@@ -150,7 +150,7 @@ class _MultAutoencoder(TorchRecommender):
     capabilities = Capabilities(history=True, similar=True)
     score_history = score_own_history
     training_defaults: ClassVar[dict[str, Any]] = dict(
-        epochs=200, batch_size=128, lr=1e-3, weight_decay=0.0, validate_every=2, patience=5
+        epochs=200, batch_size=256, lr=3e-3, weight_decay=0.0, validate_every=2, patience=3
     )
     hidden: int
     latent: int
@@ -243,9 +243,7 @@ class MultVAE(_MultAutoencoder):
     """
 
     variational = True
-    training_defaults: ClassVar[dict[str, Any]] = dict(
-        epochs=200, batch_size=256, lr=1e-2, weight_decay=0.0, validate_every=2, patience=3
-    )
+    training_defaults: ClassVar[dict[str, Any]] = {**_MultAutoencoder.training_defaults, "lr": 1e-2}
 
     def __init__(
         self,
@@ -310,7 +308,7 @@ class MultDAE(_MultAutoencoder):
         hidden: int = 600,
         latent: int = 200,
         dropout: float = 0.5,
-        average: float = 0.0,
+        average: float = 0.98,
         trainer: Trainer | None = None,
         seed: int = 0,
     ) -> None:
