@@ -72,6 +72,7 @@ class AutoencoderNet(nn.Module):
         self.averaged = [name for name, _ in self.named_parameters()] if self.average > 0 else []
         for name in self.averaged:
             self.register_buffer(_avg_name(name), self.get_parameter(name).detach().clone())
+        self.register_load_state_dict_pre_hook(_average_from_weights)
 
     def advance(self) -> int:
         """Before a training step: fold the current weights into the moving average (when kept) and
@@ -119,6 +120,14 @@ class AutoencoderNet(nn.Module):
             z = torch.tanh(code)
         hidden = torch.tanh(F.linear(z, w["decoder.weight"], w["decoder.bias"]))
         return F.linear(hidden, w["output.weight"], w["output.bias"]), mu, logvar
+
+
+def _average_from_weights(module: AutoencoderNet, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Load hook: weights saved without an average (before it existed) start it from the weights."""
+    for name in module.averaged:
+        key = prefix + _avg_name(name)
+        if key not in state and prefix + name in state:
+            state[key] = state[prefix + name]
 
 
 def _avg_name(name: str) -> str:

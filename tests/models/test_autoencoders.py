@@ -109,3 +109,13 @@ def test_weight_average_follows_the_ramped_decay_and_is_what_evaluation_uses() -
     assert torch.allclose(
         net(batch["indices"], batch["offsets"])[0], trained(batch["indices"], batch["offsets"])[0]
     )
+
+
+def test_weights_saved_without_an_average_load_with_the_average_started_from_them() -> None:
+    _, batch = tiny_batch()
+    torch.manual_seed(0)
+    old = dae_network(0.0)  # as saved before the average existed: no avg_* entries
+    net = dae_network(0.98)
+    net.load_state_dict(old.state_dict())
+    old.eval(), net.eval()
+    assert torch.equal(net(batch["indices"], batch["offsets"])[0], old(batch["indices"], batch["offsets"])[0])
