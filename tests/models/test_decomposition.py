@@ -9,6 +9,7 @@ import pytest
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
+from recbench.models import decomposition
 from recbench.models.base import capabilities_of
 from recbench.models.decomposition import EASE, NMF, PureSVD
 from recbench.models.persistence import load_state, save_model
@@ -96,6 +97,37 @@ def test_ease_matches_dense_reference_with_zero_diagonal() -> None:
     assert np.all(np.diag(model.weights_) == 0.0)
     np.testing.assert_allclose(model.weights_, ref, atol=1e-5)
     np.testing.assert_allclose(model.score(np.arange(30), data), x @ ref, atol=1e-4)
+
+
+def test_ease_scores_sparse_blocks_as_sparse_rows_with_the_dense_products_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(4)
+    n_users, n_items = 300, 400  # about 3 items per user: far below the dense path's density
+    cells = np.unique(rng.integers(0, n_users * n_items, size=900))
+    data = Interactions(
+        users=(cells // n_items).astype(np.int32),
+        items=(cells % n_items).astype(np.int32),
+        n_users=n_users,
+        n_items=n_items,
+    )
+    model = EASE(l2=5.0).fit(data)
+    users = np.arange(n_users)
+    dense = data.binary_csr[users].toarray() @ model.weights_
+    calls: list[int] = []
+    real = decomposition.sparse_rows_times_dense
+
+    def spy(left, rows, weights):
+        calls.append(len(rows))
+        return real(left, rows, weights)
+
+    monkeypatch.setattr(decomposition, "sparse_rows_times_dense", spy)
+    np.testing.assert_allclose(model.score(users, data), dense, rtol=1e-5, atol=1e-6)
+    assert calls == [n_users]  # one block of 300 users, summed as sparse rows
+    calls.clear()
+    dense_data = random_ratings(seed=3)  # 40% of the items per user: one dense product
+    EASE(l2=5.0).fit(dense_data).score(np.arange(30), dense_data)
+    assert calls == []
 
 
 def test_ease_rejects_non_positive_l2(blocks: Interactions) -> None:
