@@ -16,6 +16,7 @@ from pathlib import Path
 
 from recbench.errors import RecbenchError
 from recbench.files import atomic_write
+from recbench.memory import reuse_freed_memory
 
 log = logging.getLogger("recbench")
 
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(USAGE, end="")
         sys.exit(0 if args else 2)
     command, rest = args[0], args[1:]
+    reuse_freed_memory()  # per-step temporaries reuse the heap instead of new pages from the kernel
     try:
         if command == "train":
             _train(rest)

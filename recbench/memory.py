@@ -8,6 +8,7 @@ recorded as failed, instead of being killed by the kernel's out-of-memory killer
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 
 from recbench.errors import ConfigError
@@ -17,6 +18,33 @@ from recbench.errors import ConfigError
 USABLE_SHARE = 0.9
 
 _MEMINFO = Path("/proc/meminfo")
+
+#: Freed blocks up to this size stay in the C library's heap for the next allocation
+#: (see :func:`reuse_freed_memory`).
+HEAP_BLOCK_BYTES = 256 << 20
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc's malloc.h)
+
+
+def reuse_freed_memory(block_bytes: int = HEAP_BLOCK_BYTES) -> bool:
+    """Let glibc reuse freed blocks up to ``block_bytes`` instead of handing them back to the kernel.
+
+    By default glibc maps every allocation above an adaptive threshold (at most 32 MiB) fresh from the
+    kernel and unmaps it when freed, and gives back freed memory at the top of its heap beyond a trim
+    threshold. A training step or an evaluation block that allocates and frees temporaries of tens of
+    MiB then faults their pages in again on every step, in kernel time. This sets ``M_MMAP_THRESHOLD``
+    to ``block_bytes`` and ``M_TRIM_THRESHOLD`` to twice that, once per process: larger allocations are
+    still mapped and returned when freed, and the free memory kept at the heap's top stays below
+    ``2 * block_bytes`` (fragmentation inside the heap can keep more). Returns whether the C library
+    accepted both settings; ``False`` (nothing changed) on a C library without ``mallopt``.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    size = int(min(block_bytes, 2**30))
+    return bool(mallopt(_M_MMAP_THRESHOLD, size)) & bool(mallopt(_M_TRIM_THRESHOLD, 2 * size))
 
 
 def available_bytes() -> int | None:
