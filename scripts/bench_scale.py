@@ -309,6 +309,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_scale.csv")
     p.add_argument("--limit-child", default="", help=argparse.SUPPRESS)  # SHAPE:THREADS, internal
     args = p.parse_args()
+    for flag, names in (("--models", args.models), ("--two-threads", args.two_threads)):
+        unknown = sorted({m.strip() for m in names.split(",") if m.strip()} - set(MODELS))
+        if unknown:
+            p.error(f"{flag}: unknown model rows {unknown}; choose from {sorted(MODELS)} ('' for none)")
     if args.limit_child:
         shape, threads = args.limit_child.split(":")
         for row in limit_rows(shape, int(threads)):
