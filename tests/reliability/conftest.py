@@ -68,16 +68,18 @@ def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 
 @pytest.fixture
 def cli_spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """``cli_spawn(*args, log=path)``: start ``python -m recbench`` in tmp_path without waiting.
+    """``cli_spawn(*args, log=path, code=None)``: start ``python -m recbench`` in tmp_path without waiting.
 
-    Processes still running when the test ends are killed.
+    With ``code``, the child runs ``python -c code ARGS`` instead (a harness that patches something and then
+    calls ``recbench.cli.main``). Processes still running when the test ends are killed.
     """
     started: list[subprocess.Popen[str]] = []
 
-    def spawn(*args: str, log: Path) -> subprocess.Popen[str]:
+    def spawn(*args: str, log: Path, code: str | None = None) -> subprocess.Popen[str]:
+        command = cli_command(*args) if code is None else [sys.executable, "-c", code, *args]
         with open(log, "w") as fh:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(
-                cli_command(*args),
+                command,
                 cwd=tmp_path,
                 env=cli_env(tmp_path),
                 stdout=fh,

@@ -32,6 +32,25 @@ def checkpoint_epoch(path: Path) -> int:
         return -1
 
 
+# The killed run's harness: every checkpoint write is followed by a pause, so an epoch on tiny data (about a
+# millisecond) cannot outrun the poller below and the kill lands between two checkpoints on any machine.
+SLOW_CHECKPOINTS = """
+import sys, time
+from recbench.cli import main
+from recbench.training import trainer
+
+save = trainer.save_checkpoint
+
+def save_then_pause(*args, **kwargs):
+    path = save(*args, **kwargs)
+    time.sleep(0.4)
+    return path
+
+trainer.save_checkpoint = save_then_pause
+main(sys.argv[1:])
+"""
+
+
 @pytest.mark.slow
 def test_killed_cli_run_resumes_to_identical_metrics(tmp_path: Path, cli, cli_spawn) -> None:
     """SIGKILL a CLI run after epoch >= 2, resume it elsewhere: metrics equal an uninterrupted run's."""
@@ -43,10 +62,11 @@ def test_killed_cli_run_resumes_to_identical_metrics(tmp_path: Path, cli, cli_sp
         "trainer.device=cpu",
         "trainer.progress=false",
         "trainer.early_stopping.patience=15",  # early-stopping state (best weights) is kept, never fires
+        "trainer.checkpoint_every=1",
         "seed=7",
     ]
     a, b, c = tmp_path / "A", tmp_path / "B", tmp_path / "C"
-    proc = cli_spawn(*args, f"hydra.run.dir={a}", log=tmp_path / "a.log")
+    proc = cli_spawn(*args, f"hydra.run.dir={a}", log=tmp_path / "a.log", code=SLOW_CHECKPOINTS)
     killed_after = -1
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
