@@ -155,6 +155,10 @@ def _mlp(emb: FeatureEmbeddings, hidden: tuple[int, ...], dropout: float) -> Pai
 class FMNet(SeparableNet):
     """Factorization machine over the concatenated row: ``w0 + own(user) + own(item) + s_u . s_i``."""
 
+    #: each side is one FM bag of all its columns (:func:`bag_terms`); the per-example view of private
+    #: training computes such sides with weighted sums over only the columns an example really reads
+    bag_sides = True
+
     def side_terms(self, side: str, vec: torch.Tensor, lin: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         """The side's own linear and pairwise terms, and its embedding sum."""
         s, own = bag_terms(vec, lin)
