@@ -15,7 +15,7 @@ from recbench.errors import ConfigError
 from recbench.models.sequential import objectives
 from recbench.models.sequential.bert4rec import BERT4Rec
 from recbench.models.sequential.caser import Caser
-from recbench.models.sequential.data import POPULARITY_ALPHA, SharedNegatives, next_item_batches
+from recbench.models.sequential.data import POPULARITY_ALPHA, RowNegatives, next_item_batches
 from recbench.models.sequential.layers import item_cross_entropy
 from recbench.models.sequential.objectives import (
     SAMPLED_ABOVE_ITEMS,
@@ -39,12 +39,18 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def one_row(hidden: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> tuple:
+    """Positions ``hidden[N, d]`` / ``targets[N]`` as one row sharing ``negatives[K]``."""
+    return hidden.unsqueeze(0), targets.unsqueeze(0), negatives.unsqueeze(0)
+
+
 def test_sampled_loss_equals_a_hand_computation() -> None:
-    # two positions, d = 2; items are tokens 1..4; shared negatives [2, 3, 2]
+    # two positions of one row, d = 2; items are tokens 1..4; the row's negatives [2, 3, 2]
     hidden = torch.tensor([[1.0, 0.0], [0.5, -1.0]])
     weight = torch.tensor([[0.0, 0.0], [1.0, 2.0], [0.0, 1.0], [-1.0, 0.5], [2.0, 2.0]])
     targets = torch.tensor([1, 3])
     negatives = torch.tensor([2, 3, 2])
+    hidden, targets, negatives = one_row(hidden, targets, negatives)
     loss = sampled_item_cross_entropy(hidden, weight, targets, negatives)
     # position 0: target 1 scores 1.0; negatives 2, 3, 2 score 0.0, -1.0, 0.0
     first = -1.0 + math.log(math.exp(1.0) + math.exp(0.0) + math.exp(-1.0) + math.exp(0.0))
@@ -59,8 +65,8 @@ def test_a_negative_equal_to_the_target_changes_nothing() -> None:
     targets = torch.tensor([1, 2, 3, 4, 5])
     clean = torch.tensor([6, 7, 8])
     with_hits = torch.tensor([6, 7, 8, 3, 5])  # the targets of positions 2 and 4
-    a = sampled_item_cross_entropy(hidden, weight, targets, clean)
-    b = sampled_item_cross_entropy(hidden, weight, targets, with_hits)
+    a = sampled_item_cross_entropy(hidden[None], weight, targets[None], clean[None])
+    b = sampled_item_cross_entropy(hidden[None], weight, targets[None], with_hits[None])
     # positions 2 and 4 see exactly the clean negatives; the others see two more
     logits = hidden @ weight.T
     rows = []
@@ -76,7 +82,7 @@ def test_sampled_with_every_item_equals_the_full_softmax() -> None:
     hidden, weight = torch.randn(6, 3), torch.randn(8, 3)  # 7 items (tokens 1..7)
     targets = torch.tensor([1, 4, 7, 2, 2, 5])
     every = torch.arange(1, 8)  # the target is among them and left out, so: full softmax
-    sampled = sampled_item_cross_entropy(hidden, weight, targets, every)
+    sampled = sampled_item_cross_entropy(hidden[None], weight, targets[None], every[None])
     assert sampled.item() == pytest.approx(item_cross_entropy(hidden, weight, 7, targets).item(), rel=1e-5)
 
 
@@ -95,21 +101,23 @@ def test_log_q_correction_lowers_each_logit_by_its_log_probability() -> None:
 
 def test_uniform_negatives_are_items_and_seeded() -> None:
     data = cycles()  # 20 items
-    sampler = SharedNegatives(data, 1000, "uniform")
-    a = sampler.draw(np.random.default_rng(3))
-    assert a.dtype == np.int64 and a.shape == (1000,)
+    sampler = RowNegatives(data, 1000, "uniform")
+    a = sampler.draw(np.random.default_rng(3), 2)
+    assert a.dtype == np.int64 and a.shape == (2, 1000)
     assert a.min() >= 1 and a.max() <= data.n_items  # tokens of real items: never padding (0) or [MASK]
-    assert np.array_equal(a, sampler.draw(np.random.default_rng(3)))
+    assert np.array_equal(a, sampler.draw(np.random.default_rng(3), 2))
+    assert not np.array_equal(a[0], a[1])  # every row draws its own
     batch: dict = {}
-    sampler.add_to(batch, np.array([[0, 3]]), np.random.default_rng(0))
-    assert set(batch) == {"shared_negatives"}  # uniform: the log-q terms cancel, none are given
+    sampler.add_to(batch, np.array([[0, 3], [2, 1], [1, 0]]), np.random.default_rng(0))
+    assert set(batch) == {"row_negatives"}  # uniform: the log-q terms cancel, none are given
+    assert batch["row_negatives"].shape == (3, 1000)
 
 
 def test_popularity_negatives_follow_the_smoothed_counts() -> None:
     items = np.repeat(np.arange(4), [70, 20, 9, 1])
     data = Interactions(np.zeros(len(items), dtype=np.int64), items, 1, 4)
-    sampler = SharedNegatives(data, 200_000, "popularity")
-    drawn = np.bincount(sampler.draw(np.random.default_rng(0)) - 1, minlength=4) / 200_000
+    sampler = RowNegatives(data, 100_000, "popularity")
+    drawn = np.bincount(sampler.draw(np.random.default_rng(0), 2).ravel() - 1, minlength=4) / 200_000
     expected = (np.array([70, 20, 9, 1]) + 1.0) ** POPULARITY_ALPHA
     np.testing.assert_allclose(drawn, expected / expected.sum(), atol=0.005)
     batch: dict = {}
@@ -117,7 +125,7 @@ def test_popularity_negatives_follow_the_smoothed_counts() -> None:
     q = expected / expected.sum()
     np.testing.assert_allclose(batch["target_log_q"].numpy(), [[0.0, np.log(q[0]), np.log(q[3])]], rtol=1e-5)
     np.testing.assert_allclose(
-        batch["negative_log_q"].numpy(), np.log(q[batch["shared_negatives"].numpy() - 1]), rtol=1e-5
+        batch["negative_log_q"].numpy(), np.log(q[batch["row_negatives"].numpy() - 1]), rtol=1e-5
     )
 
 
@@ -130,14 +138,33 @@ def test_auto_picks_the_full_softmax_up_to_the_threshold() -> None:
         resolve_loss_type("SASRec", "softmax", 10)
 
 
-def test_next_item_batches_carry_shared_negatives() -> None:
+def test_next_item_batches_carry_negatives_for_every_row() -> None:
     data = cycles()
     rng = np.random.default_rng(0)
-    shared = SharedNegatives(data, 7, "popularity")
-    batch = next(next_item_batches(data, 6, 8, rng, crop=False, negatives=False, shared=shared))
-    assert batch["shared_negatives"].shape == (7,) and batch["negative_log_q"].shape == (7,)
+    draws = RowNegatives(data, 7, "popularity")
+    batch = next(next_item_batches(data, 6, 8, rng, crop=False, negatives=False, negatives_of_rows=draws))
+    rows = len(batch["targets"])
+    assert batch["row_negatives"].shape == (rows, 7) and batch["negative_log_q"].shape == (rows, 7)
     assert batch["target_log_q"].shape == batch["targets"].shape
-    assert "shared_negatives" not in next(next_item_batches(data, 6, 8, rng, crop=False, negatives=False))
+    assert "row_negatives" not in next(next_item_batches(data, 6, 8, rng, crop=False, negatives=False))
+
+
+def test_each_row_is_scored_against_its_own_negatives() -> None:
+    """Two rows with different negatives: the loss is the mean over their positions, each position's softmax
+    over its target and its own row's draws (what the batched product must pick)."""
+    torch.manual_seed(2)
+    hidden, weight = torch.randn(2, 3, 4), torch.randn(10, 4)
+    targets = torch.tensor([[1, 2, 0], [0, 3, 4]])  # 0: no target at that position
+    negatives = torch.tensor([[5, 6, 2], [7, 8, 9]])  # row 0 drew its position 1's target
+    loss = sampled_item_cross_entropy(hidden, weight, targets, negatives)
+    by_hand = []
+    for r in range(2):
+        for t in range(3):
+            target = int(targets[r, t])
+            if target:
+                cands = [target] + [int(n) for n in negatives[r] if int(n) != target]
+                by_hand.append(-torch.log_softmax(hidden[r, t] @ weight[cands].T, 0)[0])
+    assert loss.item() == pytest.approx(torch.stack(by_hand).mean().item(), rel=1e-6)
 
 
 def small_trainer(epochs: int) -> Trainer:
@@ -148,7 +175,7 @@ def small_trainer(epochs: int) -> Trainer:
 def test_sampled_softmax_learns_the_next_item(name: str, sampler: str) -> None:
     data = cycles()
     # GRU4Rec learns the loops more slowly from 10 of 20 items than from all of them
-    epochs = 30 if name == "sasrec" else 50
+    epochs = 30 if name == "sasrec" else 80
     model = make(name, epochs=epochs, loss_type="sampled", n_negatives=10, sampler=sampler).fit(data)
     assert model.loss_type_ == "sampled"
     top = model.score(np.arange(data.n_users), data).argmax(axis=1)

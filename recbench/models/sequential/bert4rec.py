@@ -18,8 +18,8 @@ from recbench.models.sequential.data import (
     history_sequences,
     length_sorted_chunks,
     memo,
+    row_negatives,
     rows_with,
-    shared_negatives,
     shuffled_batches,
     trim_padding,
     windows,
@@ -85,11 +85,11 @@ class BERT4Rec(TorchRecommender):
         implementation's ``dupe_factor``); more copies make an epoch longer and less noisy.
     crop: train on a random window of ``max_len`` items per long history each epoch.
     loss_type: ``ce`` (softmax over the catalogue, as in the paper), ``sampled`` (softmax against
-        ``n_negatives`` items drawn per batch) or ``auto`` (``ce`` up to
+        ``n_negatives`` items drawn per row) or ``auto`` (``ce`` up to
         :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items, else ``sampled``).
-    n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its masked positions).
+    n_negatives: items drawn per row for ``loss_type=sampled``, shared by its masked positions.
     sampler: how the sampled negatives are drawn: ``popularity`` (with the log-q correction) or
-        ``uniform`` (see :class:`~recbench.models.sequential.data.SharedNegatives`).
+        ``uniform`` (see :class:`~recbench.models.sequential.data.RowNegatives`).
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
     seed: initialisation, dropout and masking seed.
 
@@ -181,7 +181,7 @@ class BERT4Rec(TorchRecommender):
                 "targets": torch.from_numpy(np.where(masked, win, 0)[:, first:]),
             }
             if self.loss_type_ == "sampled":
-                shared_negatives(train, self.n_negatives, self.sampler).add_to(
+                row_negatives(train, self.n_negatives, self.sampler).add_to(
                     batch, batch["targets"].numpy(), rng
                 )
             yield batch
@@ -189,16 +189,13 @@ class BERT4Rec(TorchRecommender):
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Softmax cross-entropy (over the catalogue, or sampled) at the masked positions."""
         targets = batch["targets"]
-        valid = targets != 0
-        hidden = net(batch["seqs"])[valid]
+        hidden = net(batch["seqs"])
         if self.loss_type_ == "sampled":
             return sampled_item_cross_entropy(
-                hidden,
-                net.token_weight,
-                targets[valid],
-                batch["shared_negatives"],
-                *batch_log_q(batch, valid),
+                hidden, net.token_weight, targets, batch["row_negatives"], *batch_log_q(batch)
             )
+        valid = targets != 0
+        hidden = hidden[valid]
         return full_item_cross_entropy("BERT4Rec", hidden, net.token_weight, self.n_items_, targets[valid])
 
     def score_users(self, net: nn.Module, users: torch.Tensor, history: Interactions) -> torch.Tensor:

@@ -17,7 +17,7 @@ from recbench.models.sequential.data import (
     history_sequences,
     memo,
     negative_tokens,
-    shared_negatives,
+    row_negatives,
     shuffle_ties,
     shuffled_batches,
     tie_times,
@@ -77,10 +77,6 @@ class CaserNet(nn.Module):
         """``x[B, 2d]`` scored against ``tokens[B, K]`` -> ``[B, K]``."""
         return (x.unsqueeze(1) * self.output(tokens)).sum(-1) + self.bias(tokens).squeeze(-1)
 
-    def shared_scores(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """``x[B, 2d]`` scored against the same ``tokens[K]`` for every row -> ``[B, K]``."""
-        return x @ self.output(tokens).T + self.bias(tokens).T
-
 
 class Caser(TorchRecommender):
     """Convolutional sequence embedding model.
@@ -99,12 +95,12 @@ class Caser(TorchRecommender):
     n_h, n_v: number of horizontal filters per height and of vertical filters.
     dropout: dropout before the fully connected layer.
     loss_type: ``ce`` (softmax cross-entropy over all items, per target), ``sampled`` (softmax
-        against ``n_negatives`` items drawn per batch), ``bce`` (binary cross-entropy with one
+        against ``n_negatives`` items drawn per example), ``bce`` (binary cross-entropy with one
         sampled negative per target, as in the paper) or ``auto`` (``ce`` up to
         :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items, else ``sampled``).
-    n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its examples).
+    n_negatives: items drawn per example for ``loss_type=sampled``, shared by its targets.
     sampler: how the sampled negatives are drawn: ``popularity`` (with the log-q correction) or
-        ``uniform`` (see :class:`~recbench.models.sequential.data.SharedNegatives`).
+        ``uniform`` (see :class:`~recbench.models.sequential.data.RowNegatives`).
     shuffle_ties: reorder each user's items that share a timestamp at random each epoch before the
         examples are cut (off by default: on ml-100k it did not help Caser; see the README).
     trainer: the shared :class:`~recbench.training.Trainer` (``None`` = defaults).
@@ -205,7 +201,7 @@ class Caser(TorchRecommender):
             if self.loss_type_ == "bce":
                 batch["negatives"] = torch.from_numpy(negative_tokens(train, users[idx], self.targets, rng))
             elif self.loss_type_ == "sampled":
-                shared_negatives(train, self.n_negatives, self.sampler).add_to(batch, targets[idx], rng)
+                row_negatives(train, self.n_negatives, self.sampler).add_to(batch, targets[idx], rng)
             yield batch
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -221,10 +217,13 @@ class Caser(TorchRecommender):
             logits = net.logits(x)  # [B, n_items], shared by the example's targets
             return F.cross_entropy(logits[rows], targets[valid] - 1)
         if self.loss_type_ == "sampled":
-            negatives = batch["shared_negatives"]
+            negatives = batch["row_negatives"]  # [B, K]: each example's own draws
             pos = net.token_scores(x, targets)[valid]
-            neg = net.shared_scores(x, negatives)[rows]
-            return sampled_cross_entropy(pos, neg, targets[valid], negatives, *batch_log_q(batch, valid))
+            neg = net.token_scores(x, negatives)[rows]
+            pos_q, neg_q = batch_log_q(batch)
+            if pos_q is not None and neg_q is not None:
+                pos_q, neg_q = pos_q[valid], neg_q[rows]
+            return sampled_cross_entropy(pos, neg, targets[valid], negatives[rows], pos_q, neg_q)
         pos = net.token_scores(x, targets)[valid]
         neg = net.token_scores(x, batch["negatives"])[valid]
         return bce_loss(pos, neg)

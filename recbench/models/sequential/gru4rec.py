@@ -61,9 +61,9 @@ class GRU4Rec(NextItemRecommender):
     loss_type: ``ce`` (full softmax cross-entropy), ``sampled`` (softmax against ``n_negatives``
         sampled items), ``bce`` (one sampled negative per position) or ``auto`` (``ce`` up to
         :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items, else ``sampled``).
-    n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its positions).
+    n_negatives: items drawn per row (one user's sequence) for ``loss_type=sampled``, shared by its positions.
     sampler: how the sampled negatives are drawn: ``popularity`` (with the log-q correction) or
-        ``uniform`` (see :class:`~recbench.models.sequential.data.SharedNegatives`).
+        ``uniform`` (see :class:`~recbench.models.sequential.data.RowNegatives`).
     crop: train on a random window of ``max_len + 1`` items per long history each epoch.
     shuffle_ties: reorder each user's items that share a timestamp at random each epoch (see
         :class:`~recbench.models.sequential.sasrec.SASRec`; the README's sequential results say what

@@ -18,8 +18,8 @@ from recbench.models.sequential.data import (
     length_sorted_chunks,
     memo,
     next_item_batches,
+    row_negatives,
     rows_with,
-    shared_negatives,
 )
 from recbench.models.sequential.layers import item_logits, similar_tokens
 from recbench.models.sequential.objectives import next_item_loss, objective
@@ -78,7 +78,7 @@ class NextItemRecommender(TorchRecommender):
             negatives=self.loss_type_ == "bce",
             trim=self.padding_invariant,
             ties=self.shuffle_ties,
-            shared=shared_negatives(train, self.n_negatives, self.sampler)
+            negatives_of_rows=row_negatives(train, self.n_negatives, self.sampler)
             if self.loss_type_ == "sampled"
             else None,
         )

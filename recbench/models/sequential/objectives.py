@@ -5,9 +5,9 @@ Every sequential model chooses its objective with ``model.loss_type``:
 - ``ce``: softmax cross-entropy over the whole catalogue. Its cost (and, on a GPU, the memory of
   its logits: positions x items) grows with the number of items.
 - ``sampled``: softmax cross-entropy of each target against ``model.n_negatives`` items drawn (with
-  replacement) once per batch and shared by all its positions, so a position costs the same at
-  1,000 or 1,000,000 items. ``model.sampler`` draws them uniformly or in proportion to popularity
-  (:class:`~recbench.models.sequential.data.SharedNegatives`); with ``popularity`` the logits of the
+  replacement) for each row of a batch and shared by the row's positions, so a position costs the
+  same at 1,000 or 1,000,000 items. ``model.sampler`` draws them uniformly or in proportion to popularity
+  (:class:`~recbench.models.sequential.data.RowNegatives`); with ``popularity`` the logits of the
   target and of the negatives are lowered by their log-probability of being drawn (the log-q
   correction of sampled softmax, which makes it estimate the full softmax); with ``uniform`` that
   correction is the same for every candidate and cancels. A drawn item that equals a position's own
@@ -76,17 +76,17 @@ def sampled_cross_entropy(
     pos_log_q: torch.Tensor | None = None,
     neg_log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean softmax cross-entropy of each target against the shared sampled negatives.
+    """Mean softmax cross-entropy of each target against its sampled negatives.
 
-    ``pos_logits[N]`` are the targets' logits, ``neg_logits[N, K]`` the logits of the ``K`` shared
-    ``negatives`` (tokens ``[K]``) at each of the ``N`` positions whose target tokens are
-    ``targets[N]``. A negative equal to the position's target is left out of its softmax. With the
-    log-probabilities of being drawn, ``pos_log_q[N]`` and ``neg_log_q[K]``, each logit is lowered by
-    its own (the log-q correction).
+    ``pos_logits[N]`` are the targets' logits, ``neg_logits[N, K]`` the logits of the ``K`` negatives
+    of each of the ``N`` positions, whose tokens are ``negatives`` (``[N, K]``, or ``[K]`` shared by
+    all positions); the target tokens are ``targets[N]``. A negative equal to the position's target is
+    left out of its softmax. With the log-probabilities of being drawn, ``pos_log_q[N]`` and
+    ``neg_log_q`` (shaped like ``negatives``), each logit is lowered by its own (the log-q correction).
     """
     if pos_log_q is not None and neg_log_q is not None:
         pos_logits, neg_logits = pos_logits - pos_log_q, neg_logits - neg_log_q
-    hit = negatives.unsqueeze(0) == targets.unsqueeze(1)  # [N, K]: the target drawn as a negative
+    hit = negatives == targets.unsqueeze(1)  # [N, K]: the target drawn as a negative
     neg_logits = neg_logits.masked_fill(hit, float("-inf"))
     logits = torch.cat([pos_logits.unsqueeze(1), neg_logits], dim=1)
     return -F.log_softmax(logits, dim=1)[:, 0].mean()
@@ -97,24 +97,31 @@ def sampled_item_cross_entropy(
     token_weight: torch.Tensor,
     targets: torch.Tensor,
     negatives: torch.Tensor,
-    pos_log_q: torch.Tensor | None = None,
-    neg_log_q: torch.Tensor | None = None,
+    target_log_q: torch.Tensor | None = None,
+    negative_log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """:func:`sampled_cross_entropy` of ``hidden[N, d]`` scored by dot products with ``token_weight`` rows."""
-    if len(targets) == 0:
+    """:func:`sampled_cross_entropy` of ``hidden[B, T, d]`` at the positions with a target
+    (``targets[B, T]``, ``0`` = none), scored by dot products with ``token_weight`` rows against each
+    row's ``negatives[B, K]`` (one batched matrix product); ``target_log_q[B, T]`` and
+    ``negative_log_q[B, K]`` as in :func:`batch_log_q`."""
+    valid = targets != 0
+    if not bool(valid.any()):
         return hidden.sum() * 0.0  # keeps the graph: an empty batch contributes nothing
-    pos = (hidden * F.embedding(targets, token_weight)).sum(-1)
-    neg = hidden @ F.embedding(negatives, token_weight).T
-    return sampled_cross_entropy(pos, neg, targets, negatives, pos_log_q, neg_log_q)
+    rows = torch.nonzero(valid, as_tuple=True)[0]
+    h, tokens = hidden[valid], targets[valid]
+    pos = (h * F.embedding(tokens, token_weight)).sum(-1)
+    neg = torch.bmm(hidden, F.embedding(negatives, token_weight).transpose(1, 2))[valid]  # [N, K]
+    pos_q = None if target_log_q is None else target_log_q[valid]
+    neg_q = None if negative_log_q is None else negative_log_q[rows]
+    return sampled_cross_entropy(pos, neg, tokens, negatives[rows], pos_q, neg_q)
 
 
-def batch_log_q(
-    batch: dict[str, torch.Tensor], valid: torch.Tensor
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The log-q terms of a batch's sampled softmax at the ``valid`` targets (``None`` when uniform)."""
+def batch_log_q(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A batch's log-q terms of the sampled softmax, ``(target_log_q, negative_log_q)`` shaped like its
+    targets and its ``row_negatives`` (``None`` when uniform)."""
     if "negative_log_q" not in batch:
         return None, None
-    return batch["target_log_q"][valid], batch["negative_log_q"]
+    return batch["target_log_q"], batch["negative_log_q"]
 
 
 def device_available_bytes(device: torch.device) -> int | None:
@@ -165,19 +172,18 @@ def next_item_loss(
     """Loss of ``hidden[B, T, d]`` against ``batch["targets"][B, T]`` (tokens; ``0`` = no target).
 
     ``loss_type`` is a resolved objective (see :func:`resolve_loss_type`): ``ce`` over the catalogue,
-    ``sampled`` against ``batch["shared_negatives"]``, or ``bce`` against the per-position token in
-    ``batch["negatives"]``. Only positions with a target are computed.
+    ``sampled`` against ``batch["row_negatives"]``, or ``bce`` against the per-position token in
+    ``batch["negatives"]``. Only positions with a target enter the loss.
     """
     targets = batch["targets"]
+    if loss_type == "sampled":
+        return sampled_item_cross_entropy(
+            hidden, token_weight, targets, batch["row_negatives"], *batch_log_q(batch)
+        )
     valid = targets != 0
     h = hidden[valid]
     if loss_type == "ce":
         return full_item_cross_entropy(model, h, token_weight, n_items, targets[valid])
-    if loss_type == "sampled":
-        pos_q, neg_q = batch_log_q(batch, valid)
-        return sampled_item_cross_entropy(
-            h, token_weight, targets[valid], batch["shared_negatives"], pos_q, neg_q
-        )
     pos = (h * token_weight[targets[valid]]).sum(-1)
     neg = (h * token_weight[batch["negatives"][valid]]).sum(-1)
     return bce_loss(pos, neg)

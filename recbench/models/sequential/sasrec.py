@@ -71,9 +71,9 @@ class SASRec(NextItemRecommender):
         catalogues), ``bce`` = binary cross-entropy with one sampled negative per position (the
         original paper), or ``auto`` = ``ce`` up to
         :data:`~recbench.models.sequential.objectives.SAMPLED_ABOVE_ITEMS` items, else ``sampled``.
-    n_negatives: items drawn per batch for ``loss_type=sampled`` (shared by its positions).
+    n_negatives: items drawn per row (one user's sequence) for ``loss_type=sampled``, shared by its positions.
     sampler: how the sampled negatives are drawn: ``popularity`` (with the log-q correction) or
-        ``uniform`` (see :class:`~recbench.models.sequential.data.SharedNegatives`).
+        ``uniform`` (see :class:`~recbench.models.sequential.data.RowNegatives`).
     crop: train on a random window of ``max_len + 1`` items per long history each epoch instead of
         always the most recent one. Off by default: on ml-100k (leave-one-out) the most recent
         window ranks better than random windows (see the README), since the test target follows the
