@@ -548,6 +548,10 @@ def check_privacy(name: str, caps: Capabilities, cfg: DictConfig) -> None:
             "cannot be trained privately with these settings (a non-torch model, compiled kernels, side "
             "features or popularity-sampled negatives); or set privacy=none",
         )
+    if settings is not None and settings.active and caps.needs_sequences and settings.unit != "user":
+        from recbench.training.privacy import sequence_unit_error
+
+        raise ConfigError(sequence_unit_error(name))
 
 
 def check_data(name: str, caps: Capabilities, data: Interactions, spec: EvalSpec, cfg: DictConfig) -> None:

@@ -29,13 +29,20 @@ from recbench.models.base import TorchRecommender
 COMMON = ("dataset=ml-100k", *bk.HOLDOUT_80_10_10, *bk.NDCG10, "trainer.early_stopping=null", *bk.ONE_THREAD)
 
 
+#: Settings of the models that are trained privately only in a particular way: the sequential models on
+#: their leave-one-out protocol, with the user as the privacy unit (one training row is one user's sequence).
+MODEL_SETTINGS = {"gru4rec": (("split=loo",), ("trainer.privacy.unit=user",))}
+
+
 def cases(models: list[str], epochs: int, epsilon: float) -> list[tuple[str, str, tuple[str, ...]]]:
     """``(model, privacy, overrides)`` of every run of one repeat, private and plain alternating."""
     out = []
     for model in models:
-        base = (*COMMON, f"model={model}", f"trainer.epochs={epochs}")
+        both, private = MODEL_SETTINGS.get(model, ((), ()))
+        base = (*COMMON, f"model={model}", f"trainer.epochs={epochs}", *both)
         out.append((model, "none", (*base, "privacy=none")))
-        out.append((model, "dp", (*base, "privacy=dp", f"trainer.privacy.target_epsilon={epsilon}")))
+        dp = ("privacy=dp", f"trainer.privacy.target_epsilon={epsilon}", *private)
+        out.append((model, "dp", (*base, *dp)))
     return out
 
 

@@ -50,6 +50,8 @@ ACCOUNTANTS = ("rdp", "prv")
 #: Privacy units: one interaction (``example``), or all of a user's interactions (``user``, see
 #: :mod:`recbench.training.privacy_user`).
 UNITS = ("example", "user")
+#: The models that can be trained privately (the ``private`` capability), for error messages.
+PRIVATE_MODELS = "gmf, ncf_mlp, ncf, mlp, mf, pmf, fm, widedeep, deepfm, and gru4rec with unit=user"
 #: Rényi orders of the RDP accountant. Opacus's default list spends most of its time in fractional
 #: orders above 2 (the noise-multiplier search took many seconds per run) and stops at 63, below the
 #: optimum of large epsilons; three fractional orders below 2, every integer to 64, then a few larger ones.
@@ -206,12 +208,30 @@ class ExampleUnits:
 
 
 def _units(settings: PrivacySettings, model: Any, train: Interactions) -> Any:
-    """The privacy unit of ``settings.unit``."""
+    """The privacy unit of ``settings.unit`` (the sequential models know only the user)."""
+    sequences = hasattr(model, "sequence_network")
+    if sequences and settings.unit != "user":
+        raise ConfigError(sequence_unit_error(type(model).__name__))
     if settings.unit == "user":
-        from recbench.training.privacy_user import UserUnits
+        from recbench.training.privacy_user import SequenceUnits, UserUnits
 
-        return UserUnits(model, train, settings)
+        return SequenceUnits(model, train, settings) if sequences else UserUnits(model, train, settings)
+    if not hasattr(model, "example_network") or not hasattr(model, "example_batch"):
+        raise ConfigError(
+            f"trainer.privacy.enabled=true, but {type(model).__name__} cannot be trained privately (it "
+            f"declares no per-example losses). Models that can: {PRIVATE_MODELS}; or set "
+            "trainer.privacy.enabled=false."
+        )
     return ExampleUnits(model, train)
+
+
+def sequence_unit_error(model: str) -> str:
+    """The message refusing example-level DP for a sequential model."""
+    return (
+        f"trainer.privacy.unit=example, but {model} trains on whole user sequences (one training row "
+        "mixes all of a user's latest items), so its privacy unit can only be the user: set "
+        "trainer.privacy.unit=user."
+    )
 
 
 class _PerExampleLoss(nn.Module):
@@ -252,12 +272,6 @@ class PrivateSession:
 
         _register_norm_sampler()
 
-        if not hasattr(model, "example_network") or not hasattr(model, "example_batch"):
-            raise ConfigError(
-                f"trainer.privacy.enabled=true, but {type(model).__name__} cannot be trained privately (it "
-                "declares no per-example losses). Models that can: gmf, ncf_mlp, ncf, mlp, mf, pmf, fm, "
-                "widedeep, deepfm; or set trainer.privacy.enabled=false."
-            )
         units = _units(settings, model, train)
         batch_size = units.batch_size(batch_size)
         n = units.count
@@ -295,8 +309,7 @@ class PrivateSession:
             raise ConfigError(
                 f"trainer.privacy.enabled=true, but {type(model).__name__}'s network has layers Opacus "
                 f"cannot train privately: {'; '.join(str(e) for e in errors[:3])}. Use a model whose layers "
-                "it supports (gmf, ncf_mlp, ncf, mlp, mf, pmf, fm, widedeep, deepfm) or set "
-                "trainer.privacy.enabled=false."
+                f"it supports ({PRIVATE_MODELS}) or set trainer.privacy.enabled=false."
             )
         rows = torch.utils.data.TensorDataset(torch.arange(n))
         loader = torch.utils.data.DataLoader(

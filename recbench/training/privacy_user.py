@@ -38,7 +38,7 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 
 #: Models whose per-example network accepts user blocks (``blocks = True``).
-USER_LEVEL_MODELS = "gmf, ncf_mlp, ncf, mlp, mf, pmf, fm, widedeep, deepfm"
+USER_LEVEL_MODELS = "gmf, ncf_mlp, ncf, mlp, mf, pmf, fm, widedeep, deepfm, gru4rec"
 
 
 class UserBlocks(nn.Module):
@@ -155,4 +155,43 @@ class UserUnits:
             "users_per_batch": self.users_per_batch,
             "max_examples_per_user": self.cap,
             "unit_loss": "mean over the user's sampled examples",
+        }
+
+
+class SequenceUnits:
+    """The user-level unit of the sequential models: a user is one training row, their sequence window.
+
+    ``count`` is the number of user ids (Poisson-sampled, as in :class:`UserUnits`); a step's batch is the
+    windows of the sampled users that have a training target, built by the model
+    (``sequence_batch``), and its network returns one loss per window (``sequence_network``). The
+    ``max_len`` latest items of a user enter their window; older ones are never read, so they are
+    protected trivially.
+    """
+
+    name = "user"
+    noun = "users"
+
+    def __init__(self, model: Any, train: Interactions, settings: Any) -> None:
+        self.model, self.train = model, train
+        self.count = int(train.n_users)
+        self.users_per_batch = int(settings.users_per_batch)
+
+    def batch_size(self, trainer_batch_size: int) -> int:
+        """Expected users per step: ``users_per_batch`` (``trainer.batch_size`` is not used)."""
+        return self.users_per_batch
+
+    def network(self) -> nn.Module:
+        """The model's per-user view (``sequence_network``)."""
+        return self.model.sequence_network()
+
+    def batch(self, users: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """The windows of the sampled ``users``."""
+        return self.model.sequence_batch(self.train, users.astype(np.int64), rng)
+
+    def report(self) -> dict[str, Any]:
+        """The user-level entries of ``metrics.json``'s ``privacy.*``."""
+        return {
+            "users_per_batch": self.users_per_batch,
+            "max_items_per_user": int(self.model.max_len) + 1,
+            "unit_loss": "mean over the positions of the user's latest window",
         }

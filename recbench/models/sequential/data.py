@@ -268,18 +268,35 @@ def next_item_batches(
     else:
         order = shuffled_batches(len(rows), batch_size, rng)
     for idx in order:
-        full = seqs[rows[idx]] if times is None else shuffle_ties(seqs[rows[idx]], times[rows[idx]], rng)
-        win = windows(full, max_len + 1, rng, crop=crop)
-        inputs, targets = win[:, :-1], win[:, 1:]
-        if trim:
-            first = inputs.shape[1] - trim_padding(inputs).shape[1]
-            inputs, targets = inputs[:, first:], targets[:, first:]
-        batch = {
-            "seqs": torch.from_numpy(np.ascontiguousarray(inputs)),
-            "targets": torch.from_numpy(np.where(inputs == 0, 0, targets)),
-        }
+        batch = user_window_batch(seqs, times, rows[idx], max_len, rng, crop=crop, trim=trim)
+        inputs = batch["seqs"].numpy()
         if negatives:
             batch["negatives"] = torch.from_numpy(negative_tokens(train, rows[idx], inputs.shape[1], rng))
         if negatives_of_rows is not None:
             negatives_of_rows.add_to(batch, batch["targets"].numpy(), rng)
         yield batch
+
+
+def user_window_batch(
+    seqs: np.ndarray,
+    times: np.ndarray | None,
+    users: np.ndarray,
+    max_len: int,
+    rng: np.random.Generator,
+    *,
+    crop: bool,
+    trim: bool = False,
+) -> dict[str, torch.Tensor]:
+    """``seqs`` (inputs) and ``targets`` ``[len(users), max_len]`` of the ``users``' rows of ``seqs``
+    (:func:`full_sequences` of width ``max_len + 1``), as :func:`next_item_batches` builds them: ties
+    shuffled when ``times`` is given, one window per user, all-padding columns dropped with ``trim``."""
+    full = seqs[users] if times is None else shuffle_ties(seqs[users], times[users], rng)
+    win = windows(full, max_len + 1, rng, crop=crop)
+    inputs, targets = win[:, :-1], win[:, 1:]
+    if trim:
+        first = inputs.shape[1] - trim_padding(inputs).shape[1]
+        inputs, targets = inputs[:, first:], targets[:, first:]
+    return {
+        "seqs": torch.from_numpy(np.ascontiguousarray(inputs)),
+        "targets": torch.from_numpy(np.where(inputs == 0, 0, targets)),
+    }
