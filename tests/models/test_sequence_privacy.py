@@ -146,3 +146,33 @@ def test_user_cross_entropy_matches_autograd() -> None:
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(grad[..., 1:], expected_grad[..., 1:])
     assert torch.all(grad[..., 0] == 0)
+
+
+def test_pipeline_trains_gru4rec_privately_at_user_level(tmp_path) -> None:
+    import json
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from recbench.pipeline import RunContext, run
+
+    config_dir = Path(__file__).resolve().parents[2] / "configs"
+    overrides = [
+        "dataset=tiny",
+        "split=loo",
+        "trainer=fast",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "model=gru4rec",
+        "model.max_len=8",
+        "privacy=dp",
+        "trainer.privacy.unit=user",
+        "trainer.privacy.target_epsilon=8",
+        "trainer.epochs=2",
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
+        cfg = compose("train", overrides=overrides)
+    record = run(cfg, RunContext(tmp_path / "r", {"model": "gru4rec"}))
+    extra = json.loads((tmp_path / "r" / "metrics.json").read_text())["extra"]
+    assert record.status == "ok" and extra["privacy.unit"] == "user"
+    assert extra["privacy.epsilon"] == pytest.approx(8.0, rel=0.02)
+    assert extra["privacy.max_items_per_user"] == 9

@@ -284,7 +284,7 @@ def _cfg(tmp_path: Path, *overrides: str):
         )
 
 
-@pytest.mark.parametrize("model", ["itemknn", "bpr", "gmf model.negative_sampling=popularity"])
+@pytest.mark.parametrize("model", ["itemknn", "bpr", "gmf model.negative_sampling=popularity", "sasrec"])
 def test_pipeline_refuses_unable_models_naming_those_that_can(tmp_path: Path, model: str) -> None:
     from recbench.pipeline import RunContext, run
 
@@ -295,6 +295,15 @@ def test_pipeline_refuses_unable_models_naming_those_that_can(tmp_path: Path, mo
     assert (
         "dataset" not in json.loads((tmp_path / "r" / "metrics.json").read_text())["extra"]
     )  # before loading
+
+
+def test_pipeline_refuses_example_level_dp_of_a_sequential_model_before_loading(tmp_path: Path) -> None:
+    from recbench.pipeline import RunContext, run
+
+    cfg = _cfg(tmp_path, "model=gru4rec", "privacy=dp")
+    with pytest.raises(ConfigError, match=r"whole user sequences.*trainer\.privacy\.unit=user"):
+        run(cfg, RunContext(tmp_path / "r", {"model": "gru4rec"}))
+    assert "dataset" not in json.loads((tmp_path / "r" / "metrics.json").read_text())["extra"]
 
 
 def test_pipeline_records_the_privacy_numbers(tmp_path: Path) -> None:
