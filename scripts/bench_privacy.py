@@ -31,7 +31,8 @@ COMMON = ("dataset=ml-100k", *bk.HOLDOUT_80_10_10, *bk.NDCG10, "trainer.early_st
 
 #: Settings of the models that are trained privately only in a particular way: the sequential models on
 #: their leave-one-out protocol, with the user as the privacy unit (one training row is one user's sequence).
-MODEL_SETTINGS = {"gru4rec": (("split=loo",), ("trainer.privacy.unit=user",))}
+SEQUENTIAL = (("split=loo",), ("trainer.privacy.unit=user",))
+MODEL_SETTINGS = {"gru4rec": SEQUENTIAL, "nextitnet": SEQUENTIAL}
 
 
 def cases(models: list[str], epochs: int, epsilon: float) -> list[tuple[str, str, tuple[str, ...]]]:

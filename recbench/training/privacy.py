@@ -51,7 +51,9 @@ ACCOUNTANTS = ("rdp", "prv")
 #: :mod:`recbench.training.privacy_user`).
 UNITS = ("example", "user")
 #: The models that can be trained privately (the ``private`` capability), for error messages.
-PRIVATE_MODELS = "gmf, ncf_mlp, ncf, mlp, mf, pmf, fm, widedeep, deepfm, and gru4rec with unit=user"
+PRIVATE_MODELS = (
+    "gmf, ncf_mlp, ncf, mlp, mf, pmf, fm, widedeep, deepfm, and gru4rec, nextitnet with unit=user"
+)
 #: Rényi orders of the RDP accountant. Opacus's default list spends most of its time in fractional
 #: orders above 2 (the noise-multiplier search took many seconds per run) and stops at 63, below the
 #: optimum of large epsilons; three fractional orders below 2, every integer to 64, then a few larger ones.

@@ -38,7 +38,7 @@ from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
 
 #: Models whose per-example network accepts user blocks (``blocks = True``).
-USER_LEVEL_MODELS = "gmf, ncf_mlp, ncf, mlp, mf, pmf, fm, widedeep, deepfm, gru4rec"
+USER_LEVEL_MODELS = "gmf, ncf_mlp, ncf, mlp, mf, pmf, fm, widedeep, deepfm, gru4rec, nextitnet"
 
 
 class UserBlocks(nn.Module):

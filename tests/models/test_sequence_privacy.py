@@ -1,4 +1,4 @@
-"""User-level DP-SGD of GRU4Rec: the per-user view, clipping per user, a private fit, the refusals."""
+"""User-level DP-SGD of GRU4Rec and NextItNet: per-user view, per-user clipping, private fits, refusals."""
 
 from __future__ import annotations
 
@@ -14,17 +14,28 @@ pytest.importorskip("opacus")
 
 from recbench.errors import ConfigError
 from recbench.models.sequential.gru4rec import GRU4Rec
+from recbench.models.sequential.nextitnet import NextItNet
 from recbench.models.sequential.private import GRURecurrence
 from recbench.training.privacy import PrivacySettings, PrivateSession
 from recbench.training.trainer import Trainer
 from tests.models.test_sequential import cycles
 
+SMALL = {
+    "gru4rec": (GRU4Rec, {"embedding_dim": 6, "hidden_dim": 5}),
+    "nextitnet": (NextItNet, {"embedding_dim": 6, "kernel_size": 2, "dilations": [1, 2]}),
+}
+MODELS = list(SMALL)
 
-def built(**kw) -> GRU4Rec:
-    """A small GRU4Rec with its network built on the cycles data (what ``fit`` does before training)."""
+
+def small(name: str, trainer: Trainer, **kw):
+    cls, params = SMALL[name]
+    return cls(**{"max_len": 8, "dropout": 0.0, "loss_type": "ce", **params, **kw}, trainer=trainer)
+
+
+def built(name: str = "gru4rec", **kw):
+    """A small model with its network built on the cycles data (what ``fit`` does before training)."""
     torch.manual_seed(0)
-    params = {"max_len": 8, "embedding_dim": 6, "hidden_dim": 5, "dropout": 0.0, "loss_type": "ce", **kw}
-    model = GRU4Rec(**params, trainer=Trainer(epochs=1, batch_size=8, progress=False))
+    model = small(name, Trainer(epochs=1, batch_size=8, progress=False), **kw)
     data = cycles()
     model.n_users_, model.n_items_ = data.n_users, data.n_items
     model.device_ = torch.device("cpu")
@@ -42,8 +53,9 @@ def test_recurrence_equals_torch_gru() -> None:
     assert GRURecurrence(gru, 0).weight_hh is gru.weight_hh_l0  # shared, not copied
 
 
-def test_view_loss_is_the_users_mean_cross_entropy() -> None:
-    model = built()
+@pytest.mark.parametrize("name", MODELS)
+def test_view_loss_is_the_users_mean_cross_entropy(name: str) -> None:
+    model = built(name)
     data = cycles()
     batch = model.sequence_batch(data, np.arange(6), np.random.default_rng(0))
     view = model.sequence_network().eval()
@@ -59,9 +71,10 @@ def test_view_loss_is_the_users_mean_cross_entropy() -> None:
     torch.testing.assert_close(got, torch.stack(expected), rtol=1e-5, atol=1e-6)
 
 
-def test_each_user_gradient_is_clipped() -> None:
+@pytest.mark.parametrize("name", MODELS)
+def test_each_user_gradient_is_clipped(name: str) -> None:
     """No noise: the step's gradient is the sum over users of their loss's gradient clipped to the norm."""
-    model = built()
+    model = built(name)
     data = cycles()
     reference = copy.deepcopy(model).sequence_network()  # plain autograd, one user at a time
     settings = PrivacySettings(
@@ -92,12 +105,13 @@ def test_each_user_gradient_is_clipped() -> None:
     session.close()
 
 
-def test_private_fit_spends_the_target_and_changes_the_weights() -> None:
+@pytest.mark.parametrize("name", MODELS)
+def test_private_fit_spends_the_target_and_changes_the_weights(name: str) -> None:
     data = cycles()
 
-    def fitted(privacy: PrivacySettings | None) -> GRU4Rec:
+    def fitted(privacy: PrivacySettings | None):
         trainer = Trainer(epochs=2, batch_size=8, lr=1e-2, progress=False, privacy=privacy)
-        return GRU4Rec(max_len=8, embedding_dim=6, hidden_dim=5, loss_type="ce", trainer=trainer).fit(data)
+        return small(name, trainer).fit(data)
 
     settings = PrivacySettings(enabled=True, target_epsilon=4.0, unit="user", users_per_batch=8, delta=1e-2)
     model = fitted(settings)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from recbench.data.interactions import Interactions
-from recbench.errors import ConfigError
 from recbench.models.base import Capabilities
-from recbench.models.sequential.data import full_sequences, memo, rows_with, tie_times, user_window_batch
 from recbench.models.sequential.layers import (
     Dropout,
     check_positive,
@@ -132,29 +129,8 @@ class GRU4Rec(NextItemRecommender):
         )
         return GRU4RecNet(train.n_items, self.embedding_dim, self.hidden_dim, self.n_layers, self.dropout)
 
-    def sequence_network(self) -> nn.Module:
-        """The per-user view of the network for user-level DP-SGD
-        (:class:`~recbench.models.sequential.private.GRU4RecUsers`; full softmax only)."""
-        from recbench.models.sequential.private import GRU4RecUsers, register
+    def private_body(self, net: nn.Module) -> nn.Module:
+        """The GRU layers as step-by-step modules (:class:`~recbench.models.sequential.private.GRUBody`)."""
+        from recbench.models.sequential.private import GRUBody
 
-        register()
-        if self.loss_type_ != "ce":
-            raise ConfigError(
-                f"GRU4Rec trains privately with the full softmax only, but its objective is "
-                f"{self.loss_type_!r} (model.loss_type={self.loss_type}; the sampled objectives read item "
-                "counts or other users' items). Set model.loss_type=ce."
-            )
-        return GRU4RecUsers(self.network_, self.dropout)
-
-    def sequence_batch(
-        self, train: Interactions, users: np.ndarray, rng: np.random.Generator
-    ) -> dict[str, torch.Tensor]:
-        """The training windows of those ``users`` that have a target (two items or more), built as in
-        non-private training from each user's own items only."""
-        seqs = full_sequences(train, self.max_len + 1)
-        rows = memo(train, ("rows", seqs.shape[1], 2), lambda: rows_with(seqs, 2))
-        keep = np.zeros(len(seqs), dtype=bool)
-        keep[rows] = True
-        users = users[keep[users]]
-        times = tie_times(train, self.max_len + 1) if self.shuffle_ties else None
-        return user_window_batch(seqs, times, users, self.max_len, rng, crop=self.crop)
+        return GRUBody(net.gru, self.dropout)

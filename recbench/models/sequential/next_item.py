@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from recbench.data.interactions import Interactions
+from recbench.errors import ConfigError
 from recbench.models.adhoc import score_own_history
 from recbench.models.base import Capabilities, TorchRecommender
 from recbench.models.sequential.data import (
@@ -20,6 +21,8 @@ from recbench.models.sequential.data import (
     next_item_batches,
     row_negatives,
     rows_with,
+    tie_times,
+    user_window_batch,
 )
 from recbench.models.sequential.layers import item_logits, similar_tokens
 from recbench.models.sequential.objectives import next_item_loss, objective
@@ -82,6 +85,44 @@ class NextItemRecommender(TorchRecommender):
             if self.loss_type_ == "sampled"
             else None,
         )
+
+    def private_body(self, net: nn.Module) -> nn.Module | None:
+        """The trunk of ``net`` (input embeddings ``[U, T, d]`` to hidden states) through modules Opacus
+        can clip per user, sharing its parameters; ``None`` (the default) when the model cannot be trained
+        privately. Models that return one declare ``Capabilities(private=True)``."""
+        return None
+
+    def sequence_network(self) -> nn.Module:
+        """The per-user view of the network for user-level DP-SGD
+        (:class:`~recbench.models.sequential.private.SequenceUsers`; full softmax only)."""
+        from recbench.models.sequential.private import SequenceUsers, register
+
+        register()
+        name = type(self).__name__
+        body = self.private_body(self.network_)
+        if body is None:
+            raise ConfigError(f"{name} cannot be trained privately; set privacy=none.")
+        if self.loss_type_ != "ce":
+            raise ConfigError(
+                f"{name} trains privately with the full softmax only, but its objective is "
+                f"{self.loss_type_!r} (model.loss_type={self.loss_type}; the sampled objectives read item "
+                "counts or other users' items). Set model.loss_type=ce."
+            )
+        return SequenceUsers(self.network_.items.weight, body, self.network_.token_weight)
+
+    def sequence_batch(
+        self, train: Interactions, users: np.ndarray, rng: np.random.Generator
+    ) -> dict[str, torch.Tensor]:
+        """The training windows of those ``users`` that have a target (two items or more), built as in
+        non-private training from each user's own items only."""
+        seqs = full_sequences(train, self.max_len + 1)
+        rows = memo(train, ("rows", seqs.shape[1], 2), lambda: rows_with(seqs, 2))
+        keep = np.zeros(len(seqs), dtype=bool)
+        keep[rows] = True
+        users = users[keep[users]]
+        times = tie_times(train, self.max_len + 1) if self.shuffle_ties else None
+        trim = self.padding_invariant
+        return user_window_batch(seqs, times, users, self.max_len, rng, crop=self.crop, trim=trim)
 
     def loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Next-item loss at every non-padding position."""

@@ -9,6 +9,7 @@ from torch import nn
 
 from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
+from recbench.models.base import Capabilities
 from recbench.models.sequential.layers import (
     CausalConvBlock,
     check_positive,
@@ -75,6 +76,9 @@ class NextItNet(NextItemRecommender):
     Network for Next Item Recommendation. WSDM 2019.
     """
 
+    #: user-level DP-SGD (``privacy=dp trainer.privacy.unit=user``, full softmax): :meth:`private_body`
+    capabilities = Capabilities(history=True, explain=True, similar=True, needs_sequences=True, private=True)
+
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 100,
         "batch_size": 64,
@@ -110,6 +114,10 @@ class NextItNet(NextItemRecommender):
         self.shuffle_ties = shuffle_ties
         self.trainer = trainer
         self.seed = seed
+
+    def private_body(self, net: nn.Module) -> nn.Module:
+        """The network's own residual blocks (convolutions and layer norms Opacus clips per user)."""
+        return net.blocks
 
     def build_network(self, train: Interactions) -> NextItNetNet:
         """A fresh :class:`NextItNetNet` for ``train.n_items``."""

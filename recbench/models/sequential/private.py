@@ -1,17 +1,19 @@
-"""Per-user losses of GRU4Rec through layers Opacus can clip, for user-level DP-SGD.
+"""Per-user losses of GRU4Rec and NextItNet through layers Opacus can clip, for user-level DP-SGD.
 
 A sequential model trains on whole user sequences: one row of a batch is one user's window of their
 latest items, and its gradient mixes all of them. So its privacy unit is the user
 (``trainer.privacy.unit=user``; :class:`~recbench.training.privacy_user.SequenceUnits` Poisson-samples
-users and clips each user's gradient). :class:`GRU4RecUsers` is a view of a GRU4Rec network that
-shares its parameters and returns one loss per user:
+users and clips each user's gradient). :class:`SequenceUsers` is a view of such a network that shares its
+parameters and returns one loss per user:
 
 * the input item table is read through a gather layer (ghost clipping's embedding norms), the padding
   positions multiplied by 0 so that the padding row gets no gradient, as in the network;
-* every GRU layer is a :class:`GRURecurrence`, a module of the layer's own four parameters that runs the
-  recurrence step by step. Its hidden-to-hidden weights act at every step, which ghost clipping's
-  per-layer norms cannot handle; the per-user gradients of these small matrices are computed instead
-  (:func:`recurrence_grad_sample`) and their norms enter the clipping with the others;
+* NextItNet's residual blocks of dilated convolutions and layer norms are the network's own modules
+  (Opacus computes their per-user gradients); for GRU4Rec, every GRU layer is a :class:`GRURecurrence`,
+  a module of the layer's own four parameters that runs the recurrence step by step. Its
+  hidden-to-hidden weights act at every step, which ghost clipping's per-layer norms cannot handle; the
+  per-user gradients of these small matrices are computed instead (:func:`recurrence_grad_sample`) and
+  their norms enter the clipping with the others;
 * the output item table is an ``nn.Linear`` of weight the network's output embeddings, applied to every
   position (its per-user norm from the ``[positions x positions]`` Gram form or the per-user gradient).
 
@@ -111,36 +113,52 @@ def register() -> None:
     register_grad_sampler(GRURecurrence)(recurrence_grad_sample)
 
 
-class GRU4RecUsers(nn.Module):
-    """``forward(batch)``: ``[U]`` losses of the users' windows ``seqs``/``targets`` ``[U, T]`` (0 = none).
+class GRUBody(nn.Module):
+    """GRU4Rec's trunk for the per-user view: dropout, the :class:`GRURecurrence` layers (dropout between
+    stacked layers, as :class:`torch.nn.GRU` applies it), dropout; ``[U, T, d] -> [U, T, hidden]``."""
 
-    Shares the parameters of ``net`` (a :class:`~recbench.models.sequential.gru4rec.GRU4RecNet`).
-    """
-
-    def __init__(self, net: Any, dropout: float) -> None:
+    def __init__(self, gru: nn.GRU, dropout: float) -> None:
         super().__init__()
-        self.items = shared_embedding(net.items.weight)
-        self.layers = nn.ModuleList(GRURecurrence(net.gru, i) for i in range(net.gru.num_layers))
-        out = net.output.weight
-        self.output = nn.Linear(out.shape[1], out.shape[0])
-        self.output.weight = out
-        # a frozen bias of -inf on token 0 (padding, never a candidate) and 0 elsewhere: the softmax runs
-        # over the real items, with no separate masking pass over the logits
-        padding = torch.zeros(out.shape[0], dtype=out.dtype, device=out.device)
-        padding[0] = float("-inf")
-        self.output.bias = nn.Parameter(padding, requires_grad=False)
-        self.dropout, self.between = float(dropout), float(net.gru.dropout)
+        self.layers = nn.ModuleList(GRURecurrence(gru, i) for i in range(gru.num_layers))
+        self.dropout, self.between = float(dropout), float(gru.dropout)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy over each user's positions with a target."""
-        seqs, targets = batch["seqs"], batch["targets"]
-        x = self.items(seqs) * (seqs != 0).unsqueeze(-1).to(self.items.weight.dtype)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """States of every position."""
         x = F.dropout(x, self.dropout, self.training)
         for i, layer in enumerate(self.layers):
             if i:
                 x = F.dropout(x, self.between, self.training)
             x = layer(x)
-        logits = self.output(F.dropout(x, self.dropout, self.training))  # [U, T, n_items + 1]
+        return F.dropout(x, self.dropout, self.training)
+
+
+class SequenceUsers(nn.Module):
+    """``forward(batch)``: ``[U]`` losses of the users' windows ``seqs``/``targets`` ``[U, T]`` (0 = none).
+
+    ``items`` and ``output`` are a network's input and output item tables (``[n_items + 1, d]``, row 0 the
+    padding token), read here through a gather layer and an ``nn.Linear`` that share them; ``body`` maps
+    the input embeddings ``[U, T, d]`` to the hidden states ``[U, T, d']`` that score the next item: the
+    network's own modules where Opacus can clip them (NextItNet's convolution blocks), else a view of
+    them (:class:`GRUBody`).
+    """
+
+    def __init__(self, items: nn.Parameter, body: nn.Module, output: nn.Parameter) -> None:
+        super().__init__()
+        self.items = shared_embedding(items)
+        self.body = body
+        self.output = nn.Linear(output.shape[1], output.shape[0])
+        self.output.weight = output
+        # a frozen bias of -inf on token 0 (padding, never a candidate) and 0 elsewhere: the softmax runs
+        # over the real items, with no separate masking pass over the logits
+        padding = torch.zeros(output.shape[0], dtype=output.dtype, device=output.device)
+        padding[0] = float("-inf")
+        self.output.bias = nn.Parameter(padding, requires_grad=False)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy over each user's positions with a target."""
+        seqs, targets = batch["seqs"], batch["targets"]
+        x = self.items(seqs) * (seqs != 0).unsqueeze(-1).to(self.items.weight.dtype)
+        logits = self.output(self.body(x))  # [U, T, n_items + 1]
         return _UserCrossEntropy.apply(logits, targets)
 
 
