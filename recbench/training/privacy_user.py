@@ -109,12 +109,9 @@ def to_blocks(
     return out
 
 
-class UserUnits:
-    """The user-level privacy unit (``unit=user``) for :class:`~recbench.training.privacy.PrivateSession`.
-
-    ``count`` is the number of user ids (what is Poisson-sampled and what the default delta divides);
-    a step's batch is the blocks of the sampled users (:func:`sample_user_rows`, :func:`to_blocks`).
-    """
+class _SampledUsers:
+    """What the user-level units share: ``count`` user ids are Poisson-sampled (and divide the default
+    delta), ``users_per_batch`` of them per step in expectation (``trainer.batch_size`` is not used)."""
 
     name = "user"
     noun = "users"
@@ -123,15 +120,25 @@ class UserUnits:
         self.model, self.train = model, train
         self.count = int(train.n_users)
         self.users_per_batch = int(settings.users_per_batch)
+
+    def batch_size(self, trainer_batch_size: int) -> int:
+        """Expected users per step: ``users_per_batch``."""
+        return self.users_per_batch
+
+
+class UserUnits(_SampledUsers):
+    """The user-level privacy unit (``unit=user``) for :class:`~recbench.training.privacy.PrivateSession`.
+
+    A step's batch is the blocks of the sampled users (:func:`sample_user_rows`, :func:`to_blocks`).
+    """
+
+    def __init__(self, model: Any, train: Interactions, settings: Any) -> None:
+        super().__init__(model, train, settings)
         self.cap = int(settings.max_examples_per_user)
         users = np.asarray(train.users)
         self.order = np.argsort(users, kind="stable")
         self.indptr = np.zeros(self.count + 1, dtype=np.int64)
         np.cumsum(np.bincount(users, minlength=self.count), out=self.indptr[1:])
-
-    def batch_size(self, trainer_batch_size: int) -> int:
-        """Expected users per step: ``users_per_batch`` (``trainer.batch_size`` counts examples)."""
-        return self.users_per_batch
 
     def network(self) -> nn.Module:
         """The model's per-example network, run on user blocks (:class:`UserBlocks`)."""
@@ -158,27 +165,14 @@ class UserUnits:
         }
 
 
-class SequenceUnits:
+class SequenceUnits(_SampledUsers):
     """The user-level unit of the sequential models: a user is one training row, their sequence window.
 
-    ``count`` is the number of user ids (Poisson-sampled, as in :class:`UserUnits`); a step's batch is the
-    windows of the sampled users that have a training target, built by the model
-    (``sequence_batch``), and its network returns one loss per window (``sequence_network``). The
-    ``max_len`` latest items of a user enter their window; older ones are never read, so they are
-    protected trivially.
+    User ids are Poisson-sampled as in :class:`UserUnits`; a step's batch is the windows of the sampled
+    users that have a training target, built by the model (``sequence_batch``), and its network returns
+    one loss per window (``sequence_network``). The ``max_len`` latest items of a user enter their
+    window; older ones are never read, so they are protected trivially.
     """
-
-    name = "user"
-    noun = "users"
-
-    def __init__(self, model: Any, train: Interactions, settings: Any) -> None:
-        self.model, self.train = model, train
-        self.count = int(train.n_users)
-        self.users_per_batch = int(settings.users_per_batch)
-
-    def batch_size(self, trainer_batch_size: int) -> int:
-        """Expected users per step: ``users_per_batch`` (``trainer.batch_size`` is not used)."""
-        return self.users_per_batch
 
     def network(self) -> nn.Module:
         """The model's per-user view (``sequence_network``)."""
