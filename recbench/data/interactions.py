@@ -143,13 +143,19 @@ class Interactions:
     def csr(self) -> sp.csr_matrix:
         """``float32`` users x items matrix; values are ratings (or 1.0). Duplicates keep the last value."""
         values = self.ratings if self.ratings is not None else np.ones(len(self), dtype=np.float32)
+        shape = (self.n_users, self.n_items)
+        # scipy sums duplicated (user, item) pairs; when none repeats (the usual case: the loaders
+        # deduplicate), nothing was summed and this direct build, linear in the interactions, is the matrix
+        mat = sp.csr_matrix((values.astype(np.float32), (self.users, self.items)), shape=shape)
+        if mat.nnz == len(self):
+            mat.sort_indices()
+            return mat
         # Keep the last occurrence of a duplicated (user, item) pair rather than summing them.
         key = self.users * self.n_items + self.items
         _, last = np.unique(key[::-1], return_index=True)
         keep = len(key) - 1 - last
         mat = sp.csr_matrix(
-            (values[keep].astype(np.float32), (self.users[keep], self.items[keep])),
-            shape=(self.n_users, self.n_items),
+            (values[keep].astype(np.float32), (self.users[keep], self.items[keep])), shape=shape
         )
         mat.sort_indices()
         return mat

@@ -29,6 +29,20 @@ def test_csr_keeps_last_duplicate_and_shape() -> None:
     assert x.binary_csr.toarray()[0].tolist() == [0.0, 1.0, 1.0, 0.0]
 
 
+def test_csr_without_duplicates_is_the_interactions_sorted_by_row_and_item() -> None:
+    """The direct build (no pair repeats): canonical float32 CSR holding every rating once."""
+    rng = np.random.default_rng(4)
+    keys = rng.choice(50 * 40, size=300, replace=False)
+    users, items = keys // 40, keys % 40
+    ratings = rng.integers(1, 6, size=300).astype(np.float32)
+    x = Interactions(users, items, 50, 40, ratings=ratings)
+    csr = x.csr
+    assert csr.dtype == np.float32 and csr.has_canonical_format and csr.nnz == 300
+    dense = np.zeros((50, 40), dtype=np.float32)
+    dense[users, items] = ratings
+    assert np.array_equal(csr.toarray(), dense)
+
+
 def test_select_and_concat_round_trip() -> None:
     x = make()
     mask = x.users == 0
