@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -293,9 +294,10 @@ def _model_name(model: object) -> str:
     return type(model).__name__
 
 
-def _checked_scores(model: Scorer, users: np.ndarray, history: Interactions) -> np.ndarray:
-    """``model.score`` as a writable float32 array that owns its memory, shape and finiteness checked."""
-    scores = np.asarray(model.score(users, history), dtype=np.float32)
+def _checked_scores(model: Scorer, users: np.ndarray, history: Interactions, raw: Any = None) -> np.ndarray:
+    """``model.score`` (or its result ``raw``, already computed) as a writable float32 array that owns its
+    memory, shape and finiteness checked."""
+    scores = np.asarray(model.score(users, history) if raw is None else raw, dtype=np.float32)
     if not (scores.flags.writeable and scores.flags.owndata and scores.flags.c_contiguous):
         scores = np.array(scores, dtype=np.float32, order="C", copy=True)
     if scores.shape != (len(users), history.n_items):
@@ -466,8 +468,10 @@ def top_lists(
     --history test`` writes these same lists, so the metrics can be recomputed from its file.
 
     Users go in blocks of ``batch_size`` (``None``: sized from ``memory_mb`` and the available memory,
-    see :func:`block_users`). With more than one torch thread the next block is scored while the
-    current one is masked and ranked (``model.score`` is never called from two threads at once).
+    see :func:`block_users`). With ``n > 1`` torch threads, this thread scores the blocks one after the
+    other (``model.score`` is never called from two threads at once) while ``n`` worker threads mask and
+    rank the scored blocks, each on one torch thread: the whole of a block's ranking runs in parallel,
+    not only the top-k selection. The lists do not depend on the number of threads.
     ``label`` names a progress bar (users per second), shown on a terminal only.
     """
     seen = masked(history, exclude_seen, exclude_self)
@@ -480,17 +484,32 @@ def top_lists(
     blocks = (users[start : start + step] for start in starts)
     show = label is not None and sys.stderr.isatty()
     bar = tqdm(total=len(users), desc=label, unit="user", disable=not show, leave=False, smoothing=0.1)
-    ahead = torch.get_num_threads() > 1 and len(starts) > 1
-    with ThreadPoolExecutor(max_workers=1) if ahead else nullcontext() as pool:
-        for start, (batch, scores) in zip(starts, _scored_blocks(model, blocks, history, pool)):
-            if seen is not None:
-                sub = seen[batch]
-                scores[np.repeat(np.arange(len(batch)), np.diff(sub.indptr)), sub.indices] = -np.inf
-            items, values = top_k(scores, k)
-            del scores
-            top[start : start + len(batch)] = np.where(np.isneginf(values), -1, items)
-            top_scores[start : start + len(batch)] = values
-            bar.update(len(batch))
+
+    def rank(start: int, batch: np.ndarray, raw: Any) -> int:
+        """Check, mask and rank one block's scores ``raw`` (what ``model.score`` returned) into
+        ``top``/``top_scores``; returns the block's user count."""
+        scores = _checked_scores(model, batch, history, raw)
+        if seen is not None:
+            sub = seen[batch]
+            scores[np.repeat(np.arange(len(batch)), np.diff(sub.indptr)), sub.indices] = -np.inf
+        items, values = top_k(scores, k)
+        top[start : start + len(batch)] = np.where(np.isneginf(values), -1, items)
+        top_scores[start : start + len(batch)] = values
+        return len(batch)
+
+    workers = torch.get_num_threads() if len(starts) > 1 else 1
+    if workers == 1:
+        for start, batch in zip(starts, blocks):
+            bar.update(rank(start, batch, model.score(batch, history)))
+    else:
+        with _torch_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
+            pending: deque[Future[int]] = deque()
+            for start, batch in zip(starts, blocks):
+                pending.append(pool.submit(rank, start, batch, model.score(batch, history)))
+                while len(pending) > workers:  # at most workers + 1 score blocks alive
+                    bar.update(pending.popleft().result())
+            while pending:
+                bar.update(pending.popleft().result())
     bar.close()
     return gather_rows(top, n_all), gather_rows(top_scores, n_all)
 
@@ -540,28 +559,6 @@ def _full_ranking(
         per_user |= more
         catalogue |= run_level
     return per_user, catalogue, labels
-
-
-def _scored_blocks(
-    model: Scorer, blocks: Iterator[np.ndarray], history: Interactions, pool: ThreadPoolExecutor | None
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(users, scores)`` per block; with a ``pool``, each block is scored while the previous is used."""
-    if pool is None:
-        for batch in blocks:
-            yield batch, _checked_scores(model, batch, history)
-        return
-    pending: Future[np.ndarray] | None = None
-    previous: np.ndarray | None = None
-    for batch in blocks:
-        if pending is not None and previous is not None:
-            ready = pending.result()
-            pending = pool.submit(_checked_scores, model, batch, history)
-            yield previous, ready
-        else:
-            pending = pool.submit(_checked_scores, model, batch, history)
-        previous = batch
-    if pending is not None and previous is not None:
-        yield previous, pending.result()
 
 
 def _sampled(

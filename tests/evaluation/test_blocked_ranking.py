@@ -1,4 +1,4 @@
-"""Blocked, threaded full ranking: torch top-k selection, memory-sized blocks, prefetching, progress."""
+"""Blocked, threaded full ranking: torch top-k selection, memory-sized blocks, parallel ranking, progress."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def test_threads_and_block_sizes_give_identical_results(threads: int) -> None:
     assert sum(model.calls[1:]) == len(base.users) and max(model.calls[1:]) == 7
 
 
-def test_scoring_errors_surface_from_the_prefetch_thread() -> None:
+def test_scoring_errors_surface_when_several_threads_rank() -> None:
     model, target, history = random_case(6)
     model.scores[5:, 3] = np.nan
     with pytest.raises(Exception, match="non-finite"):
