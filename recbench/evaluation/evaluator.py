@@ -98,10 +98,11 @@ class EvalSpec:
     ks: cut-offs; a k larger than the catalogue is allowed (the lists are then shorter).
     batch_size: users per ``model.score`` call; ``None`` (default) sizes the blocks from
         ``memory_mb`` (and the memory available), so any catalogue size fits.
-    memory_mb: memory budget of the score blocks (MiB) when ``batch_size`` is ``None``.
-    num_threads: torch threads for scoring and top-k selection during evaluation (``None``: leave
-        torch's setting, i.e. every core unless the trainer or ``OMP_NUM_THREADS`` set fewer). With
-        more than one thread the next block is scored while the current one is ranked.
+    memory_mb: memory budget of the score blocks (MiB) when ``batch_size`` is ``None``, shared by the
+        blocks alive at once (one per thread plus the one being scored).
+    num_threads: threads of the evaluation (``None``: torch's setting, i.e. every core unless the trainer
+        or ``OMP_NUM_THREADS`` set fewer). With more than one, the calling thread scores the blocks while
+        that many workers mask and rank them, each on one torch thread (:func:`top_lists`).
     progress: progress bar (users ranked per second) on a terminal.
     exclude_seen: mask the items of ``history`` from each user's ranking.
     exclude_self: also mask item ``u`` for user ``u`` (user-user graphs such as friend recommendation,
@@ -479,7 +480,11 @@ def top_lists(
     users = users[shard_rows(n_all)]  # distributed training: this rank's share, the lists gathered below
     top = np.full((len(users), k), -1, dtype=np.int64)
     top_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
-    step = block_users(batch_size, memory_mb, history.n_items, len(users))
+    workers = torch.get_num_threads()
+    # with workers, up to workers + 1 score blocks are alive at once: the budget is shared among them
+    step = block_users(
+        batch_size, max(1, memory_mb // (workers + 1 if workers > 1 else 1)), history.n_items, len(users)
+    )
     starts = range(0, len(users), step)
     blocks = (users[start : start + step] for start in starts)
     show = label is not None and sys.stderr.isatty()
@@ -497,8 +502,7 @@ def top_lists(
         top_scores[start : start + len(batch)] = values
         return len(batch)
 
-    workers = torch.get_num_threads() if len(starts) > 1 else 1
-    if workers == 1:
+    if workers == 1 or len(starts) == 1:
         for start, batch in zip(starts, blocks):
             bar.update(rank(start, batch, model.score(batch, history)))
     else:
