@@ -1,4 +1,4 @@
-"""Maps the top-level configs/ folder into the wheel as ``recbench._configs`` (everything else is in pyproject)."""
+"""Maps the top-level configs/ folder into the wheel as ``recbench._configs`` (the rest is in pyproject)."""
 
 from setuptools import find_packages, setup
 
