@@ -18,6 +18,7 @@ pytest.importorskip("opacus")
 from recbench.models.feature_models import FM, DeepFM, WideDeep
 from recbench.training.privacy import PrivacySettings, PrivateSession
 from recbench.training.trainer import Trainer
+from tests.privacy_reference import clipped_sum, step_gradient
 
 from ..conftest import block_interactions
 from .test_feature_models import small, with_features
@@ -79,18 +80,11 @@ def test_each_example_gradient_is_clipped(cls, loss_type, featured) -> None:
     model = _built(cls, featured, loss_type=loss_type)
     rows = np.array([0, 5, 17, 40])
     batch = model.example_batch(featured, rows, np.random.default_rng(0))
-    ref = copy.deepcopy(model)
-    view = ref.example_network()  # independent reference: plain autograd, one example at a time
-    expected = torch.zeros(sum(p.numel() for p in view.parameters()))
+    view = copy.deepcopy(model).example_network()  # independent reference: one example at a time
     clip = 0.1
-    for j in range(len(rows)):
-        view.zero_grad()
-        view({k: v[j : j + 1] for k, v in batch.items()})[0].backward()
-        g = torch.cat(
-            [torch.zeros(p.numel()) if p.grad is None else p.grad.reshape(-1) for p in view.parameters()]
-        )
-        assert float(g.norm()) > clip  # every example is clipped
-        expected += g * (clip / float(g.norm()))
+    examples = ({k: v[j : j + 1] for k, v in batch.items()} for j in range(len(rows)))
+    expected, norms = clipped_sum(view, examples, clip)
+    assert min(norms) > clip  # every example is clipped
     settings = PrivacySettings(enabled=True, noise_multiplier=0.0, max_grad_norm=clip)
     session = PrivateSession(
         settings,
@@ -102,10 +96,7 @@ def test_each_example_gradient_is_clipped(cls, loss_type, featured) -> None:
         seed=0,
     )
     session.step(batch)
-    got = (
-        torch.cat([p.grad.reshape(-1) for p in session.module.parameters()])
-        * session.optimizer.expected_batch_size
-    )
+    got = step_gradient(session.module, session.optimizer.expected_batch_size)
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-7)
     assert float(got.norm()) <= len(rows) * clip * (1 + 1e-5)
     session.close()
@@ -131,21 +122,11 @@ def test_each_user_gradient_is_clipped_at_user_level(cls, loss_type, featured) -
     )
     batch = session.units.batch(np.array([0, 13, 27]), np.random.default_rng(1))
     assert batch["mask"].sum(1).min() > 1  # several examples per user block
-    expected = torch.zeros(sum(p.numel() for p in view.parameters()))
-    for b in range(3):
-        keep = batch["mask"][b] > 0
-        view.zero_grad()
-        view({k: v[b][keep] for k, v in batch.items() if k != "mask"}).mean().backward()
-        g = torch.cat(
-            [torch.zeros(p.numel()) if p.grad is None else p.grad.reshape(-1) for p in view.parameters()]
-        )
-        assert float(g.norm()) > 0.05  # every user is clipped
-        expected += g * (0.05 / float(g.norm()))
+    users = ({k: v[b][batch["mask"][b] > 0] for k, v in batch.items() if k != "mask"} for b in range(3))
+    expected, norms = clipped_sum(view, users, 0.05, reduce=torch.mean)
+    assert min(norms) > 0.05  # every user is clipped
     session.step(batch)
-    got = (
-        torch.cat([p.grad.reshape(-1) for p in session.module.parameters()])
-        * session.optimizer.expected_batch_size
-    )
+    got = step_gradient(session.module, session.optimizer.expected_batch_size)
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-7)
     session.close()
 

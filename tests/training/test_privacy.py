@@ -25,6 +25,7 @@ from recbench.models.mlp import MLPClassifier
 from recbench.models.ncf import GMF, NCFMLP, NeuMF
 from recbench.training.privacy import RDP_ORDERS, PrivacySettings, PrivateSession, default_delta
 from recbench.training.trainer import Trainer, epoch_listener
+from tests.privacy_reference import clipped_sum, step_gradient
 
 from ..conftest import block_interactions
 
@@ -51,10 +52,6 @@ def _session(model, train, *, sigma: float, clip: float, batch_size: int = 16, *
     )
 
 
-def _flat_grad(params) -> torch.Tensor:
-    return torch.cat([p.grad.reshape(-1) for p in params])
-
-
 @pytest.mark.parametrize("clip", [1e-3, 1e3])
 def test_each_example_gradient_is_clipped(clip: float) -> None:
     """With no noise, the step's gradient is the sum of each example's gradient clipped to ``clip``."""
@@ -63,21 +60,12 @@ def test_each_example_gradient_is_clipped(clip: float) -> None:
     rows = np.array([0, 5, 17, 40])
     batch = model.example_batch(train, rows, np.random.default_rng(0))
     # independent reference: plain autograd, one example at a time, on a copy of the network
-    ref = copy.deepcopy(model)
-    view = ref.example_network()
-    expected = torch.zeros(sum(p.numel() for p in view.parameters()))
-    norms = []
-    for j in range(len(rows)):
-        view.zero_grad()
-        view({k: v[j : j + 1] for k, v in batch.items()})[0].backward()
-        g = torch.cat(
-            [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in view.parameters()]
-        )
-        norms.append(float(g.norm()))
-        expected += g * min(1.0, clip / float(g.norm()))
+    view = copy.deepcopy(model).example_network()
+    examples = ({k: v[j : j + 1] for k, v in batch.items()} for j in range(len(rows)))
+    expected, norms = clipped_sum(view, examples, clip)
     session = _session(model, train, sigma=0.0, clip=clip)
     session.step(batch)
-    got = _flat_grad(session.module.parameters()) * session.optimizer.expected_batch_size
+    got = step_gradient(session.module, session.optimizer.expected_batch_size)
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-9)
     if clip < min(norms):  # every example was clipped: the sum has norm at most k * clip
         assert float(got.norm()) <= len(rows) * clip * (1 + 1e-5)
@@ -94,7 +82,7 @@ def test_noise_has_the_configured_scale() -> None:
     session = _session(model, train, sigma=sigma, clip=clip)
     empty = model.example_batch(train, np.zeros(0, dtype=np.int64), np.random.default_rng(0))
     session.step(empty)
-    noise = _flat_grad(session.module.parameters()) * session.optimizer.expected_batch_size
+    noise = step_gradient(session.module, session.optimizer.expected_batch_size)
     assert noise.numel() > 4000
     assert float(noise.std()) == pytest.approx(sigma * clip, rel=0.05)
     assert abs(float(noise.mean())) < 0.05 * sigma * clip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from recbench.models.ncf import GMF, NeuMF
 from recbench.training.privacy import RDP_ORDERS, PrivacySettings, PrivateSession, default_delta
 from recbench.training.privacy_user import sample_user_rows
 from recbench.training.trainer import Trainer, epoch_listener
+from tests.privacy_reference import clipped_sum, flat_grad, step_gradient
 
 from ..conftest import block_interactions
 
@@ -61,10 +61,6 @@ def _session(model, train, *, clip: float, cap: int = 64, sigma: float = 0.0) ->
     )
 
 
-def _grad(params) -> torch.Tensor:
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-
-
 @pytest.mark.parametrize(
     "make",
     [
@@ -83,25 +79,15 @@ def test_each_user_gradient_is_clipped(make, clip: float) -> None:
     assert batch["mask"].sum(1).tolist() == [30.0, 3.0, 3.0]
     # independent reference: plain autograd on the per-example network, one user's examples at a time
     view = session.units.model.example_network()
-    params = list(view.parameters())
-    expected, norms = torch.zeros(sum(p.numel() for p in params)), []
-    for b in range(3):
-        keep = batch["mask"][b] > 0
-        examples = {k: v[b][keep] for k, v in batch.items() if k != "mask"}
-        view.zero_grad()
-        with warnings.catch_warnings():  # Opacus's hooks on the shared layers: no input gradients
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            view(examples).mean().backward()
-        g = _grad(params)
-        norms.append(float(g.norm()))
-        expected += g * min(1.0, clip / norms[-1])
+    users = ({k: v[b][batch["mask"][b] > 0] for k, v in batch.items() if k != "mask"} for b in range(3))
+    expected, norms = clipped_sum(view, users, clip, reduce=torch.mean)
     scale = session.optimizer.expected_batch_size
     session.step(batch)
-    got = _grad(session.module.parameters()) * scale
+    got = step_gradient(session.module, scale)
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-9)
     heavy = {k: v[:1] for k, v in batch.items()}
     session.step(heavy)
-    alone = float(_grad(session.module.parameters()).norm()) * scale
+    alone = float(flat_grad(session.module.parameters()).norm()) * scale
     if clip < min(norms):
         assert alone == pytest.approx(clip, rel=1e-4)  # clipped to exactly clip
     else:
@@ -133,7 +119,7 @@ def test_noise_has_the_configured_scale_per_user_step() -> None:
     train = _heavy_user_data()
     session = _session(GMF(embedding_dim=64), train, clip=0.5, sigma=1.3)
     session.step(session.units.batch(np.zeros(0, dtype=np.int64), np.random.default_rng(0)))
-    noise = _grad(session.module.parameters()) * session.optimizer.expected_batch_size
+    noise = step_gradient(session.module, session.optimizer.expected_batch_size)
     assert float(noise.std()) == pytest.approx(1.3 * 0.5, rel=0.05)
     session.close()
 
