@@ -481,10 +481,8 @@ def top_lists(
     top = np.full((len(users), k), -1, dtype=np.int64)
     top_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
     workers = torch.get_num_threads()
-    # with workers, up to workers + 1 score blocks are alive at once: the budget is shared among them
-    step = block_users(
-        batch_size, max(1, memory_mb // (workers + 1 if workers > 1 else 1)), history.n_items, len(users)
-    )
+    alive = workers + 1 if workers > 1 else 1  # score blocks alive at once: the memory budget is theirs
+    step = block_users(batch_size, max(1, memory_mb // alive), history.n_items, len(users))
     starts = range(0, len(users), step)
     blocks = (users[start : start + step] for start in starts)
     show = label is not None and sys.stderr.isatty()

@@ -117,9 +117,8 @@ class NextItemRecommender(TorchRecommender):
         non-private training from each user's own items only."""
         seqs = full_sequences(train, self.max_len + 1)
         rows = memo(train, ("rows", seqs.shape[1], 2), lambda: rows_with(seqs, 2))
-        keep = np.zeros(len(seqs), dtype=bool)
-        keep[rows] = True
-        users = users[keep[users]]
+        trainable = memo(train, ("row_mask", seqs.shape[1], 2), lambda: np.isin(np.arange(len(seqs)), rows))
+        users = users[trainable[users]]  # built once per training set, not per step
         times = tie_times(train, self.max_len + 1) if self.shuffle_ties else None
         trim = self.padding_invariant
         return user_window_batch(seqs, times, users, self.max_len, rng, crop=self.crop, trim=trim)
