@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 import torch
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from recbench.data.interactions import Interactions
@@ -72,7 +73,12 @@ _REUSED_BLOCK_BYTES = 24 << 20
 
 
 class Scorer(Protocol):
-    """Anything with ``score(users, history) -> float32[len(users), n_items]`` (higher is better)."""
+    """Anything with ``score(users, history) -> float32[len(users), n_items]`` (higher is better).
+
+    A scorer whose ``capabilities.concurrent_score`` is true (see
+    :class:`~recbench.models.base.Capabilities`) may be called from several threads at once; the
+    evaluator then scores the blocks in its worker threads too.
+    """
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """Scores of ``users`` over all items. The evaluator masks seen items in the returned array in
@@ -291,6 +297,12 @@ def block_users(batch_size: int | None, memory_mb: int, n_items: int, n_users: i
     return max(1, min(fits, _REUSED_BLOCK_BYTES // (4 * max(n_items, 1))))
 
 
+def concurrent_score(model: object) -> bool:
+    """Whether ``model`` declares that its ``score`` may run in several threads at once
+    (``capabilities.concurrent_score``)."""
+    return bool(getattr(getattr(model, "capabilities", None), "concurrent_score", False))
+
+
 def _model_name(model: object) -> str:
     return type(model).__name__
 
@@ -469,10 +481,12 @@ def top_lists(
     --history test`` writes these same lists, so the metrics can be recomputed from its file.
 
     Users go in blocks of ``batch_size`` (``None``: sized from ``memory_mb`` and the available memory,
-    see :func:`block_users`). With ``n > 1`` torch threads, this thread scores the blocks one after the
-    other (``model.score`` is never called from two threads at once) while ``n`` worker threads mask and
-    rank the scored blocks, each on one torch thread: the whole of a block's ranking runs in parallel,
-    not only the top-k selection. The lists do not depend on the number of threads.
+    see :func:`block_users`). With ``n > 1`` torch threads, ``n`` worker threads mask and rank the scored
+    blocks, each on one torch (and BLAS) thread: the whole of a block's ranking runs in parallel, not
+    only the top-k selection. A model that declares ``concurrent_score`` is also scored in the workers
+    (each scores and ranks whole blocks); any other is scored by this thread, one block after the other,
+    so its ``score`` is never called from two threads at once. The lists do not depend on the number of
+    threads.
     ``label`` names a progress bar (users per second), shown on a terminal only.
     """
     seen = masked(history, exclude_seen, exclude_self)
@@ -481,7 +495,10 @@ def top_lists(
     top = np.full((len(users), k), -1, dtype=np.int64)
     top_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
     workers = torch.get_num_threads()
-    alive = workers + 1 if workers > 1 else 1  # score blocks alive at once: the memory budget is theirs
+    concurrent = workers > 1 and concurrent_score(model)
+    # score blocks alive at once (the memory budget is theirs): one per worker, plus the one this
+    # thread scores ahead when the workers only rank
+    alive = workers + 1 if workers > 1 and not concurrent else workers
     step = block_users(batch_size, max(1, memory_mb // alive), history.n_items, len(users))
     starts = range(0, len(users), step)
     blocks = (users[start : start + step] for start in starts)
@@ -500,15 +517,21 @@ def top_lists(
         top_scores[start : start + len(batch)] = values
         return len(batch)
 
+    def score_and_rank(start: int, batch: np.ndarray) -> int:
+        return rank(start, batch, model.score(batch, history))
+
     if workers == 1 or len(starts) == 1:
         for start, batch in zip(starts, blocks):
-            bar.update(rank(start, batch, model.score(batch, history)))
+            bar.update(score_and_rank(start, batch))
     else:
-        with _torch_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
+        with _torch_threads(1), threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
             pending: deque[Future[int]] = deque()
             for start, batch in zip(starts, blocks):
-                pending.append(pool.submit(rank, start, batch, model.score(batch, history)))
-                while len(pending) > workers:  # at most workers + 1 score blocks alive
+                if concurrent:  # the worker scores the block too
+                    pending.append(pool.submit(score_and_rank, start, batch))
+                else:  # scored here, ranked by a worker
+                    pending.append(pool.submit(rank, start, batch, model.score(batch, history)))
+                while len(pending) >= alive:  # at most `alive` score blocks at once
                     bar.update(pending.popleft().result())
             while pending:
                 bar.update(pending.popleft().result())

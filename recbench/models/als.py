@@ -49,7 +49,7 @@ class ImplicitALS(Recommender):
         Seed of the Gaussian initialisation (standard deviation 0.01).
     """
 
-    capabilities = Capabilities(history=True, fold_in=True, explain=True, similar=True)
+    capabilities = Capabilities(history=True, fold_in=True, explain=True, similar=True, concurrent_score=True)
 
     def __init__(
         self,

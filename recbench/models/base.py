@@ -54,6 +54,9 @@ class Capabilities:
     * ``private``: can be trained with differential privacy (``trainer.privacy.enabled``): has
       ``example_network()`` and ``example_batch(train, rows, rng)``
       (:class:`~recbench.training.privacy.PrivatelyTrainable`).
+    * ``concurrent_score``: ``score`` only reads fitted arrays (no lazy state, no mode switches), so it
+      may run in several threads at once; the evaluator then scores blocks in its worker threads
+      (``eval.num_threads``), not only ranks them.
 
     Needs (``True``: the run fails before loading data when the dataset cannot provide it):
 
@@ -72,6 +75,7 @@ class Capabilities:
     explain: bool = False
     similar: bool = False
     private: bool = False
+    concurrent_score: bool = False
     needs_sequences: bool = False
     needs_ratings: bool = False
     needs_features: bool = False

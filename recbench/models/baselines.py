@@ -21,7 +21,7 @@ class Popularity(Recommender):
     receives the same scores; the evaluator removes items the user has already seen.
     """
 
-    capabilities = Capabilities(history=True, explain=True)
+    capabilities = Capabilities(history=True, explain=True, concurrent_score=True)
 
     def __init__(self) -> None:
         pass

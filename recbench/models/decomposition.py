@@ -57,7 +57,7 @@ class PureSVD(Recommender):
         Seed of the ARPACK start vector (makes the decomposition reproducible).
     """
 
-    capabilities = Capabilities(history=True, explain=True, similar=True)
+    capabilities = Capabilities(history=True, explain=True, similar=True, concurrent_score=True)
 
     def __init__(self, *, factors: int = 20, implicit: bool = True, seed: int = 0) -> None:
         self.factors = factors

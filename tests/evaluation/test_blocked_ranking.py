@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +13,8 @@ from recbench.errors import ConfigError
 from recbench.evaluation import evaluator as ev
 from recbench.evaluation.evaluator import EvalSpec, evaluate
 from recbench.evaluation.ranking import _top_k_exact, top_k, top_k_row
-from tests.evaluation.test_evaluator import ALL, assert_same, random_case
+from recbench.models.base import Capabilities
+from tests.evaluation.test_evaluator import ALL, FixedScorer, assert_same, random_case
 
 
 @pytest.mark.parametrize("integer_scores", [True, False])
@@ -86,6 +90,51 @@ def test_threads_and_block_sizes_give_identical_results(threads: int) -> None:
     assert_same(base, blocked)
     assert torch.get_num_threads() == before  # restored after the evaluation
     assert sum(model.calls[1:]) == len(base.users) and max(model.calls[1:]) == 7
+
+
+class ThreadRecordingScorer:
+    """A fixed scorer that notes the thread of every ``score`` call and how many ran at once."""
+
+    def __init__(self, scores: np.ndarray, concurrent: bool) -> None:
+        self.inner = FixedScorer(scores)
+        self.capabilities = Capabilities(concurrent_score=concurrent)
+        self.threads: list[int] = []
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def score(self, users: np.ndarray, history: object) -> np.ndarray:
+        with self.lock:
+            self.threads.append(threading.get_ident())
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.002)  # long enough for the workers' calls to overlap
+        with self.lock:
+            self.running -= 1
+        return self.inner.score(users, history)
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_a_concurrent_scorer_is_scored_in_the_workers_and_any_other_in_this_thread(concurrent: bool) -> None:
+    base_model, target, history = random_case(8, n_users=90, n_items=30)
+    base = evaluate(base_model, target, history, EvalSpec(metrics=ALL, ks=(1, 5, 10), batch_size=1000))
+    model = ThreadRecordingScorer(base_model.scores, concurrent)
+    got = evaluate(model, target, history, EvalSpec(metrics=ALL, ks=(1, 5, 10), batch_size=4, num_threads=2))
+    assert_same(base, got)
+    me = threading.get_ident()
+    if concurrent:
+        assert me not in model.threads and len(set(model.threads)) == 2 and model.most == 2
+    else:
+        assert set(model.threads) == {me} and model.most == 1
+
+
+def test_only_models_that_only_read_fitted_arrays_declare_concurrent_scoring() -> None:
+    from recbench.models.als import ImplicitALS
+    from recbench.models.baselines import Popularity
+    from recbench.models.decomposition import EASE, PureSVD
+    from recbench.models.factorization import BPR
+
+    assert all(ev.concurrent_score(m) for m in (ImplicitALS(), Popularity(), PureSVD()))
+    assert not any(ev.concurrent_score(m) for m in (EASE(), BPR(), object()))
 
 
 def test_scoring_errors_surface_when_several_threads_rank() -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +208,18 @@ def check_scores(model: Recommender, case: Case) -> None:
     )
 
 
+def check_concurrent_scores(model: Recommender, case: Case) -> None:
+    """A model declaring ``concurrent_score`` gives the same scores when blocks are scored by several
+    threads at once (the evaluator's workers do so)."""
+    users = np.arange(case.train.n_users)
+    blocks = [users[i : i + 5] for i in range(0, len(users), 5)] * 4
+    alone = [model.score(b, case.train) for b in blocks]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda b: model.score(b, case.train), blocks))
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b, err_msg=f"{model!r}: scores differ when scored concurrently")
+
+
 def check_similar(model: Recommender, case: Case) -> None:
     """A model declaring ``similar`` finds each item's neighbours in its block: at least 80% of every
     item's 5 most similar other items (random lists hold about 25%)."""
@@ -308,6 +321,8 @@ def test_ranks_by_what_it_learned(name: str) -> None:
 def test_scores_are_well_formed(name: str) -> None:
     model = fitted(name)
     check_scores(model, case_for(model))
+    if capabilities_of(model).concurrent_score:
+        check_concurrent_scores(model, case_for(model))
     learned = [k for k in vars(model) if k.endswith("_") and not k.startswith("__")]
     assert learned, "fit must set learned attributes ending in '_'"
     clone = model.clone()
