@@ -151,7 +151,7 @@ class EASE(Recommender):
         L2 regularisation added to the diagonal of the Gram matrix.
     """
 
-    capabilities = Capabilities(history=True, explain=True, similar=True)
+    capabilities = Capabilities(history=True, explain=True, similar=True, concurrent_score=True)
 
     def __init__(self, *, l2: float = 500.0) -> None:
         self.l2 = l2

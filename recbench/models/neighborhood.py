@@ -193,7 +193,7 @@ class ItemKNN(_Neighbourhood):
     """
 
     _item_based = True
-    capabilities = Capabilities(ratings=True, history=True, explain=True, similar=True)
+    capabilities = Capabilities(ratings=True, history=True, explain=True, similar=True, concurrent_score=True)
 
     def __init__(
         self,
@@ -244,7 +244,7 @@ class UserKNN(_Neighbourhood):
     """
 
     _item_based = False
-    capabilities = Capabilities(ratings=True, explain=True)
+    capabilities = Capabilities(ratings=True, explain=True, concurrent_score=True)
 
     def __init__(
         self,

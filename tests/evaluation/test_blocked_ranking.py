@@ -132,9 +132,11 @@ def test_only_models_that_only_read_fitted_arrays_declare_concurrent_scoring() -
     from recbench.models.baselines import Popularity
     from recbench.models.decomposition import EASE, PureSVD
     from recbench.models.factorization import BPR
+    from recbench.models.neighborhood import ItemKNN, UserKNN
 
-    assert all(ev.concurrent_score(m) for m in (ImplicitALS(), Popularity(), PureSVD()))
-    assert not any(ev.concurrent_score(m) for m in (EASE(), BPR(), object()))
+    readers = (ImplicitALS(), Popularity(), PureSVD(), EASE(), ItemKNN(), UserKNN())
+    assert all(ev.concurrent_score(m) for m in readers)
+    assert not any(ev.concurrent_score(m) for m in (BPR(), object()))  # torch models switch modes
 
 
 def test_scoring_errors_surface_when_several_threads_rank() -> None:
