@@ -521,8 +521,9 @@ def top_lists(
         return rank(start, batch, model.score(batch, history))
 
     if workers == 1 or len(starts) == 1:
-        for start, batch in zip(starts, blocks):
-            bar.update(score_and_rank(start, batch))
+        with threadpool_limits(workers, user_api="blas"):  # numpy's BLAS follows the torch threads
+            for start, batch in zip(starts, blocks):
+                bar.update(score_and_rank(start, batch))
     else:
         with _torch_threads(1), threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
             pending: deque[Future[int]] = deque()

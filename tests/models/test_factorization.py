@@ -142,3 +142,23 @@ def test_saved_rating_model_predicts_the_same(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         restored.predict(test.users, test.items), model.predict(test.users, test.items)
     )
+
+
+@pytest.mark.parametrize("biases", [(False, False, 0.0), (True, True, 3.5), (False, True, 0.0)])
+def test_scoring_outside_autograd_equals_the_differentiable_scores(biases: tuple[bool, bool, float]) -> None:
+    user_bias, item_bias, mean = biases
+    torch.manual_seed(0)
+    net = DotProduct(30, 50, 8, user_bias=user_bias, item_bias=item_bias, global_mean=mean)
+    with torch.no_grad():
+        for table in (net.user_bias, net.item_bias):
+            if table is not None:
+                table.normal_()
+    users = torch.tensor([4, 0, 29, 4, 11])
+    differentiable = net.all_items(users)  # autograd on: torch's product, the terms added one by one
+    with torch.no_grad():
+        scored = net.all_items(users)  # numpy's BLAS, the terms added in place
+    assert differentiable.requires_grad and not scored.requires_grad
+    assert scored.dtype == torch.float32 and scored.shape == (5, 50)
+    np.testing.assert_allclose(scored.numpy(), differentiable.detach().numpy(), rtol=1e-5, atol=1e-5)
+    pairs = net(users.repeat_interleave(50), torch.arange(50).repeat(5)).detach().reshape(5, 50)
+    np.testing.assert_allclose(scored.numpy(), pairs.numpy(), rtol=1e-5, atol=1e-5)
